@@ -1,0 +1,54 @@
+"""pytest wiring: seedchain's options and the per-session state the scenario items use."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from harness.cache import Cache
+
+pytest_plugins = ["harness.pytest_plugin"]
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("seedchain")
+    group.addoption("--qemu", metavar="PATH", help="run every scenario on this qemu-system-x86_64")
+    group.addoption("--kernel", metavar="PATH", help="boot this bzImage in every layer")
+    group.addoption("--artifacts", metavar="DIR", default=None,
+                    help="folder for per-scenario logs and results (default: ROOT/seedchain-results)")
+    group.addoption("--seedchain-cache", metavar="DIR", default=None,
+                    help="image cache (default: $SEEDCHAIN_CACHE or ~/.cache/seedchain)")
+
+
+@dataclass
+class SeedchainSession:
+    cache: Cache
+    artifacts: Path
+    qemu: str | None = None
+    kernel: str | None = None
+    results: list = field(default_factory=list)
+
+
+def pytest_configure(config):
+    artifacts = config.getoption("--artifacts") or config.rootpath / "seedchain-results"
+    config.seedchain = SeedchainSession(
+        cache=Cache(Path(config.getoption("--seedchain-cache")) if config.getoption("--seedchain-cache") else None),
+        artifacts=Path(artifacts).resolve(),
+        qemu=config.getoption("--qemu"),
+        kernel=os.path.abspath(config.getoption("--kernel")) if config.getoption("--kernel") else None,
+    )
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    session = getattr(config, "seedchain", None)
+    if session is not None and (session.results or session.artifacts.exists()):
+        terminalreporter.write_line(f"seedchain artifacts (console logs, reports, result.json): {session.artifacts}")
+
+
+@pytest.fixture(scope="session")
+def seedchain(request) -> SeedchainSession:
+    """The session's cache, artifact folder and --qemu/--kernel overrides."""
+    return request.config.seedchain

@@ -1,0 +1,94 @@
+#!/bin/sh
+# seedchain guest agent: PID 1 of every layer of a chain.
+#
+# It records what this kernel did with its boot-time seed, sends that to the host
+# over the second serial port (ttyS1; the console on ttyS0 stays for humans), waits
+# for the host to read guest RAM, then starts the next layer with the loader the
+# scenario names, or powers off after the last one.
+#
+# Report format, one item per line, so the host parser stays trivial and strict:
+#   @begin <layer>          start of this layer's report
+#   @field <name>           a field; its content follows, each line prefixed "|"
+#   @end <layer>            end of the report; the host answers "go" on ttyS1
+#   @loader <name> <rc> <rng_ready>   after loading the next layer (output as a field,
+#                           then "@end-loader"; the host answers "go" again)
+#   @exec <rc>              kexec -e returned: the hand-over failed
+# /seedchain/layer.conf (written by the host) sets LAYER, NEXT_LOADER, NEXT_CMDLINE.
+
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+
+# PID 1 must never exit (the kernel would panic and hide the real fault): any
+# failure from here on ends in a power-off, which the host notices.
+halt() { echo "seedchain-agent: $*" >/dev/console; sync; poweroff -f; sleep 60; }
+
+/bin/busybox mkdir -p /proc /sys /dev /tmp /usr/bin /usr/sbin
+/bin/busybox --install -s
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+
+. /seedchain/layer.conf || halt "no /seedchain/layer.conf"
+[ -c /dev/ttyS1 ] || halt "no /dev/ttyS1: the host's report channel is missing"
+stty -F /dev/ttyS1 raw -echo 2>/dev/null
+exec 3>/dev/ttyS1 4</dev/ttyS1
+
+field() {   # field NAME: stdin becomes the field's content
+	echo "@field $1" >&3
+	sed 's/^/|/' >&3
+}
+hex() { od -An -v -tx1 "$1" | tr -d ' \n'; echo; }
+crng_ready() { dmesg | grep -q 'random: crng init done' && echo yes || echo no; }
+
+echo "seedchain-agent: layer $LAYER reporting" >/dev/console
+echo "@begin $LAYER" >&3
+uname -r | field kernel_release
+field cmdline </proc/cmdline
+field boot_protocol </sys/kernel/boot_params/version
+hex /sys/kernel/boot_params/data | field boot_params
+for entry in /sys/kernel/boot_params/setup_data/*; do
+	[ -d "$entry" ] || continue
+	n=${entry##*/}
+	field "setup_data/$n/type" <"$entry/type"
+	hex "$entry/data" | field "setup_data/$n/data"
+	stat -c %a "$entry/data" | field "setup_data/$n/mode"
+done
+field boot_id </proc/sys/kernel/random/boot_id
+kexec --version 2>&1 | head -n 1 | field kexec_tools
+busybox 2>&1 | head -n 1 | field busybox
+grep -m 1 '^flags' /proc/cpuinfo | field cpu_flags
+cat /sys/class/misc/hw_random/rng_current 2>/dev/null | field hwrng
+{ [ -d /sys/firmware/efi ] && echo yes || echo no; } | field efi
+crng_ready | field crng_ready
+dmesg | field dmesg
+echo "@end $LAYER" >&3
+
+# The host reads this layer's setup_data in RAM now; the next kernel may overwrite it.
+read -r answer <&4
+[ "$answer" = go ] || halt "host said '$answer'"
+
+if [ -z "$NEXT_LOADER" ]; then
+	echo "seedchain-agent: last layer, powering off" >/dev/console
+	halt "done"
+fi
+
+case "$NEXT_LOADER" in
+	kexec_file_load) mode=-s ;;
+	kexec_load) mode=-c ;;
+	*) halt "unknown loader $NEXT_LOADER" ;;
+esac
+# kexec_file_load only adds a seed when this kernel's RNG is ready right now.
+ready=$(crng_ready)
+kexec $mode -l /seedchain/next/bzImage --initrd=/seedchain/next/initrd \
+	--command-line="$NEXT_CMDLINE" >/tmp/loader.out 2>&1
+rc=$?
+echo "@loader $NEXT_LOADER $rc $ready" >&3
+field loader_output </tmp/loader.out
+echo "@end-loader" >&3
+# Wait until the host has this record: a tty buffer is not drained across kexec -e.
+read -r answer <&4
+[ "$rc" = 0 ] || halt "loading layer $((LAYER + 1)) failed (rc $rc)"
+echo "seedchain-agent: starting layer $((LAYER + 1)) with $NEXT_LOADER" >/dev/console
+sync
+kexec -e
+echo "@exec $?" >&3
+halt "kexec -e returned"

@@ -1,0 +1,114 @@
+"""What the runner recorded about each layer: the input of the checks.
+
+Facts are plain data with a JSON form, so a run can be saved and the checks run
+again over it later (the unit tests do exactly that with recorded runs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from .report import GuestReport, LoaderRecord, SysfsEntry
+
+SETUP_RNG_SEED = 9
+SEED_SIZE = 32
+SETUP_HEADER_SIZE = 16      # u64 next, u32 type, u32 len
+
+
+@dataclass(frozen=True)
+class RamEntry:
+    """A setup_data entry read from guest RAM through QMP."""
+
+    address: int
+    next: int
+    type: int
+    len: int
+    data: bytes             # the first bytes of the payload (SEED_SIZE for type 9)
+
+    @classmethod
+    def parse(cls, address: int, raw: bytes) -> "RamEntry":
+        return cls(address=address,
+                   next=int.from_bytes(raw[0:8], "little"),
+                   type=int.from_bytes(raw[8:12], "little"),
+                   len=int.from_bytes(raw[12:16], "little"),
+                   data=bytes(raw[16:]))
+
+
+@dataclass(frozen=True)
+class Component:
+    """Where a layer's parts came from, so a broken chain names them."""
+
+    kernel_spec: str = ""
+    kernel_package: str = ""
+    kernel_version: str = ""
+    userland: str = ""
+    kexec_tools_version: str = ""
+
+
+@dataclass
+class LayerFacts:
+    index: int
+    loader: str                                  # how this layer was started
+    component: Component = field(default_factory=Component)
+    booted: bool = False
+    fault: str | None = None                     # panic, reset, hang, bad-report, load-failed, ...
+    fault_detail: str = ""
+    console_tail: list[str] = field(default_factory=list)
+    report: GuestReport | None = None
+    ram_entries: list[RamEntry] = field(default_factory=list)
+    ram_error: str | None = None                 # why RAM could not be read, if it could not
+    loader_record: LoaderRecord | None = None    # how this layer loaded the next one
+    seconds: float = 0.0                         # hand-over to report
+
+    # Convenience views over the report -------------------------------------------------
+    def field(self, name: str) -> str:
+        return self.report.get(name).strip() if self.report else ""
+
+    @property
+    def sysfs_seeds(self) -> list[SysfsEntry]:
+        return [e for e in self.report.sysfs_entries if e.type == SETUP_RNG_SEED] if self.report else []
+
+    @property
+    def ram_seeds(self) -> list[RamEntry]:
+        return [e for e in self.ram_entries if e.type == SETUP_RNG_SEED]
+
+    @property
+    def dmesg(self) -> list[str]:
+        return self.report.get("dmesg").splitlines() if self.report else []
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["report"] = None if self.report is None else {
+            "layer": self.report.layer,
+            "fields": self.report.fields,
+        }
+        data["ram_entries"] = [dict(asdict(e), data=e.data.hex()) for e in self.ram_entries]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "LayerFacts":
+        from .report import parse_report
+        report = None
+        if data.get("report"):
+            report = parse_report(_render_report(data["report"]["layer"], data["report"]["fields"]))
+        loader = data.get("loader_record")
+        return cls(
+            index=data["index"], loader=data["loader"],
+            component=Component(**data.get("component", {})),
+            booted=data["booted"], fault=data.get("fault"), fault_detail=data.get("fault_detail", ""),
+            console_tail=list(data.get("console_tail", [])), report=report,
+            ram_entries=[RamEntry(**dict(e, data=bytes.fromhex(e["data"]))) for e in data.get("ram_entries", [])],
+            ram_error=data.get("ram_error"),
+            loader_record=LoaderRecord(**loader) if loader else None,
+            seconds=data.get("seconds", 0.0),
+        )
+
+
+def _render_report(layer: int, fields: dict[str, str]) -> bytes:
+    """The agent's wire form of a report: lets saved facts go through the real parser."""
+    lines = [f"@begin {layer}"]
+    for name, value in fields.items():
+        lines.append(f"@field {name}")
+        lines.extend("|" + line for line in value.split("\n"))
+    lines.append(f"@end {layer}")
+    return ("\n".join(lines) + "\n").encode()

@@ -1,0 +1,97 @@
+"""The validated scenario model: what the loader produces and every later stage reads.
+
+Plain frozen dataclasses, so a scenario can be hashed into cache keys and passed
+to pytest-xdist workers unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+# The checks, in the order they are shown. Each is answered per layer with
+# True, False or None (None: not applicable, e.g. "zeroed" when nothing came).
+CHECKS = ("booted", "received", "zeroed_sysfs", "zeroed_ram", "credited", "exposed", "passed_on")
+
+# Shorthands for `expect: {seed: ...}`; explicit check keys override them.
+SEED_PRESETS: dict[str, dict[str, bool]] = {
+    # received, zeroed in sysfs and RAM, credited, not readable by users
+    "consumed": {"received": True, "zeroed_sysfs": True, "zeroed_ram": True,
+                 "credited": True, "exposed": False},
+    # no SETUP_RNG_SEED entry reached this layer
+    "absent": {"received": False, "exposed": False},
+    # received by a kernel that ignores it (< 6.0): kept, uncredited, readable
+    "exposed": {"received": True, "zeroed_sysfs": False, "zeroed_ram": False,
+                "credited": False, "exposed": True},
+}
+
+LOADERS = ("kexec_file_load", "kexec_load")
+RNG_DEVICES = ("none", "virtio")
+
+
+@dataclass(frozen=True)
+class Expect:
+    """Expected outcome per check; None means "not checked"."""
+
+    booted: bool | None = True
+    received: bool | None = None
+    zeroed_sysfs: bool | None = None
+    zeroed_ram: bool | None = None
+    credited: bool | None = None
+    exposed: bool | None = None
+    passed_on: bool | None = None
+
+    def as_dict(self) -> dict[str, bool | None]:
+        return {name: getattr(self, name) for name in CHECKS}
+
+    @classmethod
+    def from_mapping(cls, data: dict) -> "Expect":
+        """Build from a scenario's `expect:` mapping (already schema-checked)."""
+        values: dict[str, bool | None] = {}
+        preset = data.get("seed")
+        if preset is not None:
+            values.update(SEED_PRESETS[preset])
+        for name in CHECKS:
+            if name in data:
+                values[name] = data[name]
+        return replace(cls(), **values)
+
+
+@dataclass(frozen=True)
+class QemuConfig:
+    build: str = "system"        # "system" (qemu-system-x86_64 on PATH) or a path to a binary
+    machine: str = "q35"
+    cpu: str = "max"             # "max" has RDRAND; "qemu64" has none
+    memory: int = 2048           # MiB
+    rng: str = "none"            # "virtio" adds -device virtio-rng-pci
+    accel: str = "auto"          # auto: KVM only when a probe boot proves it works
+    extra_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Layer:
+    index: int                   # 1-based; layer 1 is started by QEMU
+    kernel: str                  # "debian:SUITE/SERIES" or a path to a bzImage
+    loader: str                  # "qemu" for layer 1, else one of LOADERS
+    userland: str = "debian:bookworm"   # where busybox and kexec-tools come from
+    cmdline: str = ""            # appended to the harness's own console options
+    timeout: float = 120.0       # seconds from the parent's hand-over to this layer's report
+    expect: Expect = field(default_factory=Expect)
+    line: int = 0                # line in the scenario file, for messages
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    path: str                    # the file it came from
+    qemu: QemuConfig
+    layers: tuple[Layer, ...]
+    tags: tuple[str, ...] = ()
+
+    def with_overrides(self, *, qemu_build: str | None = None, kernel: str | None = None) -> "Scenario":
+        """The same scenario on a user's QEMU binary and/or kernel (pytest --qemu/--kernel)."""
+        qemu = replace(self.qemu, build=qemu_build) if qemu_build else self.qemu
+        layers = self.layers
+        if kernel:
+            layers = tuple(replace(layer, kernel=kernel) for layer in layers)
+        return replace(self, qemu=qemu, layers=layers)

@@ -1,0 +1,67 @@
+"""pytest front door: every scenario file is one test item that runs the real chain.
+
+A scenario folder is one that holds `schema.json` beside its `*.yaml` files, so the
+malformed scenarios kept as test fixtures are never collected as scenarios.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .errors import SeedchainError
+from .reports import summary
+from .runner import run
+from .scenario import discover, load_scenario
+
+
+def pytest_collect_file(parent, file_path: Path):
+    if file_path.suffix == ".yaml" and (file_path.parent / "schema.json").exists():
+        if file_path in discover(file_path.parent):
+            return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ScenarioFile(pytest.File):
+    def collect(self):
+        scenario = load_scenario(self.path)
+        item = ScenarioItem.from_parent(self, name=scenario.name, scenario=scenario)
+        item.add_marker(pytest.mark.vm)
+        for tag in scenario.tags:
+            item.keywords[tag] = True
+        yield item
+
+    def repr_failure(self, excinfo):
+        if isinstance(excinfo.value, SeedchainError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+
+class ScenarioFailed(Exception):
+    """The chain ran and at least one expectation did not hold."""
+
+
+class ScenarioItem(pytest.Item):
+    def __init__(self, *, scenario, **kwargs):
+        super().__init__(**kwargs)
+        self.scenario = scenario
+
+    def runtest(self):
+        session = self.config.seedchain  # set up by conftest.py's pytest_configure
+        scenario = self.scenario.with_overrides(qemu_build=session.qemu, kernel=session.kernel)
+        result = run(scenario, cache=session.cache, artifacts=session.artifacts)
+        self.user_properties += [("artifacts", result.artifacts), ("qemu", result.qemu_version),
+                                 ("accel", result.accel), ("seconds", f"{result.seconds:.1f}")]
+        (Path(result.artifacts) / "summary.txt").write_text(summary(result) + "\n")
+        session.results.append(result.to_json())
+        if not result.passed:
+            raise ScenarioFailed(summary(result))
+
+    def repr_failure(self, excinfo):
+        if isinstance(excinfo.value, (ScenarioFailed, SeedchainError)):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, 0, f"scenario {self.name}"

@@ -1,0 +1,258 @@
+"""QEMU control: command line, launch, QMP, the agent's channel, guest RAM, shutdown.
+
+QEMU connects out to two sockets we listen on (QMP and the agent's serial port),
+so nothing the guest says can be lost to a race with our connect. The console goes
+to a file QEMU writes itself: the log survives whatever happens to this process.
+QEMU dies with us (PR_SET_PDEATHSIG), and `close()` asks it to quit over QMP before
+it is killed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import re
+import select
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from .errors import QemuError
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def find_binary(build: str) -> str:
+    """The qemu-system-x86_64 to run: "system" means the one on PATH."""
+    if build == "system":
+        found = shutil.which("qemu-system-x86_64")
+        if not found:
+            raise QemuError("qemu-system-x86_64 is not installed",
+                            where="qemu.build: system",
+                            hint="apt-get install qemu-system-x86, or give a binary with --qemu PATH")
+        return found
+    path = Path(build)
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise QemuError(f"{build} is not an executable file", where="qemu.build",
+                        hint="give the path of a built qemu-system-x86_64")
+    return str(path.resolve())
+
+
+def base_args(*, machine: str, cpu: str, memory: int, accel: str, rng: str) -> list[str]:
+    """Options that do not depend on the run's files."""
+    args = [
+        "-nodefaults", "-no-user-config", "-display", "none",
+        "-no-reboot",            # a guest reset or panic ends QEMU: the runner sees it
+        "-machine", machine, "-accel", accel, "-cpu", cpu, "-m", str(memory), "-smp", "1",
+    ]
+    if rng == "virtio":
+        args += ["-device", "virtio-rng-pci"]
+    return args
+
+
+class Machine:
+    """One QEMU process with its console file, QMP and agent channel."""
+
+    def __init__(self, binary: str, args: list[str], workdir: Path):
+        self.binary = binary
+        self.workdir = workdir
+        self.console_path = workdir / "console.log"
+        self.qemu_log_path = workdir / "qemu.log"
+        self._qmp_path = workdir / "qmp.sock"
+        self._agent_path = workdir / "agent.sock"
+        self.args = [
+            *args,
+            "-chardev", f"file,id=console,path={self.console_path}",
+            "-serial", "chardev:console",
+            "-chardev", f"socket,id=agent,path={self._agent_path}",
+            "-serial", "chardev:agent",
+            "-chardev", f"socket,id=qmp,path={self._qmp_path}",
+            "-mon", "chardev=qmp,mode=control",
+        ]
+        self.proc: subprocess.Popen | None = None
+        self.qmp = None
+        self._agent: socket.socket | None = None
+        self._agent_listener: socket.socket | None = None
+        self._buffer = b""
+        self.exit_code: int | None = None
+
+    @property
+    def command_line(self) -> str:
+        return shlex.join([self.binary, *self.args])
+
+    # -- start ---------------------------------------------------------------------------
+    def start(self, timeout: float = 30.0) -> None:
+        from qemu.qmp.legacy import QEMUMonitorProtocol
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for path in (self._qmp_path, self._agent_path):
+            path.unlink(missing_ok=True)
+        self._agent_listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._agent_listener.bind(str(self._agent_path))
+        self._agent_listener.listen(1)
+        self.qmp = QEMUMonitorProtocol(str(self._qmp_path), server=True)
+        (self.workdir / "qemu-cmdline.txt").write_text(self.command_line + "\n")
+        with open(self.qemu_log_path, "wb") as qemu_log:
+            try:
+                self.proc = subprocess.Popen(
+                    [self.binary, *self.args], stdin=subprocess.DEVNULL, stdout=qemu_log,
+                    stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+            except OSError as exc:
+                raise QemuError(f"cannot run {self.binary}: {exc.strerror}",
+                                hint="check the QEMU path (--qemu) and that it is executable") from None
+        deadline = time.monotonic() + timeout
+        self._agent_listener.settimeout(0.2)
+        while self._agent is None:
+            self._check_alive("while starting")
+            if time.monotonic() > deadline:
+                raise self._launch_error(f"QEMU did not connect to the agent socket in {timeout:.0f} s")
+            try:
+                self._agent, _ = self._agent_listener.accept()
+            except socket.timeout:
+                continue
+        try:
+            self.qmp.accept(timeout=max(1.0, deadline - time.monotonic()))
+        except Exception as exc:  # qemu.qmp raises several kinds; all mean "no monitor"
+            self._check_alive("while connecting QMP")
+            raise self._launch_error(f"QMP did not come up: {exc}") from None
+        self._agent.setblocking(False)
+
+    def _launch_error(self, what: str) -> QemuError:
+        output = self.qemu_output()
+        return QemuError(what, where="qemu",
+                         hint=f"command line: {self.command_line}\n  QEMU said: {output or '(nothing)'}")
+
+    def qemu_output(self) -> str:
+        try:
+            return self.qemu_log_path.read_text(errors="replace").strip()[-2000:]
+        except OSError:
+            return ""
+
+    def _check_alive(self, when: str) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            self.exit_code = self.proc.returncode
+            raise self._launch_error(f"QEMU exited with status {self.exit_code} {when}")
+
+    # -- running -------------------------------------------------------------------------
+    def running(self) -> bool:
+        if self.proc is None:
+            return False
+        if self.proc.poll() is None:
+            return True
+        self.exit_code = self.proc.returncode
+        return False
+
+    def query_version(self) -> str:
+        reply = self.qmp.cmd("query-version")
+        q = reply["qemu"]
+        package = reply.get("package", "").strip()
+        return f"{q['major']}.{q['minor']}.{q['micro']}" + (f" ({package})" if package else "")
+
+    def read_agent(self, wait: float) -> bytes:
+        """Whatever the agent sent within `wait` seconds ("" when nothing, or closed)."""
+        if self._agent is None:
+            return b""
+        ready, _, _ = select.select([self._agent], [], [], wait)
+        if not ready:
+            return b""
+        try:
+            return self._agent.recv(1 << 16)
+        except (BlockingIOError, ConnectionResetError):
+            return b""
+
+    def answer_agent(self, word: str) -> None:
+        if self._agent is not None:
+            self._agent.setblocking(True)
+            try:
+                self._agent.sendall(word.encode() + b"\n")
+            except OSError:
+                pass  # QEMU went away; the runner sees that next
+            finally:
+                self._agent.setblocking(False)
+
+    def read_memory(self, address: int, size: int) -> bytes:
+        """Guest-physical memory through the monitor's `xp` (works while the guest runs)."""
+        text = self.qmp.cmd("human-monitor-command", **{"command-line": f"xp /{size}xb {address:#x}"})
+        data = bytearray()
+        for line in str(text).splitlines():
+            _, _, values = line.partition(":")
+            data += bytes(int(v, 16) for v in re.findall(r"0x([0-9a-fA-F]{2})\b", values))
+        if len(data) != size:
+            raise QemuError(f"reading {size} bytes at {address:#x} gave {len(data)}: {str(text)[:200]}")
+        return bytes(data)
+
+    def wait_exit(self, timeout: float) -> int | None:
+        if self.proc is None:
+            return None
+        try:
+            self.exit_code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        return self.exit_code
+
+    # -- stop ----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Quit gracefully over QMP, then terminate, then kill; always closes sockets."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.qmp.settimeout(2.0)
+                self.qmp.cmd("quit")
+            except Exception:  # the monitor may be gone already; killing follows
+                pass
+            if self.wait_exit(3.0) is None:
+                self.proc.terminate()
+                if self.wait_exit(3.0) is None:
+                    self.proc.kill()
+                    self.wait_exit(5.0)
+        elif self.proc is not None:
+            self.exit_code = self.proc.returncode
+        for closer in (getattr(self.qmp, "close", None), getattr(self._agent, "close", None),
+                       getattr(self._agent_listener, "close", None)):
+            if closer:
+                try:
+                    closer()
+                except Exception:  # closing a half-open QMP shim may raise; nothing to save
+                    pass
+        for path in (self._qmp_path, self._agent_path):
+            path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "Machine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def kvm_usable(binary: str, kernel: Path, workdir: Path, timeout: float = 20.0) -> bool:
+    """Does KVM really work here? /dev/kvm can exist and still hang guests.
+
+    Boots the kernel with no initramfs: it panics at once for want of a root
+    filesystem, which (with -no-reboot) ends QEMU. Under working KVM that takes a
+    second or two; a hang or an abort means no.
+    """
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False
+    workdir.mkdir(parents=True, exist_ok=True)
+    console = workdir / "kvm-probe.log"
+    args = [binary, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+            "-machine", "q35", "-accel", "kvm", "-cpu", "max", "-m", "256",
+            "-kernel", str(kernel), "-append", "console=ttyS0 panic=-1",
+            "-serial", f"file:{console}"]
+    try:
+        proc = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=timeout, preexec_fn=_die_with_parent)
+    except (subprocess.TimeoutExpired, OSError):
+        return False
+    text = console.read_text(errors="replace") if console.exists() else ""
+    return proc.returncode == 0 and "Kernel panic" in text

@@ -1,0 +1,286 @@
+"""Run one scenario: images, then one QEMU boot that kexecs down the chain.
+
+For each layer the runner waits, with the layer's timeout, for one of: the agent's
+report (the layer booted), QEMU exiting (a panic or a reset), or the deadline (a
+hang). After a report it reads the layer's setup_data from guest RAM before the
+agent may go on. Everything recorded goes to the scenario's artifact folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+from . import qemu as qemu_control
+from .cache import Cache
+from .errors import SeedchainError
+from .facts import SEED_SIZE, SETUP_HEADER_SIZE, SETUP_RNG_SEED, Component, LayerFacts, RamEntry
+from .images import LayerImage, build_chain
+from .model import Scenario
+from .report import MAX_REPORT_BYTES, ReportError, parse_loader, parse_report
+from .verdict import RunResult, judge
+
+Progress = Callable[[str], None]
+MAX_SETUP_ENTRIES = 32          # a corrupt list must not loop us forever
+LOADER_TIMEOUT = 120.0          # kexec -l of a large initramfs takes a few seconds under TCG
+POWEROFF_TIMEOUT = 30.0
+PANIC_GRACE = 5.0               # after "Kernel panic" on the console, QEMU should exit by then
+CONSOLE_TAIL = 25
+
+
+class Fault(Exception):
+    """A layer did not get as far as it should: the kind and what was seen."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+class Console:
+    """Reads the console file QEMU writes, from a mark set when a layer starts."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.mark_at = 0
+
+    def _read(self) -> str:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.mark_at)
+                return f.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    def mark(self) -> None:
+        self.mark_at = self.path.stat().st_size if self.path.exists() else 0
+
+    def since_mark(self) -> str:
+        return self._read()
+
+    def tail(self, lines: int = CONSOLE_TAIL) -> list[str]:
+        return [line.rstrip("\r") for line in self._read().splitlines()[-lines:]]
+
+
+class AgentStream:
+    """Splits the agent's byte stream into blocks ("@begin".."@end N" and so on)."""
+
+    def __init__(self, machine: qemu_control.Machine, log_path: Path):
+        self.machine = machine
+        self.buffer = b""
+        self.log = open(log_path, "ab")
+
+    def poll(self, wait: float) -> None:
+        data = self.machine.read_agent(wait)
+        if data:
+            self.log.write(data)
+            self.log.flush()
+            self.buffer += data
+            if len(self.buffer) > MAX_REPORT_BYTES:
+                raise Fault("bad-report", f"the agent sent over {MAX_REPORT_BYTES} bytes without a complete block")
+
+    def take(self, start: bytes, end: bytes) -> bytes | None:
+        """Remove and return the first complete block from a line starting with `start`
+        through the line `end`; None while it is incomplete."""
+        if self.buffer.startswith(start):
+            begin = 0
+        else:
+            begin = self.buffer.find(b"\n" + start) + 1
+            if begin == 0:
+                return None
+        stop = self.buffer.find(b"\n" + end + b"\n", begin)
+        if stop < 0:
+            return None
+        stop += len(end) + 2
+        block, self.buffer = self.buffer[begin:stop], self.buffer[stop:]
+        return block
+
+    def close(self) -> None:
+        self.log.close()
+
+
+def _wait_block(machine: qemu_control.Machine, stream: AgentStream, console: Console,
+                start: bytes, end: bytes, deadline: float, what: str) -> bytes:
+    panic_seen: float | None = None
+    while True:
+        block = stream.take(start, end)
+        if block is not None:
+            return block
+        if not machine.running():
+            stream.poll(0)           # the last words may be in flight
+            block = stream.take(start, end)
+            if block is not None:
+                return block
+            raise _exit_fault(machine, console, what)
+        now = time.monotonic()
+        if "Kernel panic" in console.since_mark():
+            panic_seen = panic_seen or now
+            if now - panic_seen > PANIC_GRACE:
+                raise Fault("panic", f"kernel panic before {what}; QEMU did not exit")
+        if now > deadline:
+            raise Fault("hang", f"no {what} within the timeout; the guest is silent or stuck")
+        stream.poll(0.2)
+
+
+def _exit_fault(machine: qemu_control.Machine, console: Console, what: str) -> Fault:
+    text = console.since_mark()
+    if "Kernel panic" in text:
+        reason = next((line.strip() for line in text.splitlines() if "Kernel panic" in line), "")
+        return Fault("panic", f"{reason} (before {what})")
+    if machine.exit_code not in (0, None):
+        return Fault("qemu-exit", f"QEMU exited with status {machine.exit_code} before {what}: "
+                                  f"{machine.qemu_output()[-500:]}")
+    return Fault("reset", f"the guest reset or powered off before {what}, with no panic message")
+
+
+def read_setup_data(machine: qemu_control.Machine, head: int) -> list[RamEntry]:
+    """Walk the setup_data list in guest RAM from hdr.setup_data."""
+    entries: list[RamEntry] = []
+    seen: set[int] = set()
+    address = head
+    while address and address not in seen and len(entries) < MAX_SETUP_ENTRIES:
+        seen.add(address)
+        header = machine.read_memory(address, SETUP_HEADER_SIZE)
+        kind = int.from_bytes(header[8:12], "little")
+        # A consumed seed has len 0, so read the 32 seed bytes whatever len says.
+        payload = machine.read_memory(address + SETUP_HEADER_SIZE, SEED_SIZE) if kind == SETUP_RNG_SEED else b""
+        entry = RamEntry.parse(address, header + payload)
+        entries.append(entry)
+        address = entry.next
+    return entries
+
+
+def choose_accel(wanted: str, binary: str, kernel: Path, cache: Cache, workdir: Path) -> str:
+    """TCG unless KVM is asked for, or "auto" and a probe boot proves KVM works."""
+    if wanted in ("tcg", "kvm"):
+        return wanted
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot_id = ""
+    key = hashlib.sha256(f"{binary}\0{os.stat(binary).st_mtime}\0{boot_id}".encode()).hexdigest()[:24]
+    memo = cache.root / "kvm-probe" / key
+    if memo.exists():
+        return memo.read_text().strip()
+    accel = "kvm" if qemu_control.kvm_usable(binary, kernel, workdir) else "tcg"
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    memo.write_text(accel + "\n")
+    return accel
+
+
+def _components(images: list[LayerImage]) -> list[Component]:
+    return [Component(kernel_spec=img.kernel.spec, kernel_package=img.kernel.package,
+                      kernel_version=img.kernel.version, userland=img.userland.suite,
+                      kexec_tools_version=img.userland.kexec_tools_version) for img in images]
+
+
+def run(scenario: Scenario, *, cache: Cache, artifacts: Path,
+        progress: Progress = lambda message: None) -> RunResult:
+    """Run the scenario and judge it. Setup problems raise SeedchainError; guest faults
+    are recorded per layer and become part of the verdict."""
+    started = time.monotonic()
+    outdir = artifacts / scenario.name
+    if outdir.exists():
+        shutil.rmtree(outdir)
+    outdir.mkdir(parents=True)
+    (outdir / "scenario.yaml").write_bytes(Path(scenario.path).read_bytes())
+
+    progress(f"{scenario.name}: building images")
+    images = build_chain(scenario, cache)
+    binary = qemu_control.find_binary(scenario.qemu.build)
+    q = scenario.qemu
+    accel = choose_accel(q.accel, binary, images[0].kernel.path, cache, outdir)
+    args = qemu_control.base_args(machine=q.machine, cpu=q.cpu, memory=q.memory, accel=accel, rng=q.rng)
+    args += ["-kernel", str(images[0].kernel.path), "-initrd", str(images[0].initrd),
+             "-append", images[0].cmdline, *q.extra_args]
+
+    facts = [LayerFacts(index=layer.index, loader=layer.loader, component=component)
+             for layer, component in zip(scenario.layers, _components(images))]
+    machine = qemu_control.Machine(binary, args, outdir)
+    version = ""
+    try:
+        with machine:
+            machine.start()
+            version = machine.query_version()
+            progress(f"{scenario.name}: QEMU {version} ({accel}, {q.machine}) started")
+            _follow_chain(scenario, machine, facts, outdir, progress)
+    finally:
+        _save_facts(outdir, facts)
+    result = judge(scenario, facts, qemu_version=version, qemu_binary=binary, accel=accel,
+                   artifacts=str(outdir), seconds=time.monotonic() - started,
+                   qemu_args=machine.args)
+    (outdir / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    return result
+
+
+def _follow_chain(scenario: Scenario, machine: qemu_control.Machine, facts: list[LayerFacts],
+                  outdir: Path, progress: Progress) -> None:
+    console = Console(machine.console_path)
+    stream = AgentStream(machine, outdir / "agent.log")
+    try:
+        for i, layer in enumerate(scenario.layers):
+            f = facts[i]
+            start = time.monotonic()
+            try:
+                _boot_layer(layer.index, layer.timeout, machine, stream, console, f)
+                f.seconds = time.monotonic() - start
+                progress(f"layer {layer.index}: booted {f.field('kernel_release')} "
+                         f"in {f.seconds:.1f} s via {layer.loader}; "
+                         f"{len(f.sysfs_seeds)} seed entr{'y' if len(f.sysfs_seeds) == 1 else 'ies'}")
+                if i + 1 < len(scenario.layers):
+                    _hand_over(machine, stream, console, f, scenario.layers[i + 1].index)
+            except Fault as fault:
+                # A failed load is the child's fault to show: the parent itself booted.
+                failed = i + 1 if fault.kind == "load-failed" else i
+                facts[failed].fault, facts[failed].fault_detail = fault.kind, fault.detail
+                facts[failed].console_tail = console.tail()
+                f.seconds = f.seconds or time.monotonic() - start
+                progress(f"layer {failed + 1}: {fault.kind}: {fault.detail}")
+                for later in facts[failed + 1:]:
+                    later.fault, later.fault_detail = "not-reached", f"layer {failed + 1} failed: {fault.kind}"
+                return
+        machine.wait_exit(POWEROFF_TIMEOUT)
+    finally:
+        stream.close()
+
+
+def _boot_layer(index: int, timeout: float, machine, stream, console, f: LayerFacts) -> None:
+    console.mark()
+    block = _wait_block(machine, stream, console, b"@begin ", f"@end {index}".encode(),
+                        time.monotonic() + timeout, f"layer {index}'s report")
+    try:
+        report = parse_report(block)
+    except ReportError as exc:
+        raise Fault("bad-report", f"layer {index}'s report is malformed: {exc}") from None
+    if report.layer != index:
+        raise Fault("bad-report", f"expected layer {index}'s report, got layer {report.layer}'s")
+    f.booted, f.report = True, report
+    try:
+        f.ram_entries = read_setup_data(machine, report.setup_data_head)
+    except Exception as exc:  # the monitor's answer is diagnostic data, not a reason to stop
+        f.ram_error = f"{type(exc).__name__}: {exc}"
+    machine.answer_agent("go")
+
+
+def _hand_over(machine, stream, console, f: LayerFacts, next_index: int) -> None:
+    console.mark()
+    block = _wait_block(machine, stream, console, b"@loader ", b"@end-loader",
+                        time.monotonic() + LOADER_TIMEOUT, f"layer {f.index}'s loader record")
+    try:
+        f.loader_record = parse_loader(block)
+    except ReportError as exc:
+        raise Fault("bad-report", f"layer {f.index}'s loader record is malformed: {exc}") from None
+    machine.answer_agent("go")
+    if f.loader_record.rc != 0:
+        raise Fault("load-failed", f"{f.loader_record.loader} of layer {next_index} failed in layer "
+                                   f"{f.index} (rc {f.loader_record.rc}): {f.loader_record.output.strip()[-300:]}")
+
+
+def _save_facts(outdir: Path, facts: list[LayerFacts]) -> None:
+    for f in facts:
+        (outdir / f"layer-{f.index}.json").write_text(json.dumps(f.to_json(), indent=2) + "\n")

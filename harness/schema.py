@@ -1,0 +1,243 @@
+"""The JSON Schema (draft 2020-12) of scenario files.
+
+harness.scenario validates every file against SCHEMA, and editors read the
+same schema from scenarios/schema.json for completion and hover help, which is
+why every property has a description. Regenerate that file after a change:
+
+    python -m harness.schema > scenarios/schema.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from harness.model import CHECKS, LOADERS, RNG_DEVICES, SEED_PRESETS, Layer, QemuConfig
+
+MAX_LAYERS = 16
+
+# Regexes are ECMA 262 (what JSON Schema and editors use); harness.scenario reads
+# a final `$` the ECMA way, as the very end of the string.
+NAME = r"^[a-z0-9][a-z0-9-]*$"
+TAG = r"^[a-z0-9-]+$"
+MACHINE = r"^[a-z0-9][a-z0-9.,=_-]*$"
+CPU = r"^[A-Za-z0-9][A-Za-z0-9,=_.+-]*$"
+DEBIAN_KERNEL = r"^debian:[a-z]+(-backports)?/[0-9]+\.[0-9]+$"
+KERNEL_PATH = r"^[^\n\r\u0000]+$"
+USERLAND = r"^debian:[a-z]+(-backports)?$"
+ONE_LINE = r"^[^\n\r\u0000]*$"
+
+# What each pattern means in words, for error messages.
+PATTERN_WORDS = {
+    NAME: "lowercase letters, digits and '-', starting with a letter or digit",
+    TAG: "lowercase letters, digits and '-'",
+    MACHINE: "a QEMU machine type such as pc, q35, pc-i440fx-7.2 or microvm,rtc=on",
+    CPU: "a QEMU CPU model such as max, qemu64 or qemu64,+rdrand",
+    DEBIAN_KERNEL: "'debian:SUITE/SERIES' such as debian:bookworm/6.1 or debian:sid/7.2",
+    KERNEL_PATH: "'debian:SUITE/SERIES' or a path to a kernel image, on one line",
+    USERLAND: "'debian:SUITE' such as debian:bookworm or debian:bookworm-backports",
+    ONE_LINE: "text on one line",
+}
+
+_QEMU = QemuConfig()
+_LAYER = Layer(index=1, kernel="", loader="qemu")
+
+CHECK_WORDS = {
+    "booted": "The layer's kernel booted and reported back.",
+    "received": "A SETUP_RNG_SEED entry reached this layer's kernel.",
+    "zeroed_sysfs": "The seed reads as zeroes in the setup_data copy under /sys/kernel/boot_params.",
+    "zeroed_ram": "The seed bytes in the setup_data in RAM were zeroed after use.",
+    "credited": "The kernel credited the seed as entropy.",
+    "exposed": "The seed stays readable by users after boot.",
+    "passed_on": "This layer handed a fresh seed to the next kernel it kexec'd.",
+}
+assert set(CHECK_WORDS) == set(CHECKS)
+
+_EXPECT = {
+    "type": "object",
+    "description": "Expected outcome of this layer's checks. Checks not named are not checked "
+                   "(except booted, expected true).",
+    "additionalProperties": False,
+    "properties": {
+        "seed": {
+            "enum": list(SEED_PRESETS),
+            "description": "Shorthand for several checks: " + "; ".join(
+                f"{preset} = " + ", ".join(f"{k}: {str(v).lower()}" for k, v in checks.items())
+                for preset, checks in SEED_PRESETS.items()
+            ) + ". Explicit check keys override it.",
+        },
+        **{
+            check: {
+                "type": ["boolean", "null"],
+                "description": f"{CHECK_WORDS[check]} true or false: expected outcome; null: not checked.",
+            }
+            for check in CHECKS
+        },
+    },
+}
+
+
+def _layer(first: bool) -> dict:
+    """Layer 1 (started by QEMU) and later layers (started by kexec) differ only in `loader`."""
+    if first:
+        loader = {
+            "not": {},
+            "description": "Not allowed in layer 1: QEMU always starts layer 1. "
+                           "Set loader on layers 2 and later.",
+        }
+    else:
+        loader = {
+            "enum": list(LOADERS),
+            "description": "How the previous layer starts this one: "
+                           + " or ".join(LOADERS) + " (the kexec system call used).",
+        }
+    return {
+        "type": "object",
+        "description": ("The first kernel, booted by QEMU." if first
+                        else "A kernel booted by the previous layer with kexec."),
+        "additionalProperties": False,
+        "required": ["kernel"] if first else ["kernel", "loader"],
+        "properties": {
+            "kernel": {
+                "type": "string",
+                "description": "Kernel to boot: 'debian:SUITE/SERIES' (e.g. debian:bookworm/6.1, "
+                               "debian:sid/7.2), or a path to a bzImage, absolute or relative to "
+                               "this file's folder.",
+                "if": {"pattern": "^debian:"},
+                "then": {"pattern": DEBIAN_KERNEL},
+                "else": {"pattern": KERNEL_PATH},
+            },
+            "loader": loader,
+            "userland": {
+                "type": "string",
+                "pattern": USERLAND,
+                "default": _LAYER.userland,
+                "description": "'debian:SUITE' that busybox and kexec-tools for this layer come from.",
+            },
+            "cmdline": {
+                "type": "string",
+                "pattern": ONE_LINE,
+                "maxLength": 1024,
+                "default": _LAYER.cmdline,
+                "description": "Extra kernel command line, appended to the harness's own options "
+                               "(one line, at most 1024 characters).",
+            },
+            "timeout": {
+                "type": "number",
+                "minimum": 5,
+                "maximum": 3600,
+                "default": _LAYER.timeout,
+                "description": "Seconds from the hand-over to this layer until it must have "
+                               "reported, 5 to 3600.",
+            },
+            "expect": _EXPECT,
+        },
+    }
+
+
+SCHEMA: dict = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "seedchain scenario",
+    "description": "A chain of kernels: QEMU boots layer 1, each layer kexecs the next, and each "
+                   "layer's checks say what must happen to the boot-time RNG seed.",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "description", "layers"],
+    "properties": {
+        "name": {
+            "type": "string",
+            "pattern": NAME,
+            "maxLength": 64,
+            "description": "Unique name of the scenario: lowercase letters, digits and '-', "
+                           "at most 64 characters.",
+        },
+        "description": {
+            "type": "string",
+            "minLength": 1,
+            "description": "What the scenario boots and what it shows, in a sentence or two.",
+        },
+        "tags": {
+            "type": "array",
+            "items": {"type": "string", "pattern": TAG},
+            "default": [],
+            "description": "Labels to select scenarios by (lowercase letters, digits and '-').",
+        },
+        "qemu": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "How QEMU runs layer 1; every key is optional.",
+            "properties": {
+                "build": {
+                    "type": "string",
+                    "minLength": 1,
+                    "default": _QEMU.build,
+                    "description": "'system' for qemu-system-x86_64 on PATH, or a path to a "
+                                   "qemu-system-x86_64 binary.",
+                },
+                "machine": {
+                    "type": "string",
+                    "pattern": MACHINE,
+                    "default": _QEMU.machine,
+                    "description": "QEMU machine type and options (-machine), e.g. q35, pc, "
+                                   "pc-i440fx-7.2, microvm,rtc=on.",
+                },
+                "cpu": {
+                    "type": "string",
+                    "pattern": CPU,
+                    "default": _QEMU.cpu,
+                    "description": "QEMU CPU model (-cpu): max has RDRAND, qemu64 has none.",
+                },
+                "memory": {
+                    "type": "integer",
+                    "minimum": 256,
+                    "maximum": 16384,
+                    "default": _QEMU.memory,
+                    "description": "Guest RAM in MiB, 256 to 16384.",
+                },
+                "rng": {
+                    "enum": list(RNG_DEVICES),
+                    "default": _QEMU.rng,
+                    "description": "Guest RNG device: none, or virtio (adds virtio-rng-pci).",
+                },
+                "accel": {
+                    "enum": ["auto", "tcg", "kvm"],
+                    "default": _QEMU.accel,
+                    "description": "Accelerator: kvm, tcg, or auto (KVM only when a probe boot "
+                                   "shows it works).",
+                },
+                "extra_args": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "default": [],
+                    "description": "More QEMU arguments, passed as they are (quote numbers).",
+                },
+            },
+        },
+        "layers": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_LAYERS,
+            "description": f"The chain, 1 to {MAX_LAYERS} kernels: layer 1 is booted by QEMU, "
+                           "each later one by kexec from the layer before it.",
+            "prefixItems": [{"$ref": "#/$defs/first_layer"}],
+            "items": {"$ref": "#/$defs/kexec_layer"},
+        },
+    },
+    "$defs": {
+        "first_layer": _layer(first=True),
+        "kexec_layer": _layer(first=False),
+    },
+}
+
+
+def render() -> str:
+    """SCHEMA as the text of scenarios/schema.json."""
+    return json.dumps(SCHEMA, indent=2, sort_keys=True) + "\n"
+
+
+def main() -> None:
+    sys.stdout.write(render())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Compare observed checks with a scenario's expectations; build the result record.
+
+The JSON written from RunResult.to_json() is a contract other tools read: the keys
+named in README ("Reading a result") must keep their names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .checks import other_entropy_sources, run_checks
+from .facts import SETUP_RNG_SEED, LayerFacts
+from .model import CHECKS, Scenario
+
+RESULT_FORMAT = 1
+
+
+@dataclass
+class LayerResult:
+    facts: LayerFacts
+    expect: dict[str, bool | None]
+    observed: dict[str, bool | None]
+
+    @property
+    def mismatches(self) -> list[str]:
+        return [name for name in CHECKS
+                if self.expect[name] is not None and self.observed[name] != self.expect[name]]
+
+    @property
+    def passed(self) -> bool:
+        return not self.mismatches
+
+    def outcome(self) -> dict[str, str]:
+        """Per check: "pass", "fail", or "-" where nothing was expected."""
+        return {name: "-" if self.expect[name] is None
+                else ("pass" if self.observed[name] == self.expect[name] else "fail")
+                for name in CHECKS}
+
+    def blame(self) -> str:
+        """One line naming the layer's components and versions, for failure messages."""
+        f, c = self.facts, self.facts.component
+        kernel = f.field("kernel_release") or c.kernel_spec
+        parts = [f"layer {f.index}", f"kernel {kernel}"]
+        if c.kernel_package:
+            parts.append(f"({c.kernel_package} {c.kernel_version})")
+        parts.append(f"started by {f.loader}")
+        if f.loader.startswith("kexec"):
+            parts.append(f"with kexec-tools {c.kexec_tools_version or '?'} from {c.userland}")
+        return " ".join(parts)
+
+    def seed_address(self) -> int | None:
+        for entry in self.facts.ram_entries:
+            if entry.type == SETUP_RNG_SEED:
+                return entry.address
+        return None
+
+    def to_json(self) -> dict:
+        f, c = self.facts, self.facts.component
+        seeds = [e for e in f.ram_entries if e.type == SETUP_RNG_SEED]
+        address = self.seed_address()
+        return {
+            "index": f.index,
+            "kernel": f.field("kernel_release") or None,
+            "kernel_spec": c.kernel_spec,
+            "kernel_package": c.kernel_package,
+            "kernel_version": c.kernel_version,
+            "loader": f.loader,
+            "userland": c.userland,
+            "kexec_tools": c.kexec_tools_version,
+            **{name: self.observed[name] for name in CHECKS},
+            "seed_address": None if address is None else f"{address:#x}",
+            "seed_ram": [{"address": f"{e.address:#x}", "type": e.type, "len": e.len,
+                          "bytes": e.data.hex()} for e in seeds],
+            "seed_sysfs": [{"entry": e.number, "bytes": e.data.hex(), "mode": f"{e.mode:o}"}
+                           for e in f.sysfs_seeds],
+            "setup_data_head": None if f.report is None else f"{f.report.setup_data_head:#x}",
+            "other_entropy_sources": other_entropy_sources(f) if f.booted else [],
+            "handed_on": None if f.loader_record is None else {
+                "loader": f.loader_record.loader, "rc": f.loader_record.rc,
+                "rng_ready": f.loader_record.rng_ready, "output": f.loader_record.output},
+            "expect": self.expect,
+            "outcome": self.outcome(),
+            "passed": self.passed,
+            "fault": f.fault,
+            "fault_detail": f.fault_detail,
+            "console_tail": f.console_tail,
+            "ram_error": f.ram_error,
+            "seconds": round(f.seconds, 2),
+        }
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    layers: list[LayerResult]
+    qemu_version: str = ""
+    qemu_binary: str = ""
+    accel: str = ""
+    artifacts: str = ""
+    seconds: float = 0.0
+    error: str | None = None                       # a harness-level failure, not a verdict
+    qemu_args: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(layer.passed for layer in self.layers)
+
+    def failures(self) -> list[str]:
+        """One line per failing layer: who broke, and which checks."""
+        lines = []
+        for layer in self.layers:
+            if layer.passed:
+                continue
+            wrong = ", ".join(f"{name} expected {_word(layer.expect[name])} observed "
+                              f"{_word(layer.observed[name])}" for name in layer.mismatches)
+            lines.append(f"{layer.blame()}: {wrong}")
+            if layer.facts.fault:
+                lines.append(f"  fault: {layer.facts.fault}: {layer.facts.fault_detail}")
+        if self.error:
+            lines.append(self.error)
+        return lines
+
+    def to_json(self) -> dict:
+        s = self.scenario
+        return {
+            "format": RESULT_FORMAT,
+            "scenario": s.name,
+            "description": s.description,
+            "file": s.path,
+            "passed": self.passed,
+            "error": self.error,
+            "qemu": {"version": self.qemu_version, "binary": self.qemu_binary,
+                     "machine": s.qemu.machine, "cpu": s.qemu.cpu, "memory": s.qemu.memory,
+                     "rng": s.qemu.rng, "accel": self.accel, "args": self.qemu_args},
+            "artifacts": self.artifacts,
+            "seconds": round(self.seconds, 2),
+            "layers": [layer.to_json() for layer in self.layers],
+            "failures": self.failures(),
+        }
+
+
+def _word(value: bool | None) -> str:
+    return {True: "yes", False: "no", None: "n/a"}[value]
+
+
+def judge(scenario: Scenario, facts: list[LayerFacts], **run_info) -> RunResult:
+    """Checks over the facts, set beside each layer's expectations."""
+    observed = run_checks(facts)
+    layers = [LayerResult(facts=f, expect=layer.expect.as_dict(), observed=obs)
+              for layer, f, obs in zip(scenario.layers, facts, observed)]
+    return RunResult(scenario=scenario, layers=layers, **run_info)
