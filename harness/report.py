@@ -105,6 +105,22 @@ def _int(text: str, name: str, base: int) -> int:
         raise ReportError(f"field {name} is not a number: {text.strip()[:20]!r}") from None
 
 
+def take_block(buffer: bytes, start: bytes, end: bytes) -> tuple[bytes | None, bytes]:
+    """Split the first complete block, from a line starting with `start` through the
+    line `end`, off the stream; (None, buffer) while it is incomplete."""
+    if buffer.startswith(start):
+        begin = 0
+    else:
+        begin = buffer.find(b"\n" + start) + 1
+        if begin == 0:
+            return None, buffer
+    stop = buffer.find(b"\n" + end + b"\n", begin)
+    if stop < 0:
+        return None, buffer
+    stop += len(end) + 2
+    return buffer[begin:stop], buffer[stop:]
+
+
 def parse_report(raw: bytes) -> GuestReport:
     """Parse one block from "@begin N" to "@end N" inclusive."""
     lines = _decode(raw)

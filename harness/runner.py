@@ -22,7 +22,7 @@ from .errors import SeedchainError
 from .facts import SEED_SIZE, SETUP_HEADER_SIZE, SETUP_RNG_SEED, Component, LayerFacts, RamEntry
 from .images import LayerImage, build_chain
 from .model import Scenario
-from .report import MAX_REPORT_BYTES, ReportError, parse_loader, parse_report
+from .report import MAX_REPORT_BYTES, ReportError, parse_loader, parse_report, take_block
 from .verdict import RunResult, judge
 
 Progress = Callable[[str], None]
@@ -85,19 +85,7 @@ class AgentStream:
                 raise Fault("bad-report", f"the agent sent over {MAX_REPORT_BYTES} bytes without a complete block")
 
     def take(self, start: bytes, end: bytes) -> bytes | None:
-        """Remove and return the first complete block from a line starting with `start`
-        through the line `end`; None while it is incomplete."""
-        if self.buffer.startswith(start):
-            begin = 0
-        else:
-            begin = self.buffer.find(b"\n" + start) + 1
-            if begin == 0:
-                return None
-        stop = self.buffer.find(b"\n" + end + b"\n", begin)
-        if stop < 0:
-            return None
-        stop += len(end) + 2
-        block, self.buffer = self.buffer[begin:stop], self.buffer[stop:]
+        block, self.buffer = take_block(self.buffer, start, end)
         return block
 
     def close(self) -> None:

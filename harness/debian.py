@@ -1,0 +1,682 @@
+"""Kernels and guest userland from Debian packages.
+
+Only apt-get/apt-cache (under a private apt configuration per suite, kept in the
+cache directory, so the host's apt state is never read or written) and dpkg-deb
+are used. Everything fetched or extracted lands in content-addressed cache entries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cache import Cache, sha256_file
+from .errors import ImageError
+
+log = logging.getLogger(__name__)
+
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+RELEASES = ("bullseye", "bookworm", "trixie")
+SUITES = (*RELEASES, *(f"{r}-backports" for r in RELEASES), "sid")
+REFRESH_SECONDS = 24 * 3600
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+DEFAULT_SECURITY = "http://deb.debian.org/debian-security"
+
+
+# ---------------------------------------------------------------- data types
+
+@dataclass(frozen=True)
+class KernelImage:
+    path: Path
+    spec: str
+    package: str
+    version: str
+    release: str  # uname -r, e.g. 6.1.0-41-amd64
+
+
+@dataclass(frozen=True)
+class Userland:
+    root: Path  # holds bin/busybox, sbin/kexec and the libraries kexec needs
+    suite: str
+    busybox_version: str
+    kexec_tools_version: str
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    suite: str
+    series: str  # "6.1"
+
+
+@dataclass(frozen=True)
+class Package:
+    name: str
+    version: str
+    sha256: str
+    size: int
+    archive: str  # e.g. "bookworm-security"
+
+
+# ---------------------------------------------------------------- versions
+
+def _order(c: str) -> int:
+    # dpkg's ordering of non-digit characters: ~ before everything (even the
+    # end of the string), then letters, then the rest.
+    if c == "~":
+        return -1
+    return ord(c) if c.isalpha() else ord(c) + 256
+
+
+def _compare_part(a: str, b: str) -> int:
+    while a or b:
+        na, nb = re.match(r"\D*", a).group(), re.match(r"\D*", b).group()
+        for k in range(max(len(na), len(nb))):
+            ca = _order(na[k]) if k < len(na) else 0
+            cb = _order(nb[k]) if k < len(nb) else 0
+            if ca != cb:
+                return ca - cb
+        a, b = a[len(na):], b[len(nb):]
+        da, db = re.match(r"\d*", a).group(), re.match(r"\d*", b).group()
+        if int(da or 0) != int(db or 0):
+            return int(da or 0) - int(db or 0)
+        a, b = a[len(da):], b[len(db):]
+    return 0
+
+
+def _split_version(v: str) -> tuple[int, str, str]:
+    epoch, _, rest = v.partition(":") if ":" in v else ("0", "", v)
+    upstream, _, revision = rest.rpartition("-") if "-" in rest else (rest, "", "0")
+    return int(epoch or 0), upstream, revision
+
+
+def compare_versions(a: str, b: str) -> int:
+    """Debian version comparison (like `dpkg --compare-versions`): <0, 0 or >0."""
+    ea, ua, ra = _split_version(a)
+    eb, ub, rb = _split_version(b)
+    return (ea - eb) or _compare_part(ua, ub) or _compare_part(ra, rb)
+
+
+version_key = functools.cmp_to_key(compare_versions)
+
+
+def upstream_version(v: str) -> str:
+    """'1:2.0.25-3+deb12u3' -> '2.0.25'."""
+    return _split_version(v)[1]
+
+
+# ---------------------------------------------------------------- subprocess
+
+def _run(argv: Sequence[str], *, what: str, hint: str, env: dict | None = None,
+         cwd: Path | None = None) -> str:
+    """Run a tool; any failure becomes an ImageError carrying the tool's last words."""
+    try:
+        proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
+    except FileNotFoundError:
+        package = {"dpkg-deb": "dpkg", "apt-get": "apt", "apt-cache": "apt"}.get(argv[0])
+        raise ImageError(f"{argv[0]} was not found", where=argv[0],
+                         hint=f"apt-get install {package}" if package else hint) from None
+    if proc.returncode != 0:
+        tail = "\n    ".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
+        raise ImageError(f"{what} failed ({argv[0]} exit {proc.returncode}):\n    {tail}",
+                         where=argv[0], hint=hint)
+    return proc.stdout
+
+
+# ---------------------------------------------------------------- private apt
+
+def _atomic_write(path: Path, text: str) -> bool:
+    """Write if different; True if the file changed."""
+    try:
+        if path.read_text() == text:
+            return False
+    except OSError:
+        pass
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return True
+
+
+class Apt:
+    """apt-get/apt-cache for one suite with its own configuration under CACHE/apt/SUITE.
+
+    Its own sources list, lists, archives and an empty dpkg status; APT_CONFIG
+    points at its own apt.conf and Dir::Etc::Parts at an empty folder, so neither
+    the host's sources nor its apt.conf.d snippets (proxies, Contents fetching,
+    ...) nor its dpkg database come into play.
+    """
+
+    def __init__(self, suite: str, cache: Cache):
+        if suite not in SUITES:
+            raise ImageError(f"unknown Debian suite {suite!r}", where=suite,
+                             hint=f"use one of: {', '.join(SUITES)}")
+        self.suite = suite
+        self.dir = cache.root / "apt" / suite
+        self.mirror = os.environ.get("SEEDCHAIN_DEBIAN_MIRROR") or DEFAULT_MIRROR
+        self.security = os.environ.get("SEEDCHAIN_DEBIAN_SECURITY") or DEFAULT_SECURITY
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "APT_CONFIG": str(self.dir / "apt.conf"), "LC_ALL": "C"}
+
+    def sources(self) -> str:
+        opts = f"[signed-by={KEYRING} arch=amd64]"
+        if self.suite == "sid":
+            lines = [f"deb {opts} {self.mirror} sid main"]
+        else:
+            base = self.suite.removesuffix("-backports")
+            lines = [f"deb {opts} {self.mirror} {base} main",
+                     f"deb {opts} {self.mirror} {base}-updates main",
+                     f"deb {opts} {self.security} {base}-security main"]
+            if self.suite.endswith("-backports"):
+                lines.append(f"deb {opts} {self.mirror} {self.suite} main")
+        return "\n".join(lines) + "\n"
+
+    def conf(self) -> str:
+        d = self.dir
+        lines = [
+            f'Dir::Etc::main "{d}/apt.conf";',
+            f'Dir::Etc::Parts "{d}/empty";',
+            f'Dir::Etc::SourceList "{d}/sources.list";',
+            f'Dir::Etc::SourceParts "{d}/empty";',
+            f'Dir::Etc::Preferences "{d}/empty/preferences";',
+            f'Dir::Etc::PreferencesParts "{d}/empty";',
+            f'Dir::Etc::TrustedParts "{d}/empty";',
+            f'Dir::State "{d}/state";',
+            f'Dir::State::lists "{d}/lists";',
+            f'Dir::State::status "{d}/status";',
+            f'Dir::Cache "{d}/cache";',
+            'Dir::Cache::srcpkgcache "";',  # a 50 MB copy of pkgcache.bin we never need
+            'APT::Architecture "amd64";',
+            'APT::Architectures { "amd64"; };',
+            'Acquire::Languages "none";',
+            # As root apt would download as _apt, who cannot write into our cache.
+            'APT::Sandbox::User "root";',
+        ]
+        if self.suite == "sid":
+            # sid's Release file is served past its Valid-Until date.
+            lines.append('Acquire::Check-Valid-Until "false";')
+        return "\n".join(lines) + "\n"
+
+    def _has_lists(self) -> bool:
+        # "updated" is touched only after a complete `apt-get update`.
+        return (self.dir / "updated").exists() and any((self.dir / "lists").glob("*_Packages*"))
+
+    def _fresh(self) -> bool:
+        try:
+            age = time.time() - (self.dir / "updated").stat().st_mtime
+        except OSError:
+            return False
+        return age < REFRESH_SECONDS and self._has_lists()
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        with open(self.dir / "seedchain.lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
+
+    def ensure_lists(self) -> None:
+        """Fetch the package lists when missing or older than a day (once, under a lock)."""
+        offline = os.environ.get("SEEDCHAIN_OFFLINE") == "1"
+        if (self._fresh() or (offline and self._has_lists())) and self._config_current():
+            return
+        try:
+            for sub in ("empty", "state", "lists/partial", "cache/archives/partial"):
+                (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ImageError(f"cannot create {self.dir}: {err.strerror}", where="cache",
+                             hint="set SEEDCHAIN_CACHE to a writable directory with free space"
+                             ) from None
+        with self._lock():
+            changed = _atomic_write(self.dir / "sources.list", self.sources())
+            changed |= _atomic_write(self.dir / "apt.conf", self.conf())
+            (self.dir / "status").touch()  # an empty dpkg status: nothing is installed
+            if changed:
+                (self.dir / "updated").unlink(missing_ok=True)
+            had_lists = self._has_lists()
+            if self._fresh() or (offline and had_lists):
+                return
+            if offline:
+                raise ImageError(f"no package lists for {self.suite} yet and SEEDCHAIN_OFFLINE=1",
+                                 where=self.suite, hint="run once without SEEDCHAIN_OFFLINE=1")
+            try:
+                # --error-on=any: without it a mirror that cannot be reached is a mere warning.
+                self.get("update", "--error-on=any", what=f"fetching the {self.suite} package lists")
+            except ImageError as err:
+                if "does not have a Release file" in err.what:
+                    err.hint = (f"the mirror {self.mirror} does not carry {self.suite} (any more): "
+                                "old suites move to archive.debian.org; set "
+                                "SEEDCHAIN_DEBIAN_MIRROR to a mirror that has it")
+                if not had_lists:
+                    raise
+                # Keep working from the old lists rather than fail offline, and try
+                # again in an hour, not on every call (apt's retries take seconds).
+                log.warning("%s\nusing the %s package lists from before", err, self.suite)
+                retry = time.time() - REFRESH_SECONDS + 3600
+                os.utime(self.dir / "updated", (retry, retry))
+                return
+            (self.dir / "updated").touch()
+
+    def _config_current(self) -> bool:
+        try:
+            return ((self.dir / "sources.list").read_text() == self.sources()
+                    and (self.dir / "apt.conf").read_text() == self.conf())
+        except OSError:
+            return False
+
+    def get(self, *args: str, what: str, cwd: Path | None = None, hint: str | None = None) -> str:
+        return _run(["apt-get", "-q", *args], env=self.env, cwd=cwd, what=what, hint=hint or (
+            f"check the network and the mirror ({self.mirror}, {self.security}; "
+            "set SEEDCHAIN_DEBIAN_MIRROR / SEEDCHAIN_DEBIAN_SECURITY to use another)"))
+
+    def query(self, *args: str) -> str:
+        return _run(["apt-cache", *args], env=self.env, what=f"apt-cache {args[0]} ({self.suite})",
+                    hint=f"remove {self.dir} to fetch the package lists again")
+
+    def show(self, *pins: str) -> dict[str, Package]:
+        """Index records for `name=version` pins, keyed by name."""
+        found: dict[str, Package] = {}
+        for stanza in self.query("show", *pins).split("\n\n"):
+            fields = dict(re.findall(r"^([\w-]+): (.*)$", stanza, re.M))
+            if "Package" in fields and fields["Package"] not in found:
+                found[fields["Package"]] = Package(
+                    fields["Package"], fields["Version"], fields.get("SHA256", ""),
+                    int(fields.get("Size", 0)), "")
+        return found
+
+    def madison(self, names: Sequence[str]) -> list[tuple[str, str, str]]:
+        """(name, version, archive) for every version of these packages in the lists."""
+        rows = []
+        for line in self.query("madison", *names).splitlines() if names else ():
+            name, version, source = (f.strip() for f in line.split("|"))
+            # source: "http://deb.debian.org/debian bookworm-backports/main amd64 Packages"
+            rows.append((name, version, source.split()[1].split("/")[0]))
+        return rows
+
+    def candidates(self, names: Sequence[str]) -> dict[str, Package]:
+        """The version apt would install of each package, with its index record."""
+        pins = []
+        for name in names:
+            m = re.search(r"^  Candidate: (\S+)$", self.query("policy", name), re.M)
+            if not m or m[1] == "(none)":
+                raise ImageError(f"package {name} is not in {self.suite}", where=self.suite,
+                                 hint="pick another suite")
+            pins.append(f"{name}={m[1]}")
+        return self.show(*pins)
+
+    def closure(self, names: Sequence[str]) -> list[Package]:
+        """names plus everything they depend on, as apt's resolver picks it (pre-depends
+        and depends, no recommends; one real package for each alternative or virtual
+        name), computed against the empty dpkg status: a simulated install."""
+        out = self.get("install", "--simulate", "--no-install-recommends", *names,
+                       what=f"resolving the dependencies of {', '.join(names)} in {self.suite}",
+                       hint=f"{self.suite} may be in flux (sid); try again later or another suite")
+        pins = [f"{n}={v}" for n, v in re.findall(r"^Inst (\S+) \((\S+) ", out, re.M)]
+        return list(self.show(*pins).values())
+
+
+# ---------------------------------------------------------------- downloads
+
+def _download(apt: Apt, packages: Sequence[Package], dest: Path) -> dict[str, Path]:
+    """`apt-get download` into dest; check each file against the index; {name: file}."""
+    dest.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    apt.get("download", *(f"{p.name}={p.version}" for p in packages), cwd=dest,
+            what=f"downloading {', '.join(p.name for p in packages)} from {apt.suite}")
+    files = {f.name.split("_")[0]: f for f in dest.glob("*.deb")}
+    for p in packages:
+        f = files.get(p.name)
+        if f is None or f.stat().st_size != p.size or sha256_file(f) != p.sha256:
+            raise ImageError(f"{p.name} {p.version} downloaded from {apt.suite} does not match "
+                             "its index (size or SHA256)", where=str(f or dest),
+                             hint="check the mirror; run again to download it anew")
+    log.info("downloaded %d package(s) from %s in %.1f s", len(packages), apt.suite,
+             time.monotonic() - t0)
+    return files
+
+
+def _cached_deb(apt: Apt, pkg: Package, cache: Cache) -> Path:
+    """The .deb of one package, in its own cache entry keyed by name, version and SHA256."""
+    entry = cache.build("deb", [pkg.name, pkg.version, pkg.sha256],
+                        lambda d: _download(apt, [pkg], d))
+    return next(entry.glob("*.deb"))
+
+
+def _scan_deb(deb: Path, visit: Callable[[tarfile.TarFile, tarfile.TarInfo], bool]) -> None:
+    """Stream the data tar of a .deb (dpkg-deb --fsys-tarfile) through `visit(tar, member)`,
+    which returns True to stop early. Nothing but what visit extracts touches the disk."""
+    try:
+        proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError:
+        raise ImageError("dpkg-deb is not installed", where="dpkg-deb",
+                         hint="apt-get install dpkg") from None
+    stopped, tar_error = False, ""
+    try:
+        with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+            for member in tar:
+                if visit(tar, member):
+                    stopped = True
+                    break
+    except tarfile.TarError as err:
+        tar_error = str(err)
+    finally:
+        if stopped:
+            proc.kill()  # found what we wanted: no need to decompress the rest
+        proc.stdout.close()
+        stderr = proc.stderr.read().decode(errors="replace").strip()
+        proc.wait()
+    if not stopped and (proc.returncode != 0 or tar_error):
+        raise ImageError(f"dpkg-deb could not read {deb.name}: {stderr or tar_error}",
+                         where=str(deb),
+                         hint="remove its cache entry (the folder holding it) and run again")
+
+
+# ---------------------------------------------------------------- kernels
+
+# Generic amd64 kernels only: linux-image-ABI-amd64-unsigned up to trixie,
+# linux-binary-ABI-amd64 in sid (and newer backports). An ABI is "6.1.0-41",
+# "6.1.0-0.deb11.52" or "6.12.48+deb13"; flavours (cloud, rt) and -dbg never match.
+_ABI = r"(?P<abi>(?P<series>\d+\.\d+)\.\d+(?:-[0-9][^-]*|\+deb[^-]*)?)"
+_KERNEL_PACKAGES = (re.compile(rf"linux-image-{_ABI}-amd64-unsigned"),
+                    re.compile(rf"linux-binary-{_ABI}-amd64"))
+_SPEC = re.compile(r"debian:(?P<suite>[a-z-]+)/(?P<series>\d+\.\d+)")
+
+
+def parse_kernel_spec(spec: str) -> KernelSpec:
+    """'debian:bookworm/6.1' -> KernelSpec('bookworm', '6.1')."""
+    m = _SPEC.fullmatch(spec.strip())
+    if not m:
+        raise ImageError(f"bad kernel spec {spec!r}", where=spec,
+                         hint="write debian:SUITE/SERIES (e.g. debian:bookworm/6.1) "
+                              "or the path of a bzImage file")
+    if m["suite"] not in SUITES:
+        raise ImageError(f"unknown Debian suite {m['suite']!r} in {spec!r}", where=spec,
+                         hint=f"use one of: {', '.join(SUITES)}")
+    return KernelSpec(m["suite"], m["series"])
+
+
+def _kernel_abi(name: str) -> re.Match | None:
+    for pattern in _KERNEL_PACKAGES:
+        if m := pattern.fullmatch(name):
+            return m
+    return None
+
+
+def _pick_kernel(apt: Apt, ks: KernelSpec) -> Package:
+    """The newest generic kernel package of the series (from the backports archive
+    itself for a -backports suite)."""
+    apt.ensure_lists()
+    names = [n for n in apt.query("pkgnames", "linux-").split() if _kernel_abi(n)]
+    rows = [r for r in apt.madison(names)
+            if not ks.suite.endswith("-backports") or r[2] == ks.suite]
+    ours = [r for r in rows if _kernel_abi(r[0])["series"] == ks.series]
+    if not ours:
+        series = sorted({_kernel_abi(r[0])["series"] for r in rows}, key=version_key)
+        raise ImageError(f"no Debian kernel of series {ks.series} in {ks.suite}",
+                         where=f"debian:{ks.suite}/{ks.series}",
+                         hint=f"series in {ks.suite}: {', '.join(series) or 'none'}")
+    name, version, archive = max(ours, key=lambda r: version_key(r[1]))
+    pkg = apt.show(f"{name}={version}")[name]
+    return Package(pkg.name, pkg.version, pkg.sha256, pkg.size, archive)
+
+
+def _release_of(member: str) -> str | None:
+    """uname -r from a kernel image's path in a package, or None if it is not one."""
+    m = re.fullmatch(r"\.?/?(?:boot/vmlinuz-([^/]+)|(?:usr/)?lib/modules/([^/]+)/vmlinuz)", member)
+    return (m[1] or m[2]) if m else None
+
+
+def _extract_kernel(deb: Path, dest: Path) -> None:
+    def visit(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bool:
+        release = _release_of(member.name)
+        if release is None or not member.isfile():
+            return False
+        with tar.extractfile(member) as src, open(dest / f"vmlinuz-{release}", "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+        return True
+    _scan_deb(deb, visit)
+    if not any(dest.glob("vmlinuz-*")):
+        raise ImageError(f"{deb.name} holds no kernel image (/boot/vmlinuz-* or "
+                         "/usr/lib/modules/*/vmlinuz)", where=str(deb),
+                         hint="pick another kernel series or package")
+
+
+def _debian_kernel(spec: str, cache: Cache) -> tuple[KernelImage, Apt, Package]:
+    ks = parse_kernel_spec(spec)
+    apt = Apt(ks.suite, cache)
+    pkg = _pick_kernel(apt, ks)
+    deb = _cached_deb(apt, pkg, cache)
+    t0 = time.monotonic()
+    entry = cache.build("kernel", [pkg.name, pkg.version, pkg.sha256],
+                        lambda d: _extract_kernel(deb, d))
+    log.debug("kernel of %s ready in %.1f s", pkg.name, time.monotonic() - t0)
+    image = next(entry.glob("vmlinuz-*"))
+    release = image.name.removeprefix("vmlinuz-")
+    return KernelImage(image, spec, pkg.name, pkg.version, release), apt, pkg
+
+
+def resolve_kernel(spec: str, cache: Cache | None = None) -> KernelImage:
+    """A kernel from `debian:SUITE/SERIES` (downloaded, cached) or from a bzImage path."""
+    cache = cache or Cache()
+    if spec.startswith("debian:"):
+        return _debian_kernel(spec, cache)[0]
+    path = Path(spec).expanduser().absolute()
+    release, version = read_bzimage(path)
+    return KernelImage(path, spec, "(file)", version, release)
+
+
+def read_bzimage(path: Path) -> tuple[str, str]:
+    """Check that path is an x86 bzImage; (release, version) from its version string
+    ('' when it has none). The string's offset-0x200 is in the header at 0x20E."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(0x4000)
+            f.seek(0x200 + int.from_bytes(head[0x20E:0x210], "little"))
+            text = f.read(256).split(b"\0")[0].decode(errors="replace")
+    except FileNotFoundError:
+        raise ImageError(f"kernel file {path} does not exist", where=str(path),
+                         hint="give an existing bzImage or a debian:SUITE/SERIES spec") from None
+    except IsADirectoryError:
+        raise ImageError(f"kernel {path} is a directory, not a bzImage", where=str(path),
+                         hint="give the kernel image file itself") from None
+    except OSError as err:
+        raise ImageError(f"cannot read kernel file {path}: {err.strerror}", where=str(path),
+                         hint="check the path and its permissions") from None
+    if head[0x202:0x206] != b"HdrS":
+        raise ImageError(f"{path} is not an x86 bzImage: {_describe(head)}", where=str(path),
+                         hint="give a bzImage (e.g. /boot/vmlinuz-*, arch/x86/boot/bzImage), "
+                              "not a vmlinux, an initramfs or a compressed file")
+    # e.g. "6.1.0-41-amd64 (debian-kernel@lists.debian.org) #1 SMP ... Debian 6.1.158-1 (...)"
+    words = text.split()
+    if not words or not re.match(r"\d+\.\d+", words[0]):
+        return "", ""
+    debian = re.search(r"Debian (\S+)", text)
+    return words[0], debian[1] if debian else words[0]
+
+
+def _describe(head: bytes) -> str:
+    """What a file that is not a bzImage seems to be, for the error message."""
+    kinds = [(b"\x7fELF", "an ELF file (a vmlinux? QEMU -kernel and kexec want the bzImage)"),
+             (b"\x1f\x8b", "gzip data"), (b"\xfd7zXZ", "xz data"), (b"(\xb5/\xfd", "zstd data"),
+             (b"070701", "a cpio archive (an initramfs?)"), (b"!<arch>", "a Debian package or ar archive"),
+             (b"MZ", "a PE/EFI file without a Linux boot header")]
+    for magic, kind in kinds:
+        if head.startswith(magic):
+            return f"found {kind}"
+    if len(head) < 0x206:
+        return f"found only {len(head)} bytes"
+    return f"found {head[0x202:0x206]!r} at offset 0x202 instead of b'HdrS'"
+
+
+# ---------------------------------------------------------------- modules
+
+def kernel_modules(spec: str, cache: Cache | None = None) -> Path | None:
+    """The extracted lib/modules/RELEASE (or usr/lib/modules/RELEASE) tree of a Debian
+    kernel spec; None for a bzImage path or when the suite has no modules for it.
+
+    Note: Debian runs depmod at install time, so there is no modules.dep in the tree.
+    """
+    cache = cache or Cache()
+    if not spec.startswith("debian:"):
+        return None
+    image, apt, pkg = _debian_kernel(spec, cache)
+    sources = [pkg]
+    if pkg.name.startswith("linux-binary-"):
+        # sid-style: the image package carries no modules; linux-modules-ABI-amd64 does.
+        abi = _kernel_abi(pkg.name)["abi"]
+        name = f"linux-modules-{abi}-amd64"
+        versions = [v for n, v, _ in apt.madison([name]) if n == name]
+        if not versions:
+            return None
+        version = pkg.version if pkg.version in versions else max(versions, key=version_key)
+        sources.append(apt.show(f"{name}={version}")[name])
+    debs = [_cached_deb(apt, p, cache) for p in sources]
+
+    def extract(dest: Path) -> None:
+        for deb in debs:
+            _extract_modules(deb, image.release, dest)
+
+    key = [image.release] + [f"{p.name}={p.version}:{p.sha256}" for p in sources]
+    entry = cache.build("modules", key, extract)
+    for tree in (entry / "lib/modules" / image.release, entry / "usr/lib/modules" / image.release):
+        if (tree / "kernel").is_dir():
+            return tree
+    return None
+
+
+def _extract_modules(deb: Path, release: str, dest: Path) -> None:
+    prefixes = (f"./lib/modules/{release}/", f"./usr/lib/modules/{release}/")
+
+    def visit(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bool:
+        if member.name.startswith(prefixes) and _release_of(member.name) is None:
+            # build/ and source/ are links to absolute paths of the build host: skipped.
+            with contextlib.suppress(tarfile.FilterError):
+                tar.extract(member, dest, filter="data")
+        return False
+    _scan_deb(deb, visit)
+
+
+# ---------------------------------------------------------------- userland
+
+USERLAND_PACKAGES = ("kexec-tools", "busybox-static")
+_USERLAND_LAYOUT = "userland-1"  # bump when the tree's layout changes
+_LOADER = "ld-linux-x86-64.so.2"
+_LIBDIR = "lib/x86_64-linux-gnu"  # searched by Debian's loader without any ld.so.cache
+
+
+def userland(suite: str, cache: Cache | None = None) -> Userland:
+    """A tree with bin/busybox, sbin/kexec and what kexec needs to run, from `suite`."""
+    cache = cache or Cache()
+    apt = Apt(suite, cache)
+    apt.ensure_lists()
+    wanted = apt.candidates(USERLAND_PACKAGES)
+    kexec, busybox = wanted["kexec-tools"], wanted["busybox-static"]
+    # Keyed by the two packages; the libraries come with the suite's lists when built.
+    key = [_USERLAND_LAYOUT, suite] + [f"{p.name}={p.version}:{p.sha256}" for p in (kexec, busybox)]
+    root = cache.build("userland", key, lambda d: _build_userland(apt, cache, d))
+    return Userland(root, suite, busybox.version, kexec.version)
+
+
+def _build_userland(apt: Apt, cache: Cache, root: Path) -> None:
+    # A temp dir inside the cache: same file system, and room was asked for there.
+    with tempfile.TemporaryDirectory(prefix=".userland-", dir=cache.root) as work:
+        stage = Path(work, "stage")
+        packages = apt.closure(USERLAND_PACKAGES)
+        for deb in _download(apt, packages, Path(work, "debs")).values():
+            _run(["dpkg-deb", "-x", str(deb), str(stage)], what=f"unpacking {deb.name}",
+                 hint="apt-get install dpkg; or remove the cache entry and run again")
+        _install(_find(stage, "bin/busybox", "usr/bin/busybox"), root / "bin/busybox")
+        kexec = _find(stage, "sbin/kexec", "usr/sbin/kexec")
+        _install(kexec, root / "sbin/kexec")
+        loader = _find(stage, f"{_LIBDIR}/{_LOADER}", f"usr/{_LIBDIR}/{_LOADER}",
+                       f"lib64/{_LOADER}", f"usr/lib64/{_LOADER}")
+        _install(loader, root / "lib64" / _LOADER)
+        for soname, path in _needed_libraries(stage, loader, kexec).items():
+            _install(path, root / _LIBDIR / soname)
+
+
+def _find(stage: Path, *candidates: str) -> Path:
+    """The first of these paths that exists in the stage (symlinks resolved inside it)."""
+    for rel in candidates:
+        if (path := _resolve_in(stage, rel)) is not None:
+            return path
+    raise ImageError(f"none of {', '.join(candidates)} is in the unpacked packages",
+                     where=str(stage), hint="the suite's package layout changed: report this")
+
+
+def _resolve_in(stage: Path, rel: str) -> Path | None:
+    """Resolve rel as if stage were /: absolute symlinks (libc6's /lib64/ld-linux...)
+    must not escape to the host's files."""
+    parts, path, hops = list(Path(rel).parts), stage, 0
+    while parts:
+        part = parts.pop(0)
+        if part in ("", "/", "."):
+            continue
+        if part == "..":
+            path = path.parent if path != stage else stage
+            continue
+        path = path / part
+        if path.is_symlink():
+            hops += 1
+            target = os.readlink(path)
+            if hops > 40:
+                return None
+            parts = list(Path(target).parts) + parts
+            path = stage if target.startswith("/") else path.parent
+    return path if path.is_file() else None
+
+
+def _needed_libraries(stage: Path, loader: Path, binary: Path) -> dict[str, Path]:
+    """{soname: file} of what binary loads, as the staged loader itself resolves it
+    (only from the staged library folders, never from the host's)."""
+    libdirs = [str(stage / d) for d in (_LIBDIR, f"usr/{_LIBDIR}", "lib", "usr/lib")
+               if (stage / d).is_dir()]
+    argv = [str(loader), "--inhibit-cache", "--library-path", ":".join(libdirs),
+            "--list", str(binary)]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True)
+    except OSError as err:
+        raise ImageError(f"cannot run the staged {_LOADER}: {err}", where=str(loader),
+                         hint="report this, with the suite you asked for") from None
+    missing = re.findall(r"^\s*(\S+) => not found", proc.stdout, re.M)
+    if missing:
+        raise ImageError(f"{binary.name} needs {', '.join(missing)}, which no unpacked "
+                         "package provides", where=str(binary),
+                         hint="kexec-tools' dependencies changed: report this")
+    if proc.returncode != 0:
+        raise ImageError(f"the staged {_LOADER} could not list the libraries of "
+                         f"{binary.name}: {proc.stderr.strip()}", where=str(loader),
+                         hint="report this, with the suite you asked for")
+    needed: dict[str, Path] = {}
+    for line in proc.stdout.splitlines():
+        m = re.match(r"\s*(\S+) => (.*?)(?: \(0x[0-9a-f]+\))?$", line)
+        if not m or m[1].endswith(_LOADER):
+            continue  # linux-vdso.so.1 and the loader itself
+        if not Path(m[2]).is_relative_to(stage):
+            raise ImageError(f"{binary.name} would load {m[2]} from the host", where=str(binary),
+                             hint="kexec-tools' dependencies changed: report this")
+        found = _resolve_in(stage, str(Path(m[2]).relative_to(stage)))
+        if found is None:
+            raise ImageError(f"{m[2]} (needed by {binary.name}) leads out of the unpacked "
+                             "packages", where=str(binary), hint="report this")
+        needed[m[1]] = found
+    return needed
+
+
+def _install(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, dest)  # copies the file a symlink points at, with its mode
