@@ -24,7 +24,10 @@ SEED_PRESETS: dict[str, dict[str, bool]] = {
                 "credited": False, "exposed": True},
 }
 
-LOADERS = ("kexec_file_load", "kexec_load")
+# kexec_crash: `kexec -s -p` loads a crash kernel, then the parent is crashed on
+# purpose (sysrq c); its seed is made at load time, not at the crash.
+LOADERS = ("kexec_file_load", "kexec_load", "kexec_crash")
+FIRMWARES = ("seabios", "ovmf")
 RNG_DEVICES = ("none", "virtio")
 
 
@@ -58,11 +61,12 @@ class Expect:
 
 @dataclass(frozen=True)
 class QemuConfig:
-    build: str = "system"        # "system" (qemu-system-x86_64 on PATH) or a path to a binary
+    build: str = "system"        # "system" (on PATH), "debian:SUITE" (that suite's QEMU), or a binary's path
     machine: str = "q35"
     cpu: str = "max"             # "max" has RDRAND; "qemu64" has none
     memory: int = 2048           # MiB
     rng: str = "none"            # "virtio" adds -device virtio-rng-pci
+    firmware: str = "seabios"    # "ovmf": UEFI, the kernel's EFI stub installs an EFI RNG seed
     accel: str = "auto"          # auto: KVM only when a probe boot proves it works
     extra_args: tuple[str, ...] = ()
 

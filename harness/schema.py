@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
-from harness.model import CHECKS, LOADERS, RNG_DEVICES, SEED_PRESETS, Layer, QemuConfig
+from harness.model import CHECKS, FIRMWARES, LOADERS, RNG_DEVICES, SEED_PRESETS, Layer, QemuConfig
 
 MAX_LAYERS = 16
 
@@ -88,8 +88,9 @@ def _layer(first: bool) -> dict:
     else:
         loader = {
             "enum": list(LOADERS),
-            "description": "How the previous layer starts this one: "
-                           + " or ".join(LOADERS) + " (the kexec system call used).",
+            "description": "How the previous layer starts this one: kexec_file_load (kexec -s), "
+                           "kexec_load (kexec -c), or kexec_crash (kexec -s -p, then the previous "
+                           "layer is crashed on purpose; give it crashkernel= in its cmdline).",
         }
     return {
         "type": "object",
@@ -171,8 +172,10 @@ SCHEMA: dict = {
                     "type": "string",
                     "minLength": 1,
                     "default": _QEMU.build,
-                    "description": "'system' for qemu-system-x86_64 on PATH, or a path to a "
-                                   "qemu-system-x86_64 binary.",
+                    "description": "'system' for qemu-system-x86_64 on PATH, 'debian:SUITE' "
+                                   "(e.g. debian:trixie) for that Debian suite's QEMU run in a "
+                                   "root file system of its own, or a path to a "
+                                   "qemu-system-x86_64 binary (relative to this file's folder).",
                 },
                 "machine": {
                     "type": "string",
@@ -198,6 +201,12 @@ SCHEMA: dict = {
                     "enum": list(RNG_DEVICES),
                     "default": _QEMU.rng,
                     "description": "Guest RNG device: none, or virtio (adds virtio-rng-pci).",
+                },
+                "firmware": {
+                    "enum": list(FIRMWARES),
+                    "default": _QEMU.firmware,
+                    "description": "seabios (legacy BIOS, QEMU's default) or ovmf (UEFI, Debian's "
+                                   "ovmf package): the kernel's EFI stub then passes an EFI RNG seed.",
                 },
                 "accel": {
                     "enum": ["auto", "tcg", "kvm"],

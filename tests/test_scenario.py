@@ -159,7 +159,7 @@ BAD_CASES = [
     ("unknown-top-key.yaml", 2, ["descripton: unknown key; allowed: description, layers, name, qemu, tags",
                                  "did you mean 'description'?"]),
     ("unknown-qemu-key.yaml", 5, ["qemu.memroy: unknown key; allowed: accel, build, cpu, extra_args, "
-                                  "machine, memory, rng", "did you mean 'memory'?"]),
+                                  "firmware, machine, memory, rng", "did you mean 'memory'?"]),
     # lodaer is reported, not the "missing loader" it causes
     ("unknown-layer-key.yaml", 6, ["layers[2].lodaer: unknown key; allowed: cmdline, expect, kernel, "
                                    "loader, timeout, userland\n  hint: did you mean 'loader'?"]),
@@ -179,7 +179,7 @@ BAD_CASES = [
     ("multiline-cmdline.yaml", 5, ["layers[1].cmdline:", "allowed: text on one line"]),
     ("missing-required.yaml", 1, ["top level: missing required key 'description'"]),
     ("loader-in-layer1.yaml", 5, ["layers[1].loader: not allowed in layer 1: QEMU always starts layer 1"]),
-    ("missing-loader.yaml", 5, ["layers[2]: missing required key 'loader'", "kexec_file_load or kexec_load"]),
+    ("missing-loader.yaml", 5, ["layers[2]: missing required key 'loader'", "kexec_file_load (kexec -s), kexec_load (kexec -c), or kexec_crash"]),
     ("empty.yaml", 1, ["the file is empty"]),
     ("comments-only.yaml", 1, ["the file is empty"]),
     ("top-level-list.yaml", 1, ["top level: expected a mapping, got a list"]),
