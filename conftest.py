@@ -19,6 +19,8 @@ def pytest_addoption(parser):
     group.addoption("--kernel", metavar="PATH", help="boot this bzImage in every layer")
     group.addoption("--artifacts", metavar="DIR", default=None,
                     help="folder for per-scenario logs and results (default: ROOT/seedchain-results)")
+    group.addoption("--matrix", metavar="NAME", default=None,
+                    help="run the cells of matrix NAME from scenarios/matrix.yaml instead of the scenarios")
     group.addoption("--seedchain-cache", metavar="DIR", default=None,
                     help="image cache (default: $SEEDCHAIN_CACHE or ~/.cache/seedchain)")
 
@@ -30,6 +32,8 @@ class SeedchainSession:
     qemu: str | None = None
     kernel: str | None = None
     results: list = field(default_factory=list)
+    matrix: str | None = None
+    matrix_cells: dict = field(default_factory=dict)
 
 
 def pytest_configure(config):
@@ -38,6 +42,7 @@ def pytest_configure(config):
         cache=Cache(Path(config.getoption("--seedchain-cache")) if config.getoption("--seedchain-cache") else None),
         artifacts=Path(artifacts).resolve(),
         qemu=config.getoption("--qemu"),
+        matrix=config.getoption("--matrix"),
         kernel=os.path.abspath(config.getoption("--kernel")) if config.getoption("--kernel") else None,
     )
 

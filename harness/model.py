@@ -91,6 +91,21 @@ class Scenario:
     qemu: QemuConfig
     layers: tuple[Layer, ...]
     tags: tuple[str, ...] = ()
+    # In a matrix: (axis, label) pairs naming this cell, e.g. (("qemu", "10.0"),).
+    cell: tuple[tuple[str, str], ...] = ()
+    cell_values: tuple[tuple[str, str], ...] = ()   # (axis, value as in the matrix file)
+
+    @property
+    def id(self) -> str:
+        """kexec-file-2[qemu=10.0,kernel=6.12] in a matrix, the bare name otherwise."""
+        if not self.cell:
+            return self.name
+        return f"{self.name}[{','.join(f'{axis}={label}' for axis, label in self.cell)}]"
+
+    @property
+    def slug(self) -> str:
+        """The id as a folder name."""
+        return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in self.id.replace("[", "@").rstrip("]"))
 
     def with_overrides(self, *, qemu_build: str | None = None, kernel: str | None = None) -> "Scenario":
         """The same scenario on a user's QEMU binary and/or kernel (pytest --qemu/--kernel)."""

@@ -13,7 +13,14 @@ import pytest
 from .errors import SeedchainError
 from .reports import summary
 from .runner import run
+from .matrix import expand
 from .scenario import discover, load_scenario
+
+
+def pytest_collection_modifyitems(session, config, items):
+    # Longest chains first, so pytest-xdist does not end with one worker booting
+    # a 4-layer chain while the other idles. sort() is stable: file order otherwise.
+    items.sort(key=lambda item: -len(item.scenario.layers) if isinstance(item, ScenarioItem) else 0)
 
 
 def pytest_collect_file(parent, file_path: Path):
@@ -23,14 +30,27 @@ def pytest_collect_file(parent, file_path: Path):
     return None
 
 
+def _cells(config, folder: Path) -> list:
+    """The --matrix cells of a scenario folder, expanded once per session."""
+    memo = config.seedchain.matrix_cells
+    if folder not in memo:
+        memo[folder] = expand(folder / "matrix.yaml", config.seedchain.matrix)
+    return memo[folder]
+
+
 class ScenarioFile(pytest.File):
     def collect(self):
-        scenario = load_scenario(self.path)
-        item = ScenarioItem.from_parent(self, name=scenario.name, scenario=scenario)
-        item.add_marker(pytest.mark.vm)
-        for tag in scenario.tags:
-            item.keywords[tag] = True
-        yield item
+        if self.config.seedchain.matrix:
+            scenarios = [c for c in _cells(self.config, self.path.parent)
+                         if Path(c.path).resolve() == self.path.resolve()]
+        else:
+            scenarios = [load_scenario(self.path)]
+        for scenario in scenarios:
+            item = ScenarioItem.from_parent(self, name=scenario.id, scenario=scenario)
+            item.add_marker(pytest.mark.vm)
+            for tag in scenario.tags:
+                item.keywords[tag] = True
+            yield item
 
     def repr_failure(self, excinfo):
         if isinstance(excinfo.value, SeedchainError):

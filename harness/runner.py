@@ -172,7 +172,7 @@ def run(scenario: Scenario, *, cache: Cache, artifacts: Path,
     """Run the scenario and judge it. Setup problems raise SeedchainError; guest faults
     are recorded per layer and become part of the verdict."""
     started = time.monotonic()
-    outdir = artifacts / scenario.name
+    outdir = artifacts / scenario.slug
     if outdir.exists():
         shutil.rmtree(outdir)
     outdir.mkdir(parents=True)

@@ -55,6 +55,11 @@ def discover(directory: str | os.PathLike) -> list[Path]:
 
 def load_scenario(path: str | os.PathLike) -> Scenario:
     """Read, validate and convert one scenario file."""
+    return load_text(read_text(path), str(path))
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A project YAML file's text; any problem reading it is a ScenarioError."""
     where = str(path)
     try:
         with open(path, "rb") as f:
@@ -62,19 +67,32 @@ def load_scenario(path: str | os.PathLike) -> Scenario:
     except FileNotFoundError:
         raise ScenarioError("no such file", where=where) from None
     except IsADirectoryError:
-        raise ScenarioError("is a folder, not a scenario file", where=where) from None
+        raise ScenarioError("is a folder, not a file", where=where) from None
     except (OSError, ValueError) as e:  # ValueError: a NUL in the path
         raise ScenarioError(f"cannot read the file: {getattr(e, 'strerror', None) or e}",
                             where=where) from None
     _check_size(len(raw), where)
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
         raise ScenarioError(f"not valid UTF-8: byte 0x{raw[e.start]:02x} at column {column}",
                             where=f"{where}:{line}", hint="save the file as UTF-8") from None
-    return load_text(text, where)
+
+
+def load_document(path: str | os.PathLike, schema: dict) -> tuple[object, "Node"]:
+    """Any of the project's YAML files (matrix, known gaps), validated against its own
+    JSON Schema with the same file:line messages as scenarios. Returns (data, node tree)."""
+    where = str(path)
+    root, data = _parse(read_text(path), where)
+    _validate(data, root, where, _Validator(schema))
+    return data, root
+
+
+def line_of(root: "Node", keys: list) -> int:
+    """The line of the value at a key path (list indexes 0-based), for later messages."""
+    return _line(root, keys, of_value=True)
 
 
 def load_text(text: str, path: str | os.PathLike) -> Scenario:
@@ -265,8 +283,8 @@ _TYPE_WORDS = {"string": "a string", "integer": "a whole number", "number": "a n
                "boolean": "true/false", "null": "null", "object": "a mapping", "array": "a list"}
 
 
-def _validate(data: object, root: Node, where: str) -> None:
-    errors = sorted(_VALIDATOR.iter_errors(data), key=relevance, reverse=True)
+def _validate(data: object, root: Node, where: str, validator=_VALIDATOR) -> None:
+    errors = sorted(validator.iter_errors(data), key=relevance, reverse=True)
     if not errors:
         return
     # The first problem in the file. A missing key (shown at its mapping's first line)

@@ -125,6 +125,8 @@ class RunResult:
         return {
             "format": RESULT_FORMAT,
             "scenario": s.name,
+            "id": s.id,
+            "cell": dict(s.cell_values),
             "description": s.description,
             "file": s.path,
             "passed": self.passed,

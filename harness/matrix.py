@@ -1,0 +1,132 @@
+"""The version matrix: scenarios x QEMU builds x kernels x userlands, from scenarios/matrix.yaml.
+
+Each cell is an ordinary Scenario with some fields swapped and a `cell` naming the
+values, so it runs through the same runner and checks as any scenario.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from pathlib import Path
+
+from .errors import ScenarioError
+from .model import Scenario
+from .scenario import discover, line_of, load_document, load_scenario
+
+# What each axis changes in a scenario.
+AXES = {
+    "qemu": "the QEMU build (qemu.build): system, debian:SUITE or a path",
+    "machine": "the machine type (qemu.machine)",
+    "firmware": "the firmware (qemu.firmware)",
+    "kernel": "every layer's kernel",
+    "child_kernel": "the kernel of every layer after the first",
+    "userland": "every layer's busybox and kexec-tools (debian:SUITE)",
+}
+
+_VALUE = {
+    "oneOf": [
+        {"type": "string", "minLength": 1},
+        {"type": "object", "additionalProperties": False, "required": ["value"],
+         "properties": {"value": {"type": "string", "minLength": 1},
+                        "label": {"type": "string", "pattern": r"^[A-Za-z0-9._+-]+$"}}},
+    ],
+    "description": "A value, or {value, label}: the label names the cell in test ids.",
+}
+
+SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "seedchain matrix",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["matrices"],
+    "properties": {"matrices": {
+        "type": "object",
+        "minProperties": 1,
+        "propertyNames": {"pattern": r"^[a-z0-9][a-z0-9-]*$"},
+        "additionalProperties": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["groups"],
+            "properties": {
+                "description": {"type": "string"},
+                "groups": {"type": "array", "minItems": 1, "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["scenarios", "axes"],
+                    "properties": {
+                        "scenarios": {"type": "array", "minItems": 1,
+                                      "items": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9-]*$"}},
+                        "axes": {"type": "object", "minProperties": 1, "additionalProperties": False,
+                                 "properties": {axis: {"type": "array", "minItems": 1, "maxItems": 32,
+                                                       "items": _VALUE, "description": words}
+                                                for axis, words in AXES.items()}},
+                    },
+                }},
+            },
+        },
+    }},
+}
+
+MAX_CELLS = 2000
+
+
+def default_label(axis: str, value: str) -> str:
+    """debian:trixie -> trixie, debian:sid/7.2 -> 7.2, a path -> its file name."""
+    if value.startswith("debian:"):
+        return value.split("/", 1)[1] if "/" in value else value.split(":", 1)[1]
+    return Path(value).name if "/" in value else value
+
+
+def apply(scenario: Scenario, values: dict[str, str], labels: dict[str, str]) -> Scenario:
+    qemu = scenario.qemu
+    qemu_fields = {"qemu": "build", "machine": "machine", "firmware": "firmware"}
+    qemu = replace(qemu, **{qemu_fields[a]: v for a, v in values.items() if a in qemu_fields})
+    layers = []
+    for layer in scenario.layers:
+        changes = {}
+        if "kernel" in values:
+            changes["kernel"] = values["kernel"]
+        if "child_kernel" in values and layer.index > 1:
+            changes["kernel"] = values["child_kernel"]
+        if "userland" in values:
+            changes["userland"] = values["userland"]
+        layers.append(replace(layer, **changes))
+    return replace(scenario, qemu=qemu, layers=tuple(layers),
+                   cell=tuple((axis, labels[axis]) for axis in values),
+                   cell_values=tuple(values.items()))
+
+
+def expand(matrix_file: Path, name: str) -> list[Scenario]:
+    """Every cell of matrix `name`, in file order, ids unique."""
+    data, root = load_document(matrix_file, SCHEMA)
+    matrices = data["matrices"]
+    if name not in matrices:
+        raise ScenarioError(f"no matrix named {name!r}", where=str(matrix_file),
+                            hint=f"known: {', '.join(matrices)}")
+    folder = matrix_file.parent
+    scenarios = {load_scenario(p).name: p for p in discover(folder)}
+    cells: list[Scenario] = []
+    seen: set[str] = set()
+    for g, group in enumerate(matrices[name]["groups"]):
+        axes = list(group["axes"])
+        options = [[(v, None) if isinstance(v, str) else (v["value"], v.get("label"))
+                    for v in group["axes"][axis]] for axis in axes]
+        for s, scenario_name in enumerate(group["scenarios"]):
+            if scenario_name not in scenarios:
+                line = line_of(root, ["matrices", name, "groups", g, "scenarios", s])
+                raise ScenarioError(f"no scenario named {scenario_name!r} in {folder}",
+                                    where=f"{matrix_file}:{line}",
+                                    hint=f"known: {', '.join(sorted(scenarios))}")
+            base = load_scenario(scenarios[scenario_name])
+            for combo in itertools.product(*options):
+                values = {axis: value for axis, (value, _) in zip(axes, combo)}
+                labels = {axis: label or default_label(axis, value)
+                          for axis, (value, label) in zip(axes, combo)}
+                cell = apply(base, values, labels)
+                if cell.id not in seen:
+                    seen.add(cell.id)
+                    cells.append(cell)
+                if len(cells) > MAX_CELLS:
+                    raise ScenarioError(f"matrix {name!r} has over {MAX_CELLS} cells", where=str(matrix_file))
+    return cells
