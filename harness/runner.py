@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
 from typing import Callable
 
 from . import qemu as qemu_control
+from . import qemu_builds
 from .cache import Cache
 from .errors import SeedchainError
 from .facts import SEED_SIZE, SETUP_HEADER_SIZE, SETUP_RNG_SEED, Component, LayerFacts, RamEntry
@@ -31,6 +33,8 @@ LOADER_TIMEOUT = 120.0          # kexec -l of a large initramfs takes a few seco
 POWEROFF_TIMEOUT = 30.0
 PANIC_GRACE = 5.0               # after "Kernel panic" on the console, QEMU should exit by then
 CONSOLE_TAIL = 25
+_OOM = re.compile(r"Out of memory|oom-kill:|Initramfs unpacking failed")
+_COMPLAINT = re.compile(r"fail|error|cannot|can't|denied|not permitted|invalid|no such", re.I)
 
 
 class Fault(Exception):
@@ -93,7 +97,8 @@ class AgentStream:
 
 
 def _wait_block(machine: qemu_control.Machine, stream: AgentStream, console: Console,
-                start: bytes, end: bytes, deadline: float, what: str) -> bytes:
+                start: bytes, end: bytes, timeout: float, what: str) -> bytes:
+    deadline = time.monotonic() + timeout
     panic_seen: float | None = None
     while True:
         block = stream.take(start, end)
@@ -111,7 +116,7 @@ def _wait_block(machine: qemu_control.Machine, stream: AgentStream, console: Con
             if now - panic_seen > PANIC_GRACE:
                 raise Fault("panic", f"kernel panic before {what}; QEMU did not exit")
         if now > deadline:
-            raise Fault("hang", f"no {what} within the timeout; the guest is silent or stuck")
+            raise Fault("hang", f"no {what} within {timeout:.0f} s; the guest is silent or stuck")
         stream.poll(0.2)
 
 
@@ -119,7 +124,7 @@ def _exit_fault(machine: qemu_control.Machine, console: Console, what: str) -> F
     text = console.since_mark()
     if "Kernel panic" in text:
         reason = next((line.strip() for line in text.splitlines() if "Kernel panic" in line), "")
-        return Fault("panic", f"{reason} (before {what})")
+        return Fault("out-of-memory" if _OOM.search(text) else "panic", f"{reason} (before {what})")
     if machine.exit_code not in (0, None):
         return Fault("qemu-exit", f"QEMU exited with status {machine.exit_code} before {what}: "
                                   f"{machine.qemu_output()[-500:]}")
@@ -143,7 +148,8 @@ def read_setup_data(machine: qemu_control.Machine, head: int) -> list[RamEntry]:
     return entries
 
 
-def choose_accel(wanted: str, binary: str, kernel: Path, cache: Cache, workdir: Path) -> str:
+def choose_accel(wanted: str, build: qemu_builds.QemuBuild, kernel: Path, cache: Cache,
+                 workdir: Path) -> str:
     """TCG unless KVM is asked for, or "auto" and a probe boot proves KVM works."""
     if wanted in ("tcg", "kvm"):
         return wanted
@@ -151,11 +157,13 @@ def choose_accel(wanted: str, binary: str, kernel: Path, cache: Cache, workdir: 
         boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         boot_id = ""
-    key = hashlib.sha256(f"{binary}\0{os.stat(binary).st_mtime}\0{boot_id}".encode()).hexdigest()[:24]
+    binary = build.host_binary
+    key = hashlib.sha256(f"{build.label}\0{binary}\0{os.stat(binary).st_mtime}\0{boot_id}".encode()).hexdigest()[:24]
     memo = cache.root / "kvm-probe" / key
     if memo.exists():
         return memo.read_text().strip()
-    accel = "kvm" if qemu_control.kvm_usable(binary, kernel, workdir) else "tcg"
+    command = [*build.command(workdir, cache.root, [kernel]), *build.extra_args]
+    accel = "kvm" if qemu_control.kvm_usable(command, kernel, workdir) else "tcg"
     memo.parent.mkdir(parents=True, exist_ok=True)
     memo.write_text(accel + "\n")
     return accel
@@ -180,16 +188,20 @@ def run(scenario: Scenario, *, cache: Cache, artifacts: Path,
 
     progress(f"{scenario.name}: building images")
     images = build_chain(scenario, cache)
-    binary = qemu_control.find_binary(scenario.qemu.build)
     q = scenario.qemu
-    accel = choose_accel(q.accel, binary, images[0].kernel.path, cache, outdir)
+    if q.build.startswith("debian:"):
+        progress(f"{scenario.name}: preparing QEMU {q.build}")
+    build = qemu_builds.resolve(q.build, cache)
+    command = build.command(outdir, cache.root, [images[0].kernel.path, images[0].initrd])
+    accel = choose_accel(q.accel, build, images[0].kernel.path, cache, outdir)
     args = qemu_control.base_args(machine=q.machine, cpu=q.cpu, memory=q.memory, accel=accel, rng=q.rng)
+    args += build.extra_args
     args += ["-kernel", str(images[0].kernel.path), "-initrd", str(images[0].initrd),
              "-append", images[0].cmdline, *q.extra_args]
 
     facts = [LayerFacts(index=layer.index, loader=layer.loader, component=component)
              for layer, component in zip(scenario.layers, _components(images))]
-    machine = qemu_control.Machine(binary, args, outdir)
+    machine = qemu_control.Machine(command, args, outdir)
     version = ""
     try:
         with machine:
@@ -199,7 +211,7 @@ def run(scenario: Scenario, *, cache: Cache, artifacts: Path,
             _follow_chain(scenario, machine, facts, outdir, progress)
     finally:
         _save_facts(outdir, facts)
-    result = judge(scenario, facts, qemu_version=version, qemu_binary=binary, accel=accel,
+    result = judge(scenario, facts, qemu_version=version, qemu_binary=build.label, accel=accel,
                    artifacts=str(outdir), seconds=time.monotonic() - started,
                    qemu_args=machine.args)
     (outdir / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
@@ -214,6 +226,7 @@ def _follow_chain(scenario: Scenario, machine: qemu_control.Machine, facts: list
         for i, layer in enumerate(scenario.layers):
             f = facts[i]
             start = time.monotonic()
+            failed = i
             try:
                 _boot_layer(layer.index, layer.timeout, machine, stream, console, f)
                 f.seconds = time.monotonic() - start
@@ -221,10 +234,10 @@ def _follow_chain(scenario: Scenario, machine: qemu_control.Machine, facts: list
                          f"in {f.seconds:.1f} s via {layer.loader}; "
                          f"{len(f.sysfs_seeds)} seed entr{'y' if len(f.sysfs_seeds) == 1 else 'ies'}")
                 if i + 1 < len(scenario.layers):
+                    # From here a fault is the child's to show: the parent itself booted.
+                    failed = i + 1
                     _hand_over(machine, stream, console, f, scenario.layers[i + 1].index)
             except Fault as fault:
-                # A failed load is the child's fault to show: the parent itself booted.
-                failed = i + 1 if fault.kind == "load-failed" else i
                 facts[failed].fault, facts[failed].fault_detail = fault.kind, fault.detail
                 facts[failed].console_tail = console.tail()
                 f.seconds = f.seconds or time.monotonic() - start
@@ -240,7 +253,7 @@ def _follow_chain(scenario: Scenario, machine: qemu_control.Machine, facts: list
 def _boot_layer(index: int, timeout: float, machine, stream, console, f: LayerFacts) -> None:
     console.mark()
     block = _wait_block(machine, stream, console, b"@begin ", f"@end {index}".encode(),
-                        time.monotonic() + timeout, f"layer {index}'s report")
+                        timeout, f"report from layer {index}")
     try:
         report = parse_report(block)
     except ReportError as exc:
@@ -258,15 +271,23 @@ def _boot_layer(index: int, timeout: float, machine, stream, console, f: LayerFa
 def _hand_over(machine, stream, console, f: LayerFacts, next_index: int) -> None:
     console.mark()
     block = _wait_block(machine, stream, console, b"@loader ", b"@end-loader",
-                        time.monotonic() + LOADER_TIMEOUT, f"layer {f.index}'s loader record")
+                        LOADER_TIMEOUT, f"loader record from layer {f.index}")
     try:
         f.loader_record = parse_loader(block)
     except ReportError as exc:
         raise Fault("bad-report", f"layer {f.index}'s loader record is malformed: {exc}") from None
     machine.answer_agent("go")
     if f.loader_record.rc != 0:
-        raise Fault("load-failed", f"{f.loader_record.loader} of layer {next_index} failed in layer "
-                                   f"{f.index} (rc {f.loader_record.rc}): {f.loader_record.output.strip()[-300:]}")
+        kind = "out-of-memory" if _OOM.search(console.since_mark()) else "load-failed"
+        raise Fault(kind, f"{f.loader_record.loader} of layer {next_index} failed in layer "
+                          f"{f.index} (rc {f.loader_record.rc}): {_gist(f.loader_record.output)}")
+
+
+def _gist(output: str) -> str:
+    """The lines of a tool's output that say what went wrong (kexec -d prints pages)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    telling = [line for line in lines if _COMPLAINT.search(line)]
+    return " / ".join((telling or lines)[-3:])[:400] or "(no output)"
 
 
 def _save_facts(outdir: Path, facts: list[LayerFacts]) -> None:
