@@ -92,7 +92,7 @@ def build_chain(scenario: Scenario, cache: Cache) -> list[LayerImage]:
             try:
                 kernels[layer.kernel] = debian.resolve_kernel(layer.kernel, cache)
             except ImageError as exc:
-                exc.where = exc.where or where
+                exc.where = where       # the message names the file or package itself
                 raise
         suite = _suite(layer.userland, where)
         if suite not in userlands:

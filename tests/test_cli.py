@@ -1,0 +1,99 @@
+"""The command line on bad input and broken set-ups: a clear message, exit 2, no traceback."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+BAD = Path(__file__).parent / "fixtures" / "scenarios" / "bad"
+
+
+def seedchain(*args, env=None, cwd=None):
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd or ROOT, env={**os.environ, **(env or {})}, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    return proc
+
+
+def test_check_accepts_the_shipped_scenarios():
+    files = sorted((ROOT / "scenarios").glob("*.yaml"))
+    files = [f for f in files if f.name not in ("matrix.yaml", "known-gaps.yaml")]
+    proc = seedchain("check", *files)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count(": ok (") == len(files)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in BAD.glob("*.yaml")))
+def test_every_bad_scenario_is_refused_with_its_file_and_line(name):
+    proc = seedchain("run", BAD / name)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"seedchain: error: {BAD / name}")
+
+
+def test_a_hundred_layers_are_refused(tmp_path):
+    hop = "  - {loader: kexec_file_load, kernel: debian:bookworm/6.1}\n"
+    path = tmp_path / "long.yaml"
+    path.write_text("name: long\ndescription: too long\nlayers:\n  - kernel: debian:bookworm/6.1\n" + hop * 99)
+    proc = seedchain("run", path)
+    assert proc.returncode == 2 and "layers" in proc.stderr and "16" in proc.stderr
+
+
+def test_missing_qemu_binary(tmp_path):
+    proc = seedchain("run", "scenarios/qemu-only.yaml", "--qemu", tmp_path / "no-such-qemu",
+                     "--artifacts", tmp_path)
+    assert proc.returncode == 2
+    assert "no-such-qemu is not an executable file" in proc.stderr
+    assert "hint:" in proc.stderr
+
+
+def test_a_kernel_that_is_not_a_kernel(tmp_path):
+    fake = tmp_path / "bzImage"
+    fake.write_bytes(b"#!/bin/sh\necho not a kernel\n" + bytes(1024))
+    proc = seedchain("run", "scenarios/qemu-only.yaml", "--kernel", fake, "--artifacts", tmp_path)
+    assert proc.returncode == 2
+    assert str(fake) in proc.stderr and "bzImage" in proc.stderr
+
+
+def test_a_path_escaping_the_project_is_just_a_file_to_check(tmp_path):
+    scenario = tmp_path / "escape.yaml"
+    scenario.write_text("name: escape\ndescription: x\nlayers:\n  - kernel: " + "../" * 40 + "etc/passwd\n")
+    proc = seedchain("run", scenario, "--artifacts", tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"seedchain: error: {scenario}:4: layer 1")
+    assert "/etc/passwd" in proc.stderr and "not a" in proc.stderr
+
+
+def test_a_missing_host_tool(tmp_path):
+    # A cold cache and no apt-get/dpkg-deb on PATH: the message names what to install.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "qemu-system-x86_64").symlink_to("/usr/bin/qemu-system-x86_64")
+    proc = seedchain("run", "scenarios/qemu-only.yaml", "--artifacts", tmp_path / "out",
+                     env={"PATH": str(bin_dir), "SEEDCHAIN_CACHE": str(tmp_path / "cache")})
+    assert proc.returncode == 2
+    assert "apt" in proc.stderr and "hint:" in proc.stderr, proc.stderr
+
+
+def test_read_only_cache(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cache.chmod(0o500)
+    if os.access(cache, os.W_OK):      # root ignores modes: make it truly read-only
+        subprocess.run(["mount", "--bind", "-o", "ro", str(cache), str(cache)], check=False)
+    try:
+        proc = seedchain("run", "scenarios/qemu-only.yaml", "--artifacts", tmp_path / "out",
+                         env={"SEEDCHAIN_CACHE": str(cache)})
+    finally:
+        subprocess.run(["umount", str(cache)], check=False, capture_output=True)
+    assert proc.returncode == 2
+    assert "SEEDCHAIN_CACHE" in proc.stderr and str(cache) in proc.stderr, proc.stderr
+
+
+def test_list_and_unknown_command():
+    proc = seedchain("list", "scenarios")
+    assert proc.returncode == 0 and "kexec-file-4" in proc.stdout
+    assert seedchain("frobnicate").returncode == 2
