@@ -1,0 +1,58 @@
+"""Interrupting real runs at random moments leaves nothing behind and keeps the logs."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+RUNS = int(os.environ.get("SEEDCHAIN_INTERRUPT_RUNS", "8"))
+
+
+def _leftovers(folder: Path) -> list[str]:
+    """QEMU or bubblewrap processes of this test's runs, by their artifact folder."""
+    out = subprocess.run(["pgrep", "-af", "qemu-system|bwrap"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if str(folder) in line]
+
+
+@pytest.mark.vm
+def test_random_interruptions_leave_no_process(seedchain, tmp_path):
+    rng = random.Random(int(os.environ.get("SEEDCHAIN_INTERRUPT_SEED", "0")) or None)
+    signals = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
+    left = []
+    kept_logs = 0
+    for attempt in range(RUNS):
+        artifacts = tmp_path / f"run{attempt}"
+        sig = signals[attempt % len(signals)]
+        delay = rng.uniform(0.5, 14.0)      # anywhere from image checks to layer 2's boot
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness.cli", "run", "scenarios/kexec-file-2.yaml",
+             "--artifacts", str(artifacts)],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**os.environ, "SEEDCHAIN_CACHE": str(seedchain.cache.root)})
+        time.sleep(delay)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+        time.sleep(0.5)                      # PR_SET_PDEATHSIG is delivered asynchronously
+        leftovers = _leftovers(artifacts)
+        left += leftovers
+        assert b"Traceback" not in err, err.decode()
+        if proc.returncode == 0:
+            continue                         # the run finished before the signal
+        if sig != signal.SIGKILL:
+            assert proc.returncode == 130, (sig, proc.returncode, err.decode())
+            assert b"interrupted" in err
+        folder = artifacts / "kexec-file-2"
+        if (folder / "qemu-cmdline.txt").exists():          # QEMU had been started
+            console = folder / "console.log"
+            assert console.exists(), "console log lost"
+            kept_logs += console.stat().st_size > 0
+            if sig != signal.SIGKILL:                       # an orderly unwind saves the facts
+                assert (folder / "layer-1.json").exists()
+    assert left == [], f"{len(left)} processes left over {RUNS} interrupted runs: {left}"
+    assert kept_logs, "no run was interrupted while QEMU was writing its console"
