@@ -21,6 +21,9 @@ def pytest_addoption(parser):
                     help="folder for per-scenario logs and results (default: ROOT/seedchain-results)")
     group.addoption("--matrix", metavar="NAME", default=None,
                     help="run the cells of matrix NAME from scenarios/matrix.yaml instead of the scenarios")
+    group.addoption("--cell", metavar="AXIS=LABEL", action="append", default=[],
+                    help="with --matrix: only the cells whose AXIS has this label ('AXIS=-': cells "
+                         "without that axis); repeat to narrow further. E.g. --cell qemu=10.0")
     group.addoption("--seedchain-cache", metavar="DIR", default=None,
                     help="image cache (default: $SEEDCHAIN_CACHE or ~/.cache/seedchain)")
 
@@ -34,6 +37,7 @@ class SeedchainSession:
     results: list = field(default_factory=list)
     matrix: str | None = None
     matrix_cells: dict = field(default_factory=dict)
+    cell_filters: list = field(default_factory=list)
 
 
 def pytest_configure(config):
@@ -43,6 +47,7 @@ def pytest_configure(config):
         artifacts=Path(artifacts).resolve(),
         qemu=config.getoption("--qemu"),
         matrix=config.getoption("--matrix"),
+        cell_filters=[tuple(f.split("=", 1)) for f in config.getoption("--cell")],
         kernel=os.path.abspath(config.getoption("--kernel")) if config.getoption("--kernel") else None,
     )
 

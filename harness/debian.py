@@ -131,7 +131,7 @@ def _run(argv: Sequence[str], *, what: str, hint: str, env: dict | None = None,
     if proc.returncode != 0:
         tail = "\n    ".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
         raise ImageError(f"{what} failed ({argv[0]} exit {proc.returncode}):\n    {tail}",
-                         where=argv[0], hint=hint)
+                         where=argv[0], hint=hint, transient=argv[0] == "apt-get")
     return proc.stdout
 
 
@@ -342,7 +342,7 @@ def _download(apt: Apt, packages: Sequence[Package], dest: Path) -> dict[str, Pa
         if f is None or f.stat().st_size != p.size or sha256_file(f) != p.sha256:
             raise ImageError(f"{p.name} {p.version} downloaded from {apt.suite} does not match "
                              "its index (size or SHA256)", where=str(f or dest),
-                             hint="check the mirror; run again to download it anew")
+                             hint="check the mirror; run again to download it anew", transient=True)
     log.info("downloaded %d package(s) from %s in %.1f s", len(packages), apt.suite,
              time.monotonic() - t0)
     return files

@@ -9,8 +9,12 @@ class SeedchainError(Exception):
     hint:  what to do about it.
     """
 
-    def __init__(self, what: str, *, where: str | None = None, hint: str | None = None):
+    def __init__(self, what: str, *, where: str | None = None, hint: str | None = None,
+                 transient: bool = False):
         self.what = what
+        # transient: an infrastructure hiccup (a download, a QEMU launch) that may go
+        # away if tried again; the runner retries those a bounded number of times.
+        self.transient = transient
         self.where = where
         self.hint = hint
         super().__init__(str(self))

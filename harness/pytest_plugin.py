@@ -34,7 +34,10 @@ def _cells(config, folder: Path) -> list:
     """The --matrix cells of a scenario folder, expanded once per session."""
     memo = config.seedchain.matrix_cells
     if folder not in memo:
-        memo[folder] = expand(folder / "matrix.yaml", config.seedchain.matrix)
+        cells = expand(folder / "matrix.yaml", config.seedchain.matrix)
+        for axis, label in config.seedchain.cell_filters:
+            cells = [c for c in cells if dict(c.cell).get(axis, "-") == label]
+        memo[folder] = cells
     return memo[folder]
 
 
