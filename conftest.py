@@ -38,6 +38,8 @@ class SeedchainSession:
     matrix: str | None = None
     matrix_cells: dict = field(default_factory=dict)
     cell_filters: list = field(default_factory=list)
+    report_files: dict = field(default_factory=dict)
+    gaps: tuple | None = None          # known gaps, loaded on first use
 
 
 def pytest_configure(config):
@@ -58,6 +60,8 @@ def pytest_terminal_summary(terminalreporter, config):
                         for reports in terminalreporter.stats.values() for report in reports)
     if session is not None and ran_scenarios:
         terminalreporter.write_line(f"seedchain artifacts (console logs, reports, result.json): {session.artifacts}")
+    for name, path in getattr(session, "report_files", {}).items():
+        terminalreporter.write_line(f"seedchain matrix report: {path}")
 
 
 @pytest.fixture(scope="session")

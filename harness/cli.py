@@ -1,4 +1,4 @@
-"""The command line: `seedchain run SCENARIO.yaml`, `seedchain check FILE...`, `seedchain list`.
+"""The command line: `seedchain run SCENARIO.yaml`, `check FILE...`, `list`, `report OUT RESULTS...`.
 
 Exit status: 0 every expectation held, 1 a verdict failed, 2 the input or the
 set-up is wrong (the message says where and what to do), 130 interrupted.
@@ -38,12 +38,19 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--kernel", help="a bzImage to use for every layer instead of the scenario's")
     c = sub.add_parser("check", help="validate scenario files without running them")
     c.add_argument("scenarios", nargs="+", type=Path)
+    rep = sub.add_parser("report", add_help=False,
+                         help="merge result.json files into a matrix report (see: seedchain report --help)")
+    rep.add_argument("rest", nargs=argparse.REMAINDER)
     ls = sub.add_parser("list", help="list the scenarios in a folder")
     ls.add_argument("folder", nargs="?", type=Path, default=Path("scenarios"))
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["report"]:
+        from .matrix_report import main as report_main
+        return report_main(argv[1:])
     args = _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:

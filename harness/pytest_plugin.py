@@ -6,6 +6,7 @@ malformed scenarios kept as test fixtures are never collected as scenarios.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -78,8 +79,29 @@ class ScenarioItem(pytest.Item):
                                  ("accel", result.accel), ("seconds", f"{result.seconds:.1f}")]
         (Path(result.artifacts) / "summary.txt").write_text(summary(result) + "\n")
         session.results.append(result.to_json())
-        if not result.passed:
+        if session.matrix:
+            self._judge_cell(result)
+        elif not result.passed:
             raise ScenarioFailed(summary(result))
+
+    def _judge_cell(self, result) -> None:
+        """In a matrix a failure may be a known gap (xfail); a known gap that no longer
+        shows is news and fails loudly; anything else fails."""
+        from .known_gaps import classify, load_gaps
+        session = self.config.seedchain
+        if session.gaps is None:
+            session.gaps = load_gaps(Path(self.path).parent / "known-gaps.yaml")
+        verdict = classify(result.to_json(), session.gaps)
+        (Path(result.artifacts) / "classification.json").write_text(json.dumps(verdict.to_json(), indent=2) + "\n")
+        self.user_properties.append(("matrix_status", verdict.status))
+        details = "\n".join(verdict.lines())
+        if verdict.status == "known-gap":
+            pytest.xfail(f"{verdict.summary()}\n{details}")
+        if verdict.status == "unexpected-pass":
+            raise ScenarioFailed(f"UNEXPECTED PASS (a known gap no longer shows: news for the users)\n"
+                                 f"{verdict.summary()}\n{details}\n\n{summary(result)}")
+        if verdict.status != "pass":
+            raise ScenarioFailed(f"{verdict.summary()}\n{details}\n\n{summary(result)}")
 
     def repr_failure(self, excinfo):
         if isinstance(excinfo.value, (ScenarioFailed, SeedchainError)):
@@ -88,3 +110,20 @@ class ScenarioItem(pytest.Item):
 
     def reportinfo(self):
         return self.path, 0, f"scenario {self.name}"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With --matrix, the controlling process writes the matrix report over every
+    cell's result.json (pytest-xdist workers each wrote their own)."""
+    config = session.config
+    if hasattr(config, "workerinput") or not config.seedchain.matrix:
+        return
+    from .known_gaps import load_gaps
+    from .matrix_report import merge, write_report
+    artifacts = config.seedchain.artifacts
+    if not artifacts.exists():
+        return
+    folder = Path(config.rootpath) / "scenarios"
+    gaps = load_gaps(folder / "known-gaps.yaml")
+    report = write_report(merge([artifacts]), gaps, artifacts / "matrix")
+    config.seedchain.report_files = report.files
