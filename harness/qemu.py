@@ -64,8 +64,10 @@ def base_args(*, machine: str, cpu: str, memory: int, accel: str, rng: str) -> l
 class Machine:
     """One QEMU process with its console file, QMP and agent channel."""
 
-    def __init__(self, binary: str, args: list[str], workdir: Path):
-        self.binary = binary
+    def __init__(self, command: list[str] | str, args: list[str], workdir: Path):
+        # command: the binary, after any wrapper (bwrap) that runs it (qemu_builds).
+        self.command = [command] if isinstance(command, str) else list(command)
+        self.binary = self.command[-1]
         self.workdir = workdir
         self.console_path = workdir / "console.log"
         self.qemu_log_path = workdir / "qemu.log"
@@ -89,7 +91,7 @@ class Machine:
 
     @property
     def command_line(self) -> str:
-        return shlex.join([self.binary, *self.args])
+        return shlex.join([*self.command, *self.args])
 
     # -- start ---------------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> None:
@@ -106,7 +108,7 @@ class Machine:
         with open(self.qemu_log_path, "wb") as qemu_log:
             try:
                 self.proc = subprocess.Popen(
-                    [self.binary, *self.args], stdin=subprocess.DEVNULL, stdout=qemu_log,
+                    [*self.command, *self.args], stdin=subprocess.DEVNULL, stdout=qemu_log,
                     stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
             except OSError as exc:
                 raise QemuError(f"cannot run {self.binary}: {exc.strerror}",
@@ -234,7 +236,7 @@ class Machine:
         self.close()
 
 
-def kvm_usable(binary: str, kernel: Path, workdir: Path, timeout: float = 20.0) -> bool:
+def kvm_usable(command: list[str] | str, kernel: Path, workdir: Path, timeout: float = 20.0) -> bool:
     """Does KVM really work here? /dev/kvm can exist and still hang guests.
 
     Boots the kernel with no initramfs: it panics at once for want of a root
@@ -245,7 +247,8 @@ def kvm_usable(binary: str, kernel: Path, workdir: Path, timeout: float = 20.0) 
         return False
     workdir.mkdir(parents=True, exist_ok=True)
     console = workdir / "kvm-probe.log"
-    args = [binary, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+    command = [command] if isinstance(command, str) else list(command)
+    args = [*command, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-machine", "q35", "-accel", "kvm", "-cpu", "max", "-m", "256",
             "-kernel", str(kernel), "-append", "console=ttyS0 panic=-1",
             "-serial", f"file:{console}"]

@@ -1,0 +1,245 @@
+"""Which QEMU runs a scenario: the system's, a Debian suite's, or a user's own build.
+
+`qemu.build` is one of:
+
+- "system": qemu-system-x86_64 on PATH;
+- "debian:SUITE": that suite's qemu-system-x86, installed by mmdebstrap into a
+  root file system of its own (a cache entry keyed by the package's version and
+  SHA256 in the suite's index, so a new upload builds a new one) and run under
+  bubblewrap. Only the root file system's /usr, /etc and the /bin, /lib...
+  links or folders are visible, read-only; the host's /dev, a fresh /proc, an
+  empty /tmp, the cache (read-only), the run's folder (read-write, for the
+  sockets and the console file) and the host's /usr/share/OVMF (read-only)
+  appear at their host paths, so the command line is the same as outside;
+- a path to a qemu-system-x86_64, e.g. in a QEMU build tree: its pc-bios folder
+  (next to the binary, or ../pc-bios) is passed with -L.
+
+`resolve()` returns a QemuBuild; `QemuBuild.command(workdir, cache_root)` is the
+argv prefix (wrapper and binary) for one run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import stat
+import subprocess
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import debian
+from .cache import Cache
+from .errors import ImageError, QemuError
+from .qemu import _die_with_parent, find_binary
+
+log = logging.getLogger(__name__)
+
+DEBIAN_SUITES = ("bullseye", "bookworm", "trixie", "sid")
+PACKAGE = "qemu-system-x86"
+BINARY = "/usr/bin/qemu-system-x86_64"
+OVMF_DIR = "/usr/share/OVMF"   # firmware comes from the host, bound in when present
+ROOT_LAYOUT = "qemu-root/v1"   # bump when the root file system's recipe changes
+INFO = "qemu-build.json"
+# The parts of the root file system the sandbox sees (read-only); everything
+# else there (/var, /root, /home, ...) stays out, so the host paths bound in
+# below never need a mount point inside the cached tree.
+SYSTEM_DIRS = ("usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
+# Paths excluded from the packages: the root file system only has to run QEMU.
+_DPKG_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*",
+                  "/usr/share/locale/*", "/usr/share/lintian/*")
+
+
+@dataclass(frozen=True)
+class QemuBuild:
+    label: str                          # "system", "debian:trixie" or the path given
+    binary: str                         # as seen by the process that runs it
+    prefix: tuple[str, ...] = ()        # bwrap and its fixed options; empty when none
+    extra_args: tuple[str, ...] = ()    # options the binary always needs (-L DIR)
+    package_version: str = ""           # Debian version of qemu-system-x86 in the root fs
+    root: Path | None = None            # the root file system (debian:SUITE only)
+
+    @property
+    def host_binary(self) -> str:
+        """The binary's path on the host (for stat(): changes when it is rebuilt)."""
+        return str(self.root / self.binary.lstrip("/")) if self.root else self.binary
+
+    def command(self, workdir: Path, cache_root: Path, ro_paths: Iterable[Path] = ()) -> list[str]:
+        """Wrapper and binary for one run: the run's folder (read-write), the cache and
+        ro_paths (files QEMU opens from elsewhere, e.g. a kernel given as a path,
+        read-only) are bound at their host paths."""
+        if not self.prefix:
+            return [self.binary]
+        binds = [(Path(cache_root).absolute(), "--ro-bind")]
+        binds += [(Path(p).absolute(), "--ro-bind") for p in ro_paths]
+        binds.append((Path(workdir).absolute(), "--bind"))
+        # What is already visible need not be bound again; parents before children.
+        fixed = [(Path(OVMF_DIR), "--ro-bind")] if OVMF_DIR in self.prefix else []
+        kept: list[tuple[Path, str]] = list(fixed)
+        for path, how in sorted(binds, key=lambda b: len(b[0].parts)):
+            if any(path.is_relative_to(k) and (kh == "--bind" or how == "--ro-bind")
+                   for k, kh in kept):
+                continue
+            self._check_mount_point(path)
+            kept.append((path, how))
+        argv = list(self.prefix)
+        for path, how in kept[len(fixed):]:
+            argv += [how, str(path), str(path)]
+        return [*argv, "--", self.binary]
+
+    def _check_mount_point(self, path: Path) -> None:
+        top = path.parts[1] if len(path.parts) > 1 else ""
+        if top in SYSTEM_DIRS and self.root and not (self.root / str(path).lstrip("/")).exists():
+            raise QemuError(f"{path} cannot be shown inside the {self.label} sandbox: /{top} there "
+                            "comes from the suite's root file system (read-only)",
+                            where="qemu.build",
+                            hint="keep the cache, the artifacts folder and kernel files outside "
+                                 f"/{top} (e.g. SEEDCHAIN_CACHE, --artifacts)")
+
+
+def resolve(build: str, cache: Cache) -> QemuBuild:
+    """The QEMU a `qemu.build` string names, built (debian:SUITE) if need be."""
+    text = build.strip()
+    if not text:
+        raise QemuError("qemu.build is empty", where="qemu.build",
+                        hint="use system, debian:SUITE or the path of a qemu-system-x86_64")
+    if text == "system":
+        return QemuBuild(label="system", binary=find_binary("system"))
+    if text.startswith("debian:"):
+        return _debian(text.removeprefix("debian:"), cache)
+    binary = find_binary(text)
+    return QemuBuild(label=text, binary=binary, extra_args=_pc_bios_args(Path(binary)))
+
+
+def _pc_bios_args(binary: Path) -> tuple[str, ...]:
+    """-L for a build tree's firmware: DIR/pc-bios next to the binary, or ../pc-bios."""
+    for candidate in (binary.parent / "pc-bios", binary.parent.parent / "pc-bios"):
+        if candidate.is_dir():
+            return ("-L", str(candidate))
+    return ()
+
+
+# ---------------------------------------------------------------- debian:SUITE
+
+def _debian(suite: str, cache: Cache) -> QemuBuild:
+    label = f"debian:{suite}"
+    if suite not in DEBIAN_SUITES:
+        raise QemuError(f"unknown Debian suite {suite!r} in qemu.build {label!r}", where="qemu.build",
+                        hint=f"use one of: {', '.join('debian:' + s for s in DEBIAN_SUITES)}")
+    bwrap = shutil.which("bwrap")
+    if not bwrap:
+        raise QemuError(f"bwrap (bubblewrap) is needed to run {label}'s QEMU and is not installed",
+                        where="qemu.build", hint="apt-get install bubblewrap")
+    apt = debian.Apt(suite, cache)
+    apt.ensure_lists()
+    pkg = apt.candidates([PACKAGE])[PACKAGE]
+    key = [ROOT_LAYOUT, suite, f"{pkg.name}={pkg.version}:{pkg.sha256}"]
+    entry = cache.build("qemu-root", key, lambda d: _build_root(apt, pkg, d))
+    info = json.loads((entry / INFO).read_text())
+    root = entry / "root"
+    return QemuBuild(label=label, binary=BINARY, prefix=_sandbox(bwrap, root),
+                     package_version=info["version"], root=root)
+
+
+def _sandbox(bwrap: str, root: Path) -> tuple[str, ...]:
+    """bwrap's options that do not depend on the run: the root fs, /dev, /proc, /tmp."""
+    argv = [bwrap, "--die-with-parent", "--unshare-pid"]
+    for name in SYSTEM_DIRS:
+        path = root / name
+        if path.is_symlink():
+            argv += ["--symlink", os.readlink(path), f"/{name}"]
+        elif path.is_dir():
+            argv += ["--ro-bind", str(path), f"/{name}"]
+    argv += ["--dev-bind", "/dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    if Path(OVMF_DIR).is_dir():
+        argv += ["--ro-bind", OVMF_DIR, OVMF_DIR]
+    return tuple(argv)
+
+
+def _build_root(apt: debian.Apt, pkg: debian.Package, entry: Path) -> None:
+    """mmdebstrap a root file system holding the suite's qemu-system-x86 into entry/root."""
+    label = f"debian:{apt.suite}"
+    mmdebstrap = shutil.which("mmdebstrap")
+    if not mmdebstrap:
+        raise ImageError(f"mmdebstrap is needed to build {label}'s QEMU and is not installed",
+                         where="qemu.build", hint="apt-get install mmdebstrap")
+    root = entry / "root"
+    argv = [mmdebstrap, "--variant=apt", f"--include={PACKAGE}", "--architectures=amd64",
+            # Only Debian's keyring: neither the host's trusted.gpg nor trusted.gpg.d.
+            f"--keyring={debian.KEYRING}", f"--keyring={apt.dir / 'empty'}",
+            '--aptopt=Acquire::Languages "none"',
+            *(f"--dpkgopt=path-exclude={p}" for p in _DPKG_EXCLUDES)]
+    if apt.suite == "sid":
+        argv.append('--aptopt=Acquire::Check-Valid-Until "false"')  # sid's Release is past it
+    argv += [apt.suite, str(root), *apt.sources().splitlines()]
+    if os.geteuid() == 0:
+        # mmdebstrap (root mode) mounts /dev, /proc and /sys into the tree while it
+        # installs; in a mount namespace of its own, a killed run leaves no mount
+        # behind for the cache's clean-up to walk into.
+        argv = ["unshare", "--mount", "--propagation", "private", *argv]
+    env = {k: v for k, v in os.environ.items() if k != "APT_CONFIG"}
+    env["LC_ALL"] = "C"
+    started = time.monotonic()
+    log.info("building a %s root file system with %s %s", apt.suite, PACKAGE, pkg.version)
+    proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, preexec_fn=_die_with_parent)
+    if proc.returncode != 0:
+        tail = "\n    ".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
+        raise ImageError(f"mmdebstrap could not build {label}'s root file system "
+                         f"(exit {proc.returncode}):\n    {tail}", where="qemu.build",
+                         hint=f"check the network and the mirror ({apt.mirror}; "
+                              "SEEDCHAIN_DEBIAN_MIRROR / SEEDCHAIN_DEBIAN_SECURITY set others)")
+    _tidy(root)
+    if not os.access(root / BINARY.lstrip("/"), os.X_OK):
+        raise ImageError(f"{label}'s root file system has no {BINARY}", where="qemu.build",
+                         hint=f"{PACKAGE}'s layout changed in {apt.suite}: report this")
+    version = installed_version(root, PACKAGE)
+    if version != pkg.version:
+        # The suite moved on since our package lists were fetched: the tree holds
+        # the newer upload, and says so; the next lists refresh keys it right.
+        log.warning("%s: the index said %s %s, mmdebstrap installed %s",
+                    label, PACKAGE, pkg.version, version)
+    (root / OVMF_DIR.lstrip("/")).mkdir(parents=True, exist_ok=True)  # its mount point
+    (entry / INFO).write_text(json.dumps({
+        "suite": apt.suite, "package": PACKAGE, "version": version,
+        "index_version": pkg.version, "index_sha256": pkg.sha256,
+        "build_seconds": round(time.monotonic() - started, 1)}, indent=1) + "\n")
+
+
+def _tidy(root: Path) -> None:
+    """Make the tree safe to walk and hash from the host: no device nodes, fifos or
+    sockets (the sandbox gets the host's /dev), and no absolute symlinks (which
+    would lead to the host's files); those become relative ones inside the tree."""
+    dev = root / "dev"
+    if dev.is_dir() and not dev.is_symlink():
+        shutil.rmtree(dev)
+        dev.mkdir()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                target = os.readlink(path)
+                if target.startswith("/"):
+                    inside = root / target.lstrip("/")
+                    path.unlink()
+                    path.symlink_to(os.path.relpath(inside, path.parent))
+            elif not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                path.unlink()
+
+
+def installed_version(root: Path, package: str) -> str:
+    """The version of an installed package in a root file system's dpkg status."""
+    status = (root / "var/lib/dpkg/status").read_text(errors="replace")
+    for stanza in status.split("\n\n"):
+        if re.search(rf"^Package: {re.escape(package)}$", stanza, re.M) and \
+                re.search(r"^Status: install ok installed$", stanza, re.M):
+            m = re.search(r"^Version: (\S+)$", stanza, re.M)
+            if m:
+                return m[1]
+    raise ImageError(f"{package} is not installed in {root}", where="qemu.build",
+                     hint="remove that cache entry and run again")
