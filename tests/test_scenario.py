@@ -309,7 +309,7 @@ def test_schema_matches_the_model():
     for kind in ("first_layer", "kexec_layer"):
         assert set(defs[kind]["properties"]) == layer_keys
         assert set(defs[kind]["properties"]["expect"]["properties"]) == {"seed", *CHECKS}
-    assert set(props) == {f.name for f in dataclasses.fields(Scenario)} - {"path"}
+    assert set(props) == {f.name for f in dataclasses.fields(Scenario)} - {"path", "cell", "cell_values"}  # cells come from matrix.yaml
 
 
 # --- discover ---------------------------------------------------------------------------
