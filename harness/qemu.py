@@ -132,7 +132,8 @@ class Machine:
 
     def _launch_error(self, what: str) -> QemuError:
         output = self.qemu_output()
-        return QemuError(what, where="qemu",
+        # QEMU was started and did not come up: worth one more try (the runner bounds it).
+        return QemuError(what, where="qemu", transient=True,
                          hint=f"command line: {self.command_line}\n  QEMU said: {output or '(nothing)'}")
 
     def qemu_output(self) -> str:

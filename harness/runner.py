@@ -33,6 +33,8 @@ LOADER_TIMEOUT = 120.0          # kexec -l of a large initramfs takes a few seco
 POWEROFF_TIMEOUT = 30.0
 PANIC_GRACE = 5.0               # after "Kernel panic" on the console, QEMU should exit by then
 CONSOLE_TAIL = 25
+MAX_INFRA_ATTEMPTS = 3
+RETRY_PAUSE = 2.0
 _OOM = re.compile(r"Out of memory|oom-kill:|Initramfs unpacking failed")
 _COMPLAINT = re.compile(r"fail|error|cannot|can't|denied|not permitted|invalid|no such", re.I)
 
@@ -187,7 +189,8 @@ def run(scenario: Scenario, *, cache: Cache, artifacts: Path,
     (outdir / "scenario.yaml").write_bytes(Path(scenario.path).read_bytes())
 
     progress(f"{scenario.name}: building images")
-    images = build_chain(scenario, cache)
+    retries: list[dict] = []
+    images = _retrying("images", lambda: build_chain(scenario, cache), retries, progress)
     q = scenario.qemu
     if q.build.startswith("debian:"):
         progress(f"{scenario.name}: preparing QEMU {q.build}")
@@ -201,11 +204,10 @@ def run(scenario: Scenario, *, cache: Cache, artifacts: Path,
 
     facts = [LayerFacts(index=layer.index, loader=layer.loader, component=component)
              for layer, component in zip(scenario.layers, _components(images))]
-    machine = qemu_control.Machine(command, args, outdir)
+    machine = _retrying("qemu-start", lambda: _started(command, args, outdir), retries, progress)
     version = ""
     try:
         with machine:
-            machine.start()
             version = machine.query_version()
             progress(f"{scenario.name}: QEMU {version} ({accel}, {q.machine}) started")
             _follow_chain(scenario, machine, facts, outdir, progress)
@@ -213,9 +215,33 @@ def run(scenario: Scenario, *, cache: Cache, artifacts: Path,
         _save_facts(outdir, facts)
     result = judge(scenario, facts, qemu_version=version, qemu_binary=build.label, accel=accel,
                    artifacts=str(outdir), seconds=time.monotonic() - started,
-                   qemu_args=machine.args)
+                   qemu_args=machine.args, retries=retries)
     (outdir / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
+
+
+def _started(command: list[str], args: list[str], outdir: Path) -> qemu_control.Machine:
+    machine = qemu_control.Machine(command, args, outdir)
+    try:
+        machine.start()
+    except BaseException:
+        machine.close()
+        raise
+    return machine
+
+
+def _retrying(stage: str, attempt, retries: list[dict], progress: Progress):
+    """Run an infrastructure step, trying again after a transient failure (a download,
+    a QEMU that did not come up). Only set-up is retried: never a verdict."""
+    for number in range(1, MAX_INFRA_ATTEMPTS + 1):
+        try:
+            return attempt()
+        except SeedchainError as exc:
+            if not exc.transient or number == MAX_INFRA_ATTEMPTS:
+                raise
+            retries.append({"stage": stage, "attempt": number, "error": str(exc)})
+            progress(f"{stage} failed (attempt {number}), trying again: {exc.what}")
+            time.sleep(RETRY_PAUSE * number)
 
 
 def _follow_chain(scenario: Scenario, machine: qemu_control.Machine, facts: list[LayerFacts],

@@ -100,6 +100,7 @@ class RunResult:
     seconds: float = 0.0
     error: str | None = None                       # a harness-level failure, not a verdict
     qemu_args: list[str] = field(default_factory=list)
+    retries: list[dict] = field(default_factory=list)   # infrastructure steps tried again
 
     @property
     def passed(self) -> bool:
@@ -136,6 +137,7 @@ class RunResult:
                      "rng": s.qemu.rng, "accel": self.accel, "args": self.qemu_args},
             "artifacts": self.artifacts,
             "seconds": round(self.seconds, 2),
+            "retries": self.retries,
             "layers": [layer.to_json() for layer in self.layers],
             "failures": self.failures(),
         }

@@ -40,6 +40,7 @@ def _run(name, seedchain, tmp_path):
 def test_fault_is_reported(name, layer, kind, console, detail, seedchain, tmp_path):
     scenario, result, elapsed = _run(name, seedchain, tmp_path)
     assert not result.passed
+    assert result.retries == []            # a guest fault is a verdict: never retried
     faulty = result.layers[layer - 1]
     assert faulty.facts.fault == kind, faulty.facts.fault_detail
     assert faulty.observed["booted"] is False
