@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .checks import other_entropy_sources, run_checks
-from .facts import SETUP_RNG_SEED, LayerFacts
+from .facts import SETUP_RNG_SEED, Component, LayerFacts
 from .model import CHECKS, Scenario
 
 RESULT_FORMAT = 1
@@ -20,6 +20,7 @@ class LayerResult:
     facts: LayerFacts
     expect: dict[str, bool | None]
     observed: dict[str, bool | None]
+    loaded_by: Component | None = None      # the parent's components, for kexec'd layers
 
     @property
     def mismatches(self) -> list[str]:
@@ -44,8 +45,10 @@ class LayerResult:
         if c.kernel_package:
             parts.append(f"({c.kernel_package} {c.kernel_version})")
         parts.append(f"started by {f.loader}")
-        if f.loader.startswith("kexec"):
-            parts.append(f"with kexec-tools {c.kexec_tools_version or '?'} from {c.userland}")
+        if f.loader.startswith("kexec") and self.loaded_by:
+            # The parent's kexec-tools ran the load, not this layer's own.
+            parts.append(f"with kexec-tools {self.loaded_by.kexec_tools_version or '?'} "
+                         f"from {self.loaded_by.userland}")
         return " ".join(parts)
 
     def seed_address(self) -> int | None:
@@ -150,6 +153,7 @@ def _word(value: bool | None) -> str:
 def judge(scenario: Scenario, facts: list[LayerFacts], **run_info) -> RunResult:
     """Checks over the facts, set beside each layer's expectations."""
     observed = run_checks(facts)
-    layers = [LayerResult(facts=f, expect=layer.expect.as_dict(), observed=obs)
-              for layer, f, obs in zip(scenario.layers, facts, observed)]
+    layers = [LayerResult(facts=f, expect=layer.expect.as_dict(), observed=obs,
+                          loaded_by=facts[i - 1].component if i else None)
+              for i, (layer, f, obs) in enumerate(zip(scenario.layers, facts, observed))]
     return RunResult(scenario=scenario, layers=layers, **run_info)
