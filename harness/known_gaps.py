@@ -161,6 +161,10 @@ class Gap:
     when: tuple[tuple[str, Values], ...] = ()       # applies only with these observations
     informational: bool = False                     # shown, never matched
     where: str = ""                                 # file:line, for messages
+    # Further conditions, all of which must hold too: another component's range,
+    # and the QEMU CPU model (some faults need a combination to show).
+    also: tuple[tuple[str, tuple[VersionRange, ...]], ...] = ()
+    cpu: tuple[str, ...] = ()
 
     @property
     def predicts(self) -> dict[str, Values]:
@@ -183,12 +187,19 @@ class Gap:
         _, version = component_version(result, position, self.component)
         if not in_ranges(version, self.versions):
             return False
+        for component, ranges in self.also:
+            if not in_ranges(component_version(result, position, component)[1], ranges):
+                return False
+        if self.cpu and (result.get("qemu") or {}).get("cpu") not in self.cpu:
+            return False
         return all(layer.get(name) in values for name, values in self.when)
 
     def to_json(self) -> dict:
         return {"id": self.id, "component": self.component, "versions": self.versions_text,
                 "loader": list(self.loader), "layer": self.layer,
                 "when": {k: list(v) for k, v in self.when},
+                "also": {c: " or ".join(str(r) for r in rs) for c, rs in self.also},
+                "cpu": list(self.cpu),
                 "checks": {k: list(v) for k, v in self.checks},
                 "reason": self.reason, "source": list(self.source),
                 "informational": self.informational, "where": self.where}
@@ -407,6 +418,8 @@ def _outcome(layer: dict, check: str) -> str:
 def _root(layers: list[dict], position: int, check: str) -> tuple[int, str] | None:
     """The observation a failing check follows from, if it only follows from one."""
     layer = layers[position]
+    if check == "booted" and position and layers[position - 1].get("booted") is False:
+        return position - 1, "booted"           # never reached: its parent did not boot
     if check != "booted" and layer.get("booted") is False:
         return position, "booted"
     if check in _NEEDS_SEED and layer.get("received") is False:
@@ -441,8 +454,13 @@ def classify(result: dict, gaps: Sequence[Gap]) -> Classification:
             ids = explaining(i, check)
             if ids:
                 root = None
-            elif found is not None:
-                ids = explaining(*found)
+            else:
+                # Follow the chain of causes (a check <- its layer's boot <- its parent's
+                # boot ...) to the first one a gap explains.
+                hop, steps = found, 0
+                while hop is not None and not ids and steps < len(layers) * len(CHECKS):
+                    ids = explaining(*hop)
+                    hop, steps = _root(layers, *hop), steps + 1
             finding = Finding(layer=_index(layer, i), check=check,
                               expected=(layer.get("expect") or {}).get(check),
                               observed=layer.get(check),
@@ -529,6 +547,12 @@ GAP_SCHEMA: dict = {
         "layer": {"enum": list(LAYER_SELECTORS),
                   "description": "'first': only layer 1, the one QEMU boots."},
         "when": _check_map("Only when the layer observed these values, e.g. {received: true}."),
+        "also": {"type": "object", "minProperties": 1, "additionalProperties": False,
+                 "properties": {c: {**_STRINGS, "description": f"{c} must be in this range too"}
+                                for c in COMPONENTS},
+                 "description": "Other components whose versions must match too, e.g. "
+                                "{kernel: '>=6.12'}."},
+        "cpu": {**_STRINGS, "description": "Only with this QEMU CPU model (qemu.cpu), one or a list."},
         "checks": _check_map("The checks this gap makes fail, with the value observed instead."),
         "reason": {"type": "string", "minLength": 1,
                    "description": "Why, in a sentence or two."},
@@ -631,7 +655,10 @@ def parse_gaps(text: str, where: str = "<known gaps>") -> tuple[Gap, ...]:
             reason=" ".join(raw["reason"].split()),
             source=tuple(raw["source"] if isinstance(raw["source"], list) else [raw["source"]]),
             loader=loader, layer=raw.get("layer"), informational=informational,
-            where=f"{where}:{line}"))
+            where=f"{where}:{line}",
+            also=tuple((component, tuple(VersionRange.parse(r) for r in _values(ranges)))
+                       for component, ranges in (raw.get("also") or {}).items()),
+            cpu=_values(raw["cpu"]) if "cpu" in raw else ()))
     return tuple(gaps)
 
 

@@ -125,7 +125,8 @@ def test_the_real_known_gaps(gaps):
     by_id = {g.id: g for g in gaps}
     assert list(by_id) == ["qemu-no-seed", "kernel-ignores-seed",
                            "parent-kernel-no-seed-on-kexec-file-load",
-                           "kexec-tools-no-seed-on-kexec-load", "pvh-multiboot-no-seed"]
+                           "kexec-tools-no-seed-on-kexec-load", "pvh-multiboot-no-seed",
+                           "qemu-5.2-tcg-cpu-max-resets-new-kernels"]
     for gap in gaps:
         assert gap.reason and gap.source and gap.where.startswith(f"{GAPS_FILE}:")
 
@@ -495,3 +496,23 @@ def test_outcome_is_recomputed_when_a_result_lacks_it(gaps):
     for layer in result["layers"]:
         del layer["outcome"]
     assert classify(result, gaps).status == "known-gap"
+
+
+def test_a_combination_gap_needs_every_condition(gaps):
+    """QEMU 5.2 with -cpu max resets kernels >= 6.12: QEMU version, kernel version and
+    CPU model must all match; a chain stopped at layer 1 is one explained fault."""
+    import copy
+    result = json.loads((synth.RUNS / "kexec-file-2" / "result.json").read_text())
+    result["qemu"]["version"] = "5.2.0 (Debian 1:5.2+dfsg-11+deb11u5)"
+    for layer in result["layers"]:
+        layer["kernel_version"] = "6.12.118-1"
+        layer.update(booted=False, received=None, zeroed_sysfs=None, zeroed_ram=None,
+                     credited=None, exposed=None, passed_on=None, outcome={})
+    assert classify(result, gaps).status == "known-gap"
+    other_cpu = copy.deepcopy(result)
+    other_cpu["qemu"]["cpu"] = "qemu64"
+    assert classify(other_cpu, gaps).status == "fail"
+    older_kernel = copy.deepcopy(result)
+    for layer in older_kernel["layers"]:
+        layer["kernel_version"] = "6.1.192-2"
+    assert classify(older_kernel, gaps).status == "fail"
