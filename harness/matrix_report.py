@@ -17,6 +17,9 @@ merge() reads the result.json files of several runs (e.g. CI jobs) into one list
 from __future__ import annotations
 
 import argparse
+import tempfile
+import subprocess
+import shutil
 import hashlib
 import html
 import json
@@ -723,6 +726,38 @@ def render_html(cells: Sequence[dict], gaps: Sequence[Gap] = ()) -> str:
         f'<script>{_JS}</script></body></html>\n')
 
 
+# --- a picture of the page ---------------------------------------------------------------
+
+def chromium(page: Path, profile: Path, *mode: str) -> subprocess.CompletedProcess:
+    """Headless Chromium (Debian's chromium) on a file:// page; the page's console goes to
+    stderr. The compositor and virtual-time flags make a screenshot wait for a fully
+    painted page; the networking flags keep it from calling out."""
+    binary = shutil.which("chromium")
+    if binary is None:
+        raise SeedchainError("chromium is not installed", where="screenshot",
+                             hint="apt-get install chromium (./dev setup does)")
+    profile.mkdir(parents=True, exist_ok=True)
+    profile = Path(tempfile.mkdtemp(dir=profile))        # a fresh profile for every start
+    return subprocess.run(
+        [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run",
+         f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+         "--window-size=1400,900", "--run-all-compositor-stages-before-draw",
+         "--virtual-time-budget=1000", *mode, Path(page).resolve().as_uri()],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(profile)},
+        stdin=subprocess.DEVNULL)
+
+
+def screenshot(page: Path, png: Path) -> Path:
+    """A PNG of the page as a person first sees it (1400x900)."""
+    with tempfile.TemporaryDirectory() as profile:
+        run = chromium(page, Path(profile), f"--screenshot={Path(png).resolve()}")
+    if not Path(png).exists():
+        raise SeedchainError(f"chromium made no screenshot of {page}", where="screenshot",
+                             hint=run.stderr.strip()[-500:])
+    return Path(png)
+
+
 # --- command line ------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -737,6 +772,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gaps", type=Path, default=DEFAULT_GAPS,
                         help=f"known-gaps file (default: {DEFAULT_GAPS})")
     parser.add_argument("--no-gaps", action="store_true", help="classify without known gaps")
+    parser.add_argument("--screenshot", action="store_true",
+                        help="also write matrix.png, the page in headless Chromium")
     parser.add_argument("--check", action="store_true",
                         help="exit 1 when a cell is fail, error or unexpected-pass")
     args = parser.parse_args(argv)
@@ -744,6 +781,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         gaps = () if args.no_gaps else load_gaps(args.gaps)
         results = merge(args.results)
         report = write_report(results, gaps, args.out_dir)
+        if args.screenshot:
+            report.files["matrix.png"] = screenshot(report.files["matrix.html"], args.out_dir / "matrix.png")
     except SeedchainError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ import pytest
 
 from harness.errors import SeedchainError
 from harness.known_gaps import load_gaps
+from harness import matrix_report
 from harness.matrix_report import main, merge, render_html, write_report
 from test_known_gaps import GAPS_FILE, ROOT, synth
 
@@ -327,23 +328,8 @@ def test_command_line(tmp_path, capsys):
 
 # --- the page in a real browser ----------------------------------------------------------
 
-CHROMIUM = shutil.which("chromium")
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium package is not installed")
 _CONSOLE = re.compile(r":CONSOLE[:(]|\bUncaught\b")
-
-
-def chromium(page: Path, profile: Path, *mode: str) -> subprocess.CompletedProcess:
-    """Headless Chromium on a file:// page; the page's console goes to stderr. The
-    compositor and virtual-time flags make the screenshot wait for a fully painted page."""
-    profile.mkdir(parents=True, exist_ok=True)
-    profile = Path(tempfile.mkdtemp(dir=profile))        # a fresh profile for every start
-    return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run",
-         f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-         "--window-size=1400,900", "--run-all-compositor-stages-before-draw",
-         "--virtual-time-budget=1000", *mode, page.resolve().as_uri()],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(profile)})
+chromium = matrix_report.chromium      # Debian's chromium; ./dev installs it
 
 
 def console_lines(stderr: str) -> list[str]:
@@ -368,7 +354,6 @@ def png_rows(path: Path) -> tuple[int, int, list[bytes]]:
     return width, height, [raw[i * stride:(i + 1) * stride] for i in range(height)]
 
 
-@needs_chromium
 def test_console_errors_are_caught(tmp_path):
     # The detector itself: a page with a JS error must be seen as broken.
     broken = tmp_path / "broken.html"
@@ -377,7 +362,6 @@ def test_console_errors_are_caught(tmp_path):
     assert any("Uncaught ReferenceError: noSuchFunction" in line for line in console_lines(run.stderr)), run.stderr
 
 
-@needs_chromium
 def test_the_page_in_headless_chromium(tmp_path, results, gaps):
     out = tmp_path / "report"
     write_report(results, gaps, out)
