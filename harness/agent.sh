@@ -12,8 +12,11 @@
 #   @end <layer>            end of the report; the host answers "go" on ttyS1
 #   @loader <name> <rc> <rng_ready>   after loading the next layer (output as a field,
 #                           then "@end-loader"; the host answers "go" again)
-#   @exec <rc>              kexec -e returned: the hand-over failed
-# /seedchain/layer.conf (written by the host) sets LAYER, NEXT_LOADER, NEXT_CMDLINE.
+#   @exec <rc>              kexec -e (or the crash trigger) returned: the hand-over failed
+# /seedchain/layer.conf (written by the host) sets LAYER, NEXT_LOADER, NEXT_CMDLINE and
+# maybe MODULES (kernel modules to load first, in order, e.g. for virtio-rng).
+# With NEXT_LOADER=kexec_crash the next layer is loaded as a crash kernel (kexec -s -p)
+# and started by crashing this one on purpose (sysrq c): the host expects that panic.
 
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 
@@ -28,7 +31,23 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 
 . /seedchain/layer.conf || halt "no /seedchain/layer.conf"
+for module in $MODULES; do
+	insmod "$module" || echo "seedchain-agent: insmod $module failed" >/dev/console
+done
+if [ -n "$MODULES" ]; then
+	# A hardware RNG driver registers while it probes; give it a moment to show.
+	tries=20
+	while [ $tries -gt 0 ]; do
+		current=$(cat /sys/class/misc/hw_random/rng_current 2>/dev/null)
+		[ -n "$current" ] && [ "$current" != none ] && break
+		tries=$((tries - 1))
+		sleep 0.1
+	done
+fi
 [ -c /dev/ttyS1 ] || halt "no /dev/ttyS1: the host's report channel is missing"
+# The 8250 driver makes ttyS0-3 whether or not a UART is there; writes to an empty one fail.
+grep -q '^1: uart:unknown' /proc/tty/driver/serial 2>/dev/null &&
+	halt "ttyS1 has no UART behind it: the host's report channel is missing"
 stty -F /dev/ttyS1 raw -echo 2>/dev/null
 exec 3>/dev/ttyS1 4</dev/ttyS1
 
@@ -57,6 +76,7 @@ kexec --version 2>&1 | head -n 1 | field kexec_tools
 busybox 2>&1 | head -n 1 | field busybox
 grep -m 1 '^flags' /proc/cpuinfo | field cpu_flags
 cat /sys/class/misc/hw_random/rng_current 2>/dev/null | field hwrng
+cut -d ' ' -f 1 /proc/modules 2>/dev/null | field modules
 { [ -d /sys/firmware/efi ] && echo yes || echo no; } | field efi
 crng_ready | field crng_ready
 dmesg | field dmesg
@@ -72,13 +92,14 @@ if [ -z "$NEXT_LOADER" ]; then
 fi
 
 case "$NEXT_LOADER" in
-	kexec_file_load) mode=-s ;;
-	kexec_load) mode=-c ;;
+	kexec_file_load) mode="-s -l" ;;
+	kexec_load) mode="-c -l" ;;
+	kexec_crash) mode="-s -p" ;;   # a crash kernel: its seed is made now, at load time
 	*) halt "unknown loader $NEXT_LOADER" ;;
 esac
 # kexec_file_load only adds a seed when this kernel's RNG is ready right now.
 ready=$(crng_ready)
-kexec $mode -l /seedchain/next/bzImage --initrd=/seedchain/next/initrd \
+kexec $mode /seedchain/next/bzImage --initrd=/seedchain/next/initrd \
 	--command-line="$NEXT_CMDLINE" >/tmp/loader.out 2>&1
 rc=$?
 echo "@loader $NEXT_LOADER $rc $ready" >&3
@@ -89,6 +110,10 @@ read -r answer <&4
 [ "$rc" = 0 ] || halt "loading layer $((LAYER + 1)) failed (rc $rc)"
 echo "seedchain-agent: starting layer $((LAYER + 1)) with $NEXT_LOADER" >/dev/console
 sync
-kexec -e
+if [ "$NEXT_LOADER" = kexec_crash ]; then
+	echo c >/proc/sysrq-trigger   # the panic starts the crash kernel
+else
+	kexec -e
+fi
 echo "@exec $?" >&3
 halt "kexec -e returned"

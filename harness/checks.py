@@ -14,7 +14,11 @@ from .model import CHECKS
 
 _CRNG_DONE = re.compile(r"random: crng init done")
 _RUN_INIT = re.compile(r"Run /init as init process")
-_EFI_RNG = re.compile(r"\befi: .*\bRNG=0x")
+_EFI_RNG_LINE = re.compile(r"\befi: .*\bRNG=0x")
+
+# The two ways a boot-time seed reaches an x86 kernel.
+SETUP_DATA = "setup_data"   # SETUP_RNG_SEED in the boot_params setup_data list
+EFI = "efi"                 # LINUX_EFI_RANDOM_SEED_TABLE, installed by the EFI stub or a boot loader
 
 
 def booted(f: LayerFacts, nxt: LayerFacts | None = None) -> bool:
@@ -22,40 +26,104 @@ def booted(f: LayerFacts, nxt: LayerFacts | None = None) -> bool:
     return f.booted
 
 
+def received_via(f: LayerFacts) -> list[str]:
+    """How seeds reached the layer: "setup_data" (a type-9 entry in sysfs or in the
+    setup_data list in RAM) and/or "efi" (dmesg's `efi: ... RNG=0x...`)."""
+    via = []
+    if f.sysfs_seeds or f.ram_seeds:
+        via.append(SETUP_DATA)
+    if f.efi_rng_address is not None:
+        via.append(EFI)
+    return via
+
+
 def received(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
-    """A SETUP_RNG_SEED (type 9) entry is in sysfs or in the setup_data list in RAM."""
+    """A seed reached the layer: a SETUP_RNG_SEED (type 9) entry in sysfs or in RAM,
+    or an EFI RNG seed table (dmesg's `efi: ... RNG=0x...`)."""
     if not f.booted:
         return None
-    return bool(f.sysfs_seeds or f.ram_seeds)
+    return bool(received_via(f))
 
 
 def zeroed_sysfs(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
-    """Every type-9 entry's sysfs data file is empty or all zero bytes."""
-    if not received(f):
+    """Every type-9 entry's sysfs data file is empty or all zero bytes (None: no
+    setup_data seed; the EFI table has no sysfs view)."""
+    if not received(f) or SETUP_DATA not in received_via(f):
         return None
     return all(not any(e.data) for e in f.sysfs_seeds)
 
 
 def zeroed_ram(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
-    """In guest RAM every type-9 entry has len 0 and 32 zero bytes (None: RAM not read)."""
-    if not received(f) or not f.ram_seeds:
+    """In guest RAM every type-9 entry has len 0 and 32 zero bytes, and the EFI seed
+    table's bits are all zero (None: nothing received, or none of it read from RAM)."""
+    if not received(f):
         return None
-    return all(e.len == 0 and len(e.data) >= SEED_SIZE and not any(e.data[:SEED_SIZE])
-               for e in f.ram_seeds)
+    verdicts = [e.len == 0 and len(e.data) >= SEED_SIZE and not any(e.data[:SEED_SIZE])
+                for e in f.ram_seeds]
+    efi = f.efi_seed_ram
+    if efi is not None and EFI in received_via(f):
+        verdicts.append(efi.size > 0 and not any(efi.data))
+    return all(verdicts) if verdicts else None
 
 
-def other_entropy_sources(f: LayerFacts) -> list[str]:
-    """Sources besides the seed that could initialise the RNG before /init."""
+def _hwrng_module(f: LayerFacts) -> str | None:
+    """The loadable module behind the current hardware RNG, if the agent loaded it
+    (it is in the report's /proc/modules list): e.g. virtio_rng for virtio_rng.0."""
+    hwrng = f.field("hwrng")
+    loaded = set(f.field("modules").split())
+    driver = re.sub(r"[.-][0-9]+$", "", hwrng).replace("-", "_")
+    return driver if driver in loaded else None
+
+
+def _non_seed_sources(f: LayerFacts) -> list[tuple[str, bool]]:
+    """(source, could act before /init) for the sources that are not a boot seed."""
     sources = []
     cmdline = f.field("cmdline").split()
     if " rdrand " in f" {f.field('cpu_flags')} " and "random.trust_cpu=off" not in cmdline:
-        sources.append("RDRAND (trusted CPU)")
+        sources.append(("RDRAND (trusted CPU)", True))
     hwrng = f.field("hwrng")
     if hwrng and hwrng != "none":
-        sources.append(f"hardware RNG {hwrng}")
-    if any(_EFI_RNG.search(line) for line in f.dmesg):
+        module = _hwrng_module(f)
+        if module:
+            # Only the agent loads modules, so this one came up after 'Run /init'.
+            sources.append((f"hardware RNG {hwrng} (module {module}, loaded after /init)", False))
+        else:
+            sources.append((f"hardware RNG {hwrng}", True))
+    return sources
+
+
+def other_entropy_sources(f: LayerFacts, seed: str = SETUP_DATA) -> list[str]:
+    """Sources besides `seed` that could initialise the RNG: a trusted RDRAND, a
+    hardware RNG, and for a setup_data seed also the EFI RNG table."""
+    sources = [name for name, _ in _non_seed_sources(f)]
+    if seed == SETUP_DATA and f.efi_rng_address is not None:
         sources.append("EFI RNG table")
     return sources
+
+
+def _first_line(f: LayerFacts, pattern: re.Pattern) -> int | None:
+    return next((number for number, line in enumerate(f.dmesg) if pattern.search(line)), None)
+
+
+def credit_attributable_to(f: LayerFacts) -> list[str]:
+    """The received seeds an early credit ('crng init done' before /init) could be put
+    down to: a setup_data seed when EFI, RDRAND and hardware RNGs are off; an EFI seed
+    when RDRAND and hardware RNGs are off. A hardware RNG whose module the agent loaded
+    came up after /init, so it cannot explain an early credit.
+
+    With both seeds (a kexec'd child of an EFI boot gets both) dmesg's order decides:
+    parse_setup_data() runs before efi_init(), so a 'crng init done' logged before
+    the `efi: ... RNG=` line is the setup_data seed's, and one logged after it the EFI
+    seed's (the setup_data seed, when credited, would have come first)."""
+    if any(before_init for _, before_init in _non_seed_sources(f)):
+        return []
+    via = received_via(f)
+    if via != [SETUP_DATA, EFI]:
+        return via
+    crng, efi = _first_line(f, _CRNG_DONE), _first_line(f, _EFI_RNG_LINE)
+    if crng is not None and efi is not None and crng < efi:
+        return [SETUP_DATA]
+    return [EFI]
 
 
 def _crng_before_init(f: LayerFacts) -> bool:
@@ -69,14 +137,14 @@ def _crng_before_init(f: LayerFacts) -> bool:
 
 
 def credited(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
-    """The seed initialised the RNG: 'crng init done' before 'Run /init', with the
-    layer's other entropy sources off (else None: the credit cannot be attributed)."""
+    """A seed initialised the RNG: 'crng init done' before 'Run /init', with the
+    sources other than that seed off (else None: the credit cannot be attributed)."""
     got = received(f)
     if got is None:
         return None
     if not got:
         return False
-    if other_entropy_sources(f):
+    if not credit_attributable_to(f):
         return None
     return _crng_before_init(f)
 

@@ -6,6 +6,7 @@ again over it later (the unit tests do exactly that with recorded runs).
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
 from .report import GuestReport, LoaderRecord, SysfsEntry
@@ -13,6 +14,10 @@ from .report import GuestReport, LoaderRecord, SysfsEntry
 SETUP_RNG_SEED = 9
 SEED_SIZE = 32
 SETUP_HEADER_SIZE = 16      # u64 next, u32 type, u32 len
+EFI_SEED_HEADER_SIZE = 4    # struct linux_efi_random_seed { u32 size; u8 bits[size]; }
+EFI_SEED_MAX = 1024         # the kernel uses at most this many bytes of bits (SZ_1K)
+# The kernel's efi_config_parse_tables() line, e.g. "efi: ACPI=0x7f77d000 ... RNG=0x7f773018"
+_EFI_RNG_ADDRESS = re.compile(r"\befi: .*\bRNG=(0x[0-9a-fA-F]+)")
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,15 @@ class RamEntry:
                    type=int.from_bytes(raw[8:12], "little"),
                    len=int.from_bytes(raw[12:16], "little"),
                    data=bytes(raw[16:]))
+
+
+@dataclass(frozen=True)
+class EfiSeedRam:
+    """LINUX_EFI_RANDOM_SEED_TABLE read from guest RAM at the address dmesg's RNG= gave."""
+
+    address: int
+    size: int               # the table's size field (the kernel leaves it as it was)
+    data: bytes             # bits[0 .. min(size, EFI_SEED_MAX)]
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,7 @@ class LayerFacts:
     report: GuestReport | None = None
     ram_entries: list[RamEntry] = field(default_factory=list)
     ram_error: str | None = None                 # why RAM could not be read, if it could not
+    efi_seed_ram: EfiSeedRam | None = None       # the EFI RNG seed table in RAM (when dmesg names one)
     loader_record: LoaderRecord | None = None    # how this layer loaded the next one
     seconds: float = 0.0                         # hand-over to report
 
@@ -76,6 +91,14 @@ class LayerFacts:
     def dmesg(self) -> list[str]:
         return self.report.get("dmesg").splitlines() if self.report else []
 
+    @property
+    def efi_rng_address(self) -> int | None:
+        """Where the EFI RNG seed table is, from dmesg's `efi: ... RNG=0x...` (None: no table)."""
+        for line in self.dmesg:
+            if m := _EFI_RNG_ADDRESS.search(line):
+                return int(m[1], 16)
+        return None
+
     def to_json(self) -> dict:
         data = asdict(self)
         data["report"] = None if self.report is None else {
@@ -83,6 +106,8 @@ class LayerFacts:
             "fields": self.report.fields,
         }
         data["ram_entries"] = [dict(asdict(e), data=e.data.hex()) for e in self.ram_entries]
+        if self.efi_seed_ram is not None:
+            data["efi_seed_ram"] = dict(asdict(self.efi_seed_ram), data=self.efi_seed_ram.data.hex())
         return data
 
     @classmethod
@@ -99,9 +124,14 @@ class LayerFacts:
             console_tail=list(data.get("console_tail", [])), report=report,
             ram_entries=[RamEntry(**dict(e, data=bytes.fromhex(e["data"]))) for e in data.get("ram_entries", [])],
             ram_error=data.get("ram_error"),
+            efi_seed_ram=_efi_seed_ram(data.get("efi_seed_ram")),
             loader_record=LoaderRecord(**loader) if loader else None,
             seconds=data.get("seconds", 0.0),
         )
+
+
+def _efi_seed_ram(data: dict | None) -> EfiSeedRam | None:
+    return None if data is None else EfiSeedRam(**dict(data, data=bytes.fromhex(data["data"])))
 
 
 def _render_report(layer: int, fields: dict[str, str]) -> bytes:

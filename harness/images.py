@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cpio, debian
+from . import cpio, debian, kmod
+from . import qemu as qemu_machine
 from .cache import Cache
 from .errors import ImageError
 from .model import Layer, Scenario
@@ -23,6 +25,15 @@ AGENT = Path(__file__).with_name("agent.sh")
 # reboots at once (QEMU runs with -no-reboot, so it exits and the runner sees it).
 BASE_CMDLINE = "console=ttyS0 panic=-1 oops=panic"
 INITRD_NAME = "initrd.cpio"   # uncompressed: cheaper under TCG than any decompressor
+# A kexec_crash child is a crash kernel: the options kdump set-ups give one (it
+# boots with the crashed parent's devices in whatever state they were left).
+CRASH_CMDLINE = "irqpoll nr_cpus=1 reset_devices"
+# Memory its parent reserves for it when the scenario does not say how much.
+CRASHKERNEL = "crashkernel=384M"
+# The modules that drive the virtio-rng device, by the bus it sits on; their
+# dependencies come along (see harness.kmod). Built-in ones are skipped.
+RNG_MODULES = {"pci": ("virtio_pci", "virtio_rng"), "mmio": ("virtio_mmio", "virtio_rng")}
+MODULES_DIR = "seedchain/modules"
 
 
 @dataclass(frozen=True)
@@ -34,8 +45,19 @@ class LayerImage:
     cmdline: str               # the full kernel command line this layer boots with
 
 
-def cmdline_for(layer: Layer) -> str:
-    return f"{BASE_CMDLINE} {layer.cmdline}".strip()
+def cmdline_for(layer: Layer, nxt: Layer | None = None, machine_options: str = "") -> str:
+    """The layer's full kernel command line: the harness's options, what the machine
+    type needs, a crash kernel's options when it is one, crashkernel= when the next
+    layer is a crash kernel (unless the scenario gives its own), then the scenario's."""
+    words = layer.cmdline.split()
+    parts = [BASE_CMDLINE, machine_options]
+    if layer.loader == "kexec_crash":
+        parts += [opt for opt in CRASH_CMDLINE.split() if opt not in words]
+    if nxt is not None and nxt.loader == "kexec_crash" \
+            and not any(w.startswith("crashkernel=") for w in words):
+        parts.append(CRASHKERNEL)
+    parts.append(layer.cmdline)
+    return " ".join(p for p in parts if p).strip()
 
 
 def _suite(userland_spec: str, where: str) -> str:
@@ -52,16 +74,34 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def layer_conf(layer: Layer, nxt: Layer | None) -> bytes:
-    """The agent's config: shell assignments, every value quoted."""
+def layer_conf(layer: Layer, nxt: Layer | None, next_cmdline: str | None = None,
+               modules: tuple[str, ...] = ()) -> bytes:
+    """The agent's config: shell assignments, every value quoted. MODULES lists the
+    initramfs paths of kernel modules to insmod, in order, before the report."""
+    if nxt is not None and next_cmdline is None:
+        next_cmdline = cmdline_for(nxt)
     lines = [f"LAYER={layer.index}",
              f"NEXT_LOADER={shlex.quote(nxt.loader) if nxt else ''}",
-             f"NEXT_CMDLINE={shlex.quote(cmdline_for(nxt)) if nxt else ''}"]
+             f"NEXT_CMDLINE={shlex.quote(next_cmdline) if nxt else ''}"]
+    if modules:
+        lines.append(f"MODULES={shlex.quote(' '.join(modules))}")
     return ("\n".join(lines) + "\n").encode()
 
 
+def rng_modules(scenario: Scenario, layer: Layer, cache: Cache) -> list[kmod.Module]:
+    """The kernel modules the layer needs for the scenario's RNG device (none unless
+    qemu.rng is virtio, or for a kernel given as a file: it must have them built in)."""
+    if scenario.qemu.rng != "virtio":
+        return []
+    tree = debian.kernel_modules(layer.kernel, cache)
+    if tree is None:
+        return []
+    bus = "mmio" if qemu_machine.is_microvm(scenario.qemu.machine) else "pci"
+    return kmod.closure(tree, list(RNG_MODULES[bus]))
+
+
 def _write_initrd(out_dir: Path, userland: debian.Userland, conf: bytes,
-                  nxt: "LayerImage | None") -> None:
+                  nxt: "LayerImage | None", modules: "Sequence[kmod.Module]" = ()) -> None:
     entries = cpio.tree(userland.root)
     names = {e.path for e in entries}
     for d in ("bin", "dev", "proc", "sys", "tmp", "seedchain"):
@@ -74,6 +114,9 @@ def _write_initrd(out_dir: Path, userland: debian.Userland, conf: bytes,
         cpio.file("init", source=AGENT, perm=0o755),
         cpio.file("seedchain/layer.conf", data=conf),
     ]
+    if modules:
+        entries.append(cpio.directory(MODULES_DIR))
+        entries += [cpio.file(f"{MODULES_DIR}/{m.name}.ko", data=m.data) for m in modules]
     if nxt is not None:
         entries += [cpio.directory("seedchain/next"),
                     cpio.file("seedchain/next/bzImage", source=nxt.kernel.path),
@@ -99,21 +142,31 @@ def build_chain(scenario: Scenario, cache: Cache) -> list[LayerImage]:
             userlands[suite] = debian.userland(suite, cache)
 
     agent_digest = _file_digest(AGENT)
+    layers = scenario.layers
+    machine_options = qemu_machine.machine_cmdline(scenario.qemu.machine)
+    cmdlines = [cmdline_for(layer, layers[i + 1] if i + 1 < len(layers) else None, machine_options)
+                for i, layer in enumerate(layers)]
+    modules: dict[str, list[kmod.Module]] = {}
     images: list[LayerImage] = []
     nxt: LayerImage | None = None
-    for i in range(len(scenario.layers) - 1, -1, -1):
-        layer = scenario.layers[i]
-        next_layer = scenario.layers[i + 1] if i + 1 < len(scenario.layers) else None
+    for i in range(len(layers) - 1, -1, -1):
+        layer = layers[i]
+        next_layer = layers[i + 1] if i + 1 < len(layers) else None
         kernel = kernels[layer.kernel]
         userland = userlands[_suite(layer.userland, "")]
-        conf = layer_conf(layer, next_layer)
+        if layer.kernel not in modules:
+            modules[layer.kernel] = rng_modules(scenario, layer, cache)
+        mods = modules[layer.kernel]
+        conf = layer_conf(layer, next_layer, cmdlines[i + 1] if next_layer else None,
+                          tuple(f"/{MODULES_DIR}/{m.name}.ko" for m in mods))
         key = ["initrd/v1", agent_digest, str(userland.root), conf]
+        key += [hashlib.sha256(m.data).hexdigest() for m in mods]
         if nxt is not None:
             key += [_file_digest(nxt.kernel.path), str(nxt.initrd)]
         entry = cache.build("initrd", key,
-                            lambda out, u=userland, c=conf, n=nxt: _write_initrd(out, u, c, n))
+                            lambda out, u=userland, c=conf, n=nxt, m=mods: _write_initrd(out, u, c, n, m))
         image = LayerImage(layer=layer, kernel=kernel, userland=userland,
-                           initrd=entry / INITRD_NAME, cmdline=cmdline_for(layer))
+                           initrd=entry / INITRD_NAME, cmdline=cmdlines[i])
         images.insert(0, image)
         nxt = image
     return images

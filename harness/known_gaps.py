@@ -165,6 +165,7 @@ class Gap:
     # and the QEMU CPU model (some faults need a combination to show).
     also: tuple[tuple[str, tuple[VersionRange, ...]], ...] = ()
     cpu: tuple[str, ...] = ()
+    firmware: tuple[str, ...] = ()                  # () = any; results before it are seabios
 
     @property
     def predicts(self) -> dict[str, Values]:
@@ -191,6 +192,8 @@ class Gap:
             if not in_ranges(component_version(result, position, component)[1], ranges):
                 return False
         if self.cpu and (result.get("qemu") or {}).get("cpu") not in self.cpu:
+            return False
+        if self.firmware and (result.get("qemu") or {}).get("firmware", "seabios") not in self.firmware:
             return False
         return all(layer.get(name) in values for name, values in self.when)
 
@@ -553,6 +556,8 @@ GAP_SCHEMA: dict = {
                  "description": "Other components whose versions must match too, e.g. "
                                 "{kernel: '>=6.12'}."},
         "cpu": {**_STRINGS, "description": "Only with this QEMU CPU model (qemu.cpu), one or a list."},
+        "firmware": {**_STRINGS, "description": "Only with this firmware (qemu.firmware: seabios or "
+                                                "ovmf), one or a list."},
         "checks": _check_map("The checks this gap makes fail, with the value observed instead."),
         "reason": {"type": "string", "minLength": 1,
                    "description": "Why, in a sentence or two."},
@@ -658,7 +663,8 @@ def parse_gaps(text: str, where: str = "<known gaps>") -> tuple[Gap, ...]:
             where=f"{where}:{line}",
             also=tuple((component, tuple(VersionRange.parse(r) for r in _values(ranges)))
                        for component, ranges in (raw.get("also") or {}).items()),
-            cpu=_values(raw["cpu"]) if "cpu" in raw else ()))
+            cpu=_values(raw["cpu"]) if "cpu" in raw else (),
+            firmware=_values(raw["firmware"]) if "firmware" in raw else ()))
     return tuple(gaps)
 
 

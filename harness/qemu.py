@@ -49,16 +49,81 @@ def find_binary(build: str) -> str:
     return str(path.resolve())
 
 
-def base_args(*, machine: str, cpu: str, memory: int, accel: str, rng: str) -> list[str]:
-    """Options that do not depend on the run's files."""
+OVMF_DIR = Path("/usr/share/OVMF")       # Debian's ovmf package
+OVMF_CODE = "OVMF_CODE_4M.fd"             # read-only firmware, shared by every run
+OVMF_VARS = "OVMF_VARS_4M.fd"             # the variable store template: each run writes its own copy
+
+
+def is_microvm(machine: str) -> bool:
+    return machine.split(",", 1)[0] == "microvm"
+
+
+def ovmf_pflash(workdir: Path) -> list[str]:
+    """-drive options for OVMF: the code read-only, and a fresh copy of the variable
+    store in the run's folder (the firmware writes to it; the package's stays clean)."""
+    code, template = OVMF_DIR / OVMF_CODE, OVMF_DIR / OVMF_VARS
+    missing = [str(f) for f in (code, template) if not f.is_file()]
+    if missing:
+        raise QemuError(f"OVMF firmware not found: {', '.join(missing)}", where="qemu.firmware: ovmf",
+                        hint="apt-get install ovmf")
+    workdir.mkdir(parents=True, exist_ok=True)
+    vars_copy = workdir / "OVMF_VARS.fd"
+    shutil.copyfile(template, vars_copy)
+    return ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
+
+
+def base_args(*, machine: str, cpu: str, memory: int, accel: str, rng: str,
+              firmware: str = "seabios", workdir: Path | None = None) -> list[str]:
+    """Options for the machine itself; `workdir` (the run's folder) holds per-run
+    firmware files (OVMF's variable store)."""
     args = [
         "-nodefaults", "-no-user-config", "-display", "none",
         "-no-reboot",            # a guest reset or panic ends QEMU: the runner sees it
         "-machine", machine, "-accel", accel, "-cpu", cpu, "-m", str(memory), "-smp", "1",
     ]
+    microvm = is_microvm(machine)
+    if firmware == "ovmf":
+        if microvm:
+            raise QemuError("OVMF cannot boot a microvm machine (it has no flash; Debian's ovmf "
+                            "has no microvm build)", where="qemu.firmware: ovmf",
+                            hint="use machine q35 or pc with firmware ovmf")
+        if workdir is None:
+            raise ValueError("base_args needs the run's folder for OVMF's variable store")
+        args += ovmf_pflash(workdir)
+    if microvm:
+        # microvm has one ISA serial port; the agent's channel (Machine's second
+        # -serial, chardev "agent") becomes ttyS1 through a second one at COM2's address.
+        args += ["-device", "isa-serial,chardev=agent,iobase=0x2f8,irq=3"]
     if rng == "virtio":
-        args += ["-device", "virtio-rng-pci"]
+        # microvm has no PCI bus by default: its virtio devices sit on virtio-mmio.
+        args += ["-device", "virtio-rng-device" if microvm else "virtio-rng-pci"]
     return args
+
+
+def host_tsc_khz() -> int | None:
+    """The host's TSC rate in kHz, best effort (TCG guests see the host's TSC rate)."""
+    try:
+        return int(Path("/sys/devices/system/cpu/cpu0/tsc_freq_khz").read_text())
+    except (OSError, ValueError):
+        pass
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                return round(float(line.split(":")[1])) * 1000
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def machine_cmdline(machine: str) -> str:
+    """Kernel options a machine type needs. microvm has no HPET and no ACPI PM timer:
+    when the PIT calibration fails (it does under TCG on a busy host) the kernel hangs
+    with an unknown TSC rate, so it is given the host's rate up front."""
+    if is_microvm(machine):
+        khz = host_tsc_khz()
+        return f"tsc_early_khz={khz}" if khz else ""
+    return ""
 
 
 class Machine:

@@ -21,7 +21,8 @@ from . import qemu as qemu_control
 from . import qemu_builds
 from .cache import Cache
 from .errors import SeedchainError
-from .facts import SEED_SIZE, SETUP_HEADER_SIZE, SETUP_RNG_SEED, Component, LayerFacts, RamEntry
+from .facts import (EFI_SEED_HEADER_SIZE, EFI_SEED_MAX, SEED_SIZE, SETUP_HEADER_SIZE, SETUP_RNG_SEED,
+                    Component, EfiSeedRam, LayerFacts, RamEntry)
 from .images import LayerImage, build_chain
 from .model import Scenario
 from .report import MAX_REPORT_BYTES, ReportError, parse_loader, parse_report, take_block
@@ -69,6 +70,22 @@ class Console:
     def since_mark(self) -> str:
         return self._read()
 
+    def skip_past(self, needle: str) -> bool:
+        """Move the mark past the first complete line since the mark that holds
+        `needle` (a message that was expected, such as an intended panic)."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.mark_at)
+                data = f.read()
+        except OSError:
+            return False
+        at = data.find(needle.encode())
+        end = data.find(b"\n", at) if at >= 0 else -1
+        if end < 0:
+            return False
+        self.mark_at += end + 1
+        return True
+
     def tail(self, lines: int = CONSOLE_TAIL) -> list[str]:
         return [line.rstrip("\r") for line in self._read().splitlines()[-lines:]]
 
@@ -99,10 +116,15 @@ class AgentStream:
 
 
 def _wait_block(machine: qemu_control.Machine, stream: AgentStream, console: Console,
-                start: bytes, end: bytes, timeout: float, what: str) -> bytes:
+                start: bytes, end: bytes, timeout: float, what: str,
+                intended_panic: bool = False) -> bytes:
+    """Wait for a block from the agent. With intended_panic (a crash kernel's hand-over)
+    the first "Kernel panic" on the console is the parent's, on purpose: it is skipped."""
     deadline = time.monotonic() + timeout
     panic_seen: float | None = None
     while True:
+        if intended_panic and console.skip_past("Kernel panic"):
+            intended_panic = False
         block = stream.take(start, end)
         if block is not None:
             return block
@@ -117,6 +139,8 @@ def _wait_block(machine: qemu_control.Machine, stream: AgentStream, console: Con
             panic_seen = panic_seen or now
             if now - panic_seen > PANIC_GRACE:
                 raise Fault("panic", f"kernel panic before {what}; QEMU did not exit")
+        else:
+            panic_seen = None
         if now > deadline:
             raise Fault("hang", f"no {what} within {timeout:.0f} s; the guest is silent or stuck")
         stream.poll(0.2)
@@ -131,6 +155,14 @@ def _exit_fault(machine: qemu_control.Machine, console: Console, what: str) -> F
         return Fault("qemu-exit", f"QEMU exited with status {machine.exit_code} before {what}: "
                                   f"{machine.qemu_output()[-500:]}")
     return Fault("reset", f"the guest reset or powered off before {what}, with no panic message")
+
+
+def read_efi_seed(machine: qemu_control.Machine, address: int) -> EfiSeedRam:
+    """The EFI RNG seed table in guest RAM: struct linux_efi_random_seed { u32 size; u8 bits[]; }."""
+    size = int.from_bytes(machine.read_memory(address, EFI_SEED_HEADER_SIZE), "little")
+    count = min(size, EFI_SEED_MAX)
+    data = machine.read_memory(address + EFI_SEED_HEADER_SIZE, count) if count else b""
+    return EfiSeedRam(address=address, size=size, data=data)
 
 
 def read_setup_data(machine: qemu_control.Machine, head: int) -> list[RamEntry]:
@@ -197,7 +229,8 @@ def run(scenario: Scenario, *, cache: Cache, artifacts: Path,
     build = qemu_builds.resolve(q.build, cache)
     command = build.command(outdir, cache.root, [images[0].kernel.path, images[0].initrd])
     accel = choose_accel(q.accel, build, images[0].kernel.path, cache, outdir)
-    args = qemu_control.base_args(machine=q.machine, cpu=q.cpu, memory=q.memory, accel=accel, rng=q.rng)
+    args = qemu_control.base_args(machine=q.machine, cpu=q.cpu, memory=q.memory, accel=accel, rng=q.rng,
+                                  firmware=q.firmware, workdir=outdir)
     args += build.extra_args
     args += ["-kernel", str(images[0].kernel.path), "-initrd", str(images[0].initrd),
              "-append", images[0].cmdline, *q.extra_args]
@@ -254,11 +287,13 @@ def _follow_chain(scenario: Scenario, machine: qemu_control.Machine, facts: list
             start = time.monotonic()
             failed = i
             try:
-                _boot_layer(layer.index, layer.timeout, machine, stream, console, f)
+                _boot_layer(layer.index, layer.timeout, machine, stream, console, f,
+                            intended_panic=layer.loader == "kexec_crash")
                 f.seconds = time.monotonic() - start
                 progress(f"layer {layer.index}: booted {f.field('kernel_release')} "
                          f"in {f.seconds:.1f} s via {layer.loader}; "
-                         f"{len(f.sysfs_seeds)} seed entr{'y' if len(f.sysfs_seeds) == 1 else 'ies'}")
+                         f"{len(f.sysfs_seeds)} seed entr{'y' if len(f.sysfs_seeds) == 1 else 'ies'}"
+                         + ("; an EFI seed table" if f.efi_rng_address is not None else ""))
                 if i + 1 < len(scenario.layers):
                     # From here a fault is the child's to show: the parent itself booted.
                     failed = i + 1
@@ -276,10 +311,12 @@ def _follow_chain(scenario: Scenario, machine: qemu_control.Machine, facts: list
         stream.close()
 
 
-def _boot_layer(index: int, timeout: float, machine, stream, console, f: LayerFacts) -> None:
-    console.mark()
+def _boot_layer(index: int, timeout: float, machine, stream, console, f: LayerFacts,
+                intended_panic: bool = False) -> None:
+    if not intended_panic:
+        console.mark()   # else keep the hand-over's mark, set before the parent could panic
     block = _wait_block(machine, stream, console, b"@begin ", f"@end {index}".encode(),
-                        timeout, f"report from layer {index}")
+                        timeout, f"report from layer {index}", intended_panic=intended_panic)
     try:
         report = parse_report(block)
     except ReportError as exc:
@@ -291,6 +328,11 @@ def _boot_layer(index: int, timeout: float, machine, stream, console, f: LayerFa
         f.ram_entries = read_setup_data(machine, report.setup_data_head)
     except Exception as exc:  # the monitor's answer is diagnostic data, not a reason to stop
         f.ram_error = f"{type(exc).__name__}: {exc}"
+    if f.efi_rng_address is not None:
+        try:
+            f.efi_seed_ram = read_efi_seed(machine, f.efi_rng_address)
+        except Exception as exc:  # as above
+            f.ram_error = (f"{f.ram_error}; " if f.ram_error else "") + f"EFI seed: {type(exc).__name__}: {exc}"
     machine.answer_agent("go")
 
 

@@ -90,7 +90,8 @@ def _layer(first: bool) -> dict:
             "enum": list(LOADERS),
             "description": "How the previous layer starts this one: kexec_file_load (kexec -s), "
                            "kexec_load (kexec -c), or kexec_crash (kexec -s -p, then the previous "
-                           "layer is crashed on purpose; give it crashkernel= in its cmdline).",
+                           "layer is crashed on purpose; it gets crashkernel=384M unless its "
+                           "cmdline names a size).",
         }
     return {
         "type": "object",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .checks import other_entropy_sources, run_checks
+from .checks import SETUP_DATA, credit_attributable_to, other_entropy_sources, received_via, run_checks
 from .facts import SETUP_RNG_SEED, Component, LayerFacts
 from .model import CHECKS, Scenario
 
@@ -61,6 +61,8 @@ class LayerResult:
         f, c = self.facts, self.facts.component
         seeds = [e for e in f.ram_entries if e.type == SETUP_RNG_SEED]
         address = self.seed_address()
+        via = received_via(f) if f.booted else []
+        efi = f.efi_seed_ram
         return {
             "index": f.index,
             "kernel": f.field("kernel_release") or None,
@@ -71,13 +73,20 @@ class LayerResult:
             "userland": c.userland,
             "kexec_tools": c.kexec_tools_version,
             **{name: self.observed[name] for name in CHECKS},
+            "received_via": via,
             "seed_address": None if address is None else f"{address:#x}",
             "seed_ram": [{"address": f"{e.address:#x}", "type": e.type, "len": e.len,
                           "bytes": e.data.hex()} for e in seeds],
             "seed_sysfs": [{"entry": e.number, "bytes": e.data.hex(), "mode": f"{e.mode:o}"}
                            for e in f.sysfs_seeds],
             "setup_data_head": None if f.report is None else f"{f.report.setup_data_head:#x}",
-            "other_entropy_sources": other_entropy_sources(f) if f.booted else [],
+            "efi_seed_address": None if f.efi_rng_address is None else f"{f.efi_rng_address:#x}",
+            "efi_seed_ram": None if efi is None else {
+                "address": f"{efi.address:#x}", "size": efi.size, "bytes": efi.data.hex(),
+                "zeroed": efi.size > 0 and not any(efi.data)},
+            "other_entropy_sources": other_entropy_sources(f, via[0] if via else SETUP_DATA)
+                                     if f.booted else [],
+            "credit_attributable_to": credit_attributable_to(f) if f.booted else [],
             "handed_on": None if f.loader_record is None else {
                 "loader": f.loader_record.loader, "rc": f.loader_record.rc,
                 "rng_ready": f.loader_record.rng_ready, "output": f.loader_record.output},
@@ -137,7 +146,8 @@ class RunResult:
             "error": self.error,
             "qemu": {"version": self.qemu_version, "binary": self.qemu_binary,
                      "machine": s.qemu.machine, "cpu": s.qemu.cpu, "memory": s.qemu.memory,
-                     "rng": s.qemu.rng, "accel": self.accel, "args": self.qemu_args},
+                     "rng": s.qemu.rng, "firmware": s.qemu.firmware, "accel": self.accel,
+                     "args": self.qemu_args},
             "artifacts": self.artifacts,
             "seconds": round(self.seconds, 2),
             "retries": self.retries,

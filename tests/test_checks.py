@@ -9,7 +9,7 @@ from harness import checks
 from harness.model import CHECKS
 from harness.scenario import load_scenario
 from harness.verdict import judge
-from recorded import facts, names, result
+from recorded import RUNS, facts, names, result
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 
@@ -26,6 +26,12 @@ OBSERVED = {
     "unseeded-parent": [(Y, N, NA, NA, N, N, N), (Y, N, NA, NA, N, N, NA)],
     "old-child":       [(Y, N, NA, NA, N, N, Y), (Y, Y, N, N, N, Y, NA)],
     "child-panics":    [(Y, N, NA, NA, N, N, NA), (N, NA, NA, NA, NA, NA, NA)],
+    # Layer 1's seed is OVMF's EFI RNG table (no sysfs view); the child gets both kinds.
+    "ovmf-efi-seed":   [(Y, Y, NA, Y, Y, N, Y), (Y, Y, Y, Y, Y, N, NA)],
+    "virtio-rng":      [(Y, N, NA, NA, N, N, Y), (Y, Y, Y, Y, Y, N, NA)],
+    "crash-kernel":    [(Y, N, NA, NA, N, N, Y), (Y, Y, Y, Y, Y, N, NA)],
+    "machine-pc":      [(Y, N, NA, NA, N, N, Y), (Y, Y, Y, Y, Y, N, NA)],
+    "microvm":         [(Y, N, NA, NA, N, N, Y), (Y, Y, Y, Y, Y, N, NA)],
 }
 
 
@@ -111,3 +117,89 @@ def test_a_wrong_expectation_names_the_layer_component_and_version():
     assert "zeroed_sysfs expected yes observed no" in line
     assert "credited expected yes observed no" in line
     assert "exposed expected no observed yes" in line
+
+
+def _with_fields(layer, **fields):
+    changed = dataclasses.replace(layer)
+    changed.report = dataclasses.replace(layer.report, fields=dict(layer.report.fields, **fields))
+    return changed
+
+
+def test_a_seed_received_through_the_efi_rng_table():
+    layer = facts("ovmf-efi-seed")[0]
+    assert layer.sysfs_seeds == [] and layer.ram_seeds == []      # no setup_data seed at all
+    assert checks.received_via(layer) == ["efi"]
+    assert checks.received(layer) is True
+    assert checks.zeroed_sysfs(layer) is None                      # the EFI table has no sysfs view
+    # The table in RAM at dmesg's RNG= address: size kept, the 32 bits zeroed by the kernel.
+    assert layer.efi_seed_ram.address == layer.efi_rng_address
+    assert (layer.efi_seed_ram.size, layer.efi_seed_ram.data) == (32, bytes(32))
+    assert checks.zeroed_ram(layer) is True
+    assert checks.credit_attributable_to(layer) == ["efi"]
+    assert checks.credited(layer) is True
+
+
+def test_an_efi_seed_left_intact_is_not_zeroed():
+    layer = dataclasses.replace(facts("ovmf-efi-seed")[0])
+    layer.efi_seed_ram = dataclasses.replace(layer.efi_seed_ram, data=bytes(range(32)))
+    assert checks.zeroed_ram(layer) is False
+    layer.efi_seed_ram = None                                      # RAM not read: cannot say
+    assert checks.zeroed_ram(layer) is None
+
+
+def test_an_efi_seeds_credit_needs_rdrand_and_hwrngs_off():
+    layer = facts("ovmf-efi-seed")[0]
+    trusting = _with_fields(layer, cmdline=layer.field("cmdline").replace("random.trust_cpu=off", ""))
+    assert checks.credited(trusting) is None
+    # A hardware RNG not loaded by the agent (built in) could have acted before /init.
+    builtin_hwrng = _with_fields(layer, modules="")
+    assert checks.other_entropy_sources(builtin_hwrng, "efi") == ["hardware RNG virtio_rng.0"]
+    assert checks.credited(builtin_hwrng) is None
+
+
+def test_a_kexec_child_of_an_efi_boot_gets_both_seeds_and_dmesg_order_tells_which_credited():
+    child = facts("ovmf-efi-seed")[1]
+    assert checks.received_via(child) == ["setup_data", "efi"]
+    # 'crng init done' comes before the efi: RNG= line: parse_setup_data() ran first.
+    assert checks.credit_attributable_to(child) == ["setup_data"]
+    assert "EFI RNG table" in checks.other_entropy_sources(child)
+    dmesg = child.report.fields["dmesg"].splitlines()
+    moved = [line for line in dmesg if "crng init done" not in line]
+    at = next(i for i, line in enumerate(moved) if "RNG=0x" in line) + 1
+    later = _with_fields(child, dmesg="\n".join(moved[:at] + ["[    0.000000] random: crng init done"]
+                                                + moved[at:]))
+    assert checks.credit_attributable_to(later) == ["efi"]
+    assert checks.credited(later) is True
+
+
+def test_virtio_hwrng_is_seen_as_another_source():
+    parent, child = facts("virtio-rng")
+    for layer in (parent, child):
+        assert layer.field("hwrng") == "virtio_rng.0"
+        assert checks.other_entropy_sources(layer) == [
+            "hardware RNG virtio_rng.0 (module virtio_rng, loaded after /init)"]
+    # Layer 1 has no seed: its RNG came up from the hwrng after /init, too late to be credited.
+    assert checks.credited(parent) is False and parent.loader_record.rng_ready is True
+    # The child's early credit is its seed's: its own virtio_rng came after /init ...
+    assert checks.credit_attributable_to(child) == ["setup_data"]
+    # ... which the facts show only through the module list; without it nothing is attributed.
+    assert checks.credited(_with_fields(child, modules="")) is None
+
+
+def test_the_crash_kernels_hand_over_is_not_a_fault():
+    parent, crash = facts("crash-kernel")
+    assert parent.loader_record.loader == "kexec_crash" and parent.loader_record.rc == 0
+    assert "crashkernel=384M" in parent.field("cmdline").split()
+    assert crash.fault is None and crash.booted
+    assert {"irqpoll", "nr_cpus=1", "reset_devices"} <= set(crash.field("cmdline").split())
+    assert any(w.startswith("elfcorehdr=") for w in crash.field("cmdline").split())
+    assert checks.received_via(crash) == ["setup_data"] and checks.credited(crash) is True
+    agent_log = (RUNS / "crash-kernel" / "agent.log").read_text()
+    assert "@loader kexec_crash 0 yes" in agent_log
+
+
+def test_microvm_and_pc_chains_get_no_seed_from_qemu():
+    for name in ("microvm", "machine-pc"):
+        first, child = facts(name)
+        assert checks.received(first) is False and checks.credited(child) is True
+    assert "tsc_early_khz=" in facts("microvm")[0].field("cmdline")
