@@ -302,7 +302,7 @@ class Machine:
         self.close()
 
 
-def kvm_usable(command: list[str] | str, kernel: Path, workdir: Path, timeout: float = 20.0) -> bool:
+def kvm_usable(command: list[str] | str, kernel: Path, workdir: Path, timeout: float = 10.0) -> bool:
     """Does KVM really work here? /dev/kvm can exist and still hang guests.
 
     Boots the kernel with no initramfs: it panics at once for want of a root
