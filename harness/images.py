@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import cpio, debian, kmod
 from . import qemu as qemu_machine
-from .cache import Cache
+from .cache import Cache, sha256_file
 from .errors import ImageError
 from .model import Layer, Scenario
 
@@ -64,14 +64,6 @@ def _suite(userland_spec: str, where: str) -> str:
     if not userland_spec.startswith("debian:"):
         raise ImageError(f"userland {userland_spec!r} is not of the form debian:SUITE", where=where)
     return userland_spec.split(":", 1)[1]
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def layer_conf(layer: Layer, nxt: Layer | None, next_cmdline: str | None = None,
@@ -141,7 +133,7 @@ def build_chain(scenario: Scenario, cache: Cache) -> list[LayerImage]:
         if suite not in userlands:
             userlands[suite] = debian.userland(suite, cache)
 
-    agent_digest = _file_digest(AGENT)
+    agent_digest = sha256_file(AGENT)
     layers = scenario.layers
     machine_options = qemu_machine.machine_cmdline(scenario.qemu.machine)
     cmdlines = [cmdline_for(layer, layers[i + 1] if i + 1 < len(layers) else None, machine_options)
@@ -162,7 +154,7 @@ def build_chain(scenario: Scenario, cache: Cache) -> list[LayerImage]:
         key = ["initrd/v1", agent_digest, str(userland.root), conf]
         key += [hashlib.sha256(m.data).hexdigest() for m in mods]
         if nxt is not None:
-            key += [_file_digest(nxt.kernel.path), str(nxt.initrd)]
+            key += [sha256_file(nxt.kernel.path), str(nxt.initrd)]
         entry = cache.build("initrd", key,
                             lambda out, u=userland, c=conf, n=nxt, m=mods: _write_initrd(out, u, c, n, m))
         image = LayerImage(layer=layer, kernel=kernel, userland=userland,

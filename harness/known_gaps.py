@@ -573,26 +573,11 @@ _PATTERN_WORDS = {GAP_SCHEMA["properties"]["id"]["pattern"]:
 
 def load_gaps(path: str | os.PathLike) -> tuple[Gap, ...]:
     """Read and validate a known-gaps file; KnownGapsError names file:line."""
-    where = str(path)
     try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise KnownGapsError("no such file", where=where) from None
-    except IsADirectoryError:
-        raise KnownGapsError("is a folder, not a known-gaps file", where=where) from None
-    except (OSError, ValueError) as e:
-        raise KnownGapsError(f"cannot read the file: {getattr(e, 'strerror', None) or e}",
-                             where=where) from None
-    if len(raw) > MAX_BYTES:
-        raise KnownGapsError(f"file is larger than {MAX_BYTES // 1024} KiB", where=where)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise KnownGapsError(f"not valid UTF-8: byte 0x{raw[e.start]:02x}",
-                             where=f"{where}:{line}", hint="save the file as UTF-8") from None
-    return parse_gaps(text, where)
+        text = _scenario.read_text(path)     # the same size and encoding rules as scenarios
+    except ScenarioError as e:
+        raise KnownGapsError(e.what, where=e.where, hint=e.hint) from None
+    return parse_gaps(text, str(path))
 
 
 def parse_gaps(text: str, where: str = "<known gaps>") -> tuple[Gap, ...]:
