@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+import stat
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,15 +94,37 @@ def rng_modules(scenario: Scenario, layer: Layer, cache: Cache) -> list[kmod.Mod
     return kmod.closure(tree, list(RNG_MODULES[bus]))
 
 
+def _applet_links(root: Path, present: set[str]) -> list[cpio.Entry]:
+    """busybox's applets as symlinks made here: `busybox --install` at boot costs the
+    agent ~0.3 s per layer under TCG (measured), a third of its own time."""
+    try:
+        listing = subprocess.run([str(root / "bin" / "busybox"), "--list-full"], capture_output=True,
+                                 text=True, check=True, timeout=30).stdout.split()
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ImageError(f"cannot list the applets of {root / 'bin' / 'busybox'}: {exc}") from None
+    entries, dirs = [], set()
+    for path in sorted(set(listing)):
+        path = path.strip("/")
+        parent = path.rsplit("/", 1)[0] if "/" in path else ""
+        if path in present or not parent:
+            continue
+        if parent not in present and parent not in dirs:
+            dirs.add(parent)
+            entries.append(cpio.directory(parent))
+        entries.append(cpio.symlink(path, "/bin/busybox"))
+    # Parents before children: the kernel's unpacker makes no missing directories.
+    return sorted(entries, key=lambda e: not stat.S_ISDIR(e.mode))
+
+
 def _write_initrd(out_dir: Path, userland: debian.Userland, conf: bytes,
                   nxt: "LayerImage | None", modules: "Sequence[kmod.Module]" = ()) -> None:
     entries = cpio.tree(userland.root)
     names = {e.path for e in entries}
-    for d in ("bin", "dev", "proc", "sys", "tmp", "seedchain"):
+    for d in ("bin", "dev", "proc", "sys", "tmp", "seedchain", "usr"):
         if d not in names:
             entries.append(cpio.directory(d))
-    if "bin/sh" not in names:
-        entries.append(cpio.symlink("bin/sh", "busybox"))
+            names.add(d)
+    entries += _applet_links(userland.root, names)
     entries += [
         cpio.chardev("dev/console", 5, 1),     # the kernel opens it for init's stdio
         cpio.file("init", source=AGENT, perm=0o755),
