@@ -26,12 +26,17 @@ exec /usr/bin/qemu-system-x86_64 "$@"
     return script
 
 
+def _on_flaky_qemu(tmp_path, failures: int):
+    """qemu-only, run by a QEMU that fails to start `failures` times first."""
+    scenario = load_scenario(SCENARIOS / "qemu-only.yaml")
+    return dataclasses.replace(scenario, qemu=dataclasses.replace(
+        scenario.qemu, build=str(_flaky_qemu(tmp_path, failures)), accel="tcg"))
+
+
 @pytest.mark.vm
 def test_a_qemu_that_fails_to_start_once_is_retried_and_recorded(seedchain, tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "RETRY_PAUSE", 0.1)
-    scenario = load_scenario(SCENARIOS / "qemu-only.yaml")
-    scenario = dataclasses.replace(scenario, qemu=dataclasses.replace(
-        scenario.qemu, build=str(_flaky_qemu(tmp_path, failures=1)), accel="tcg"))
+    scenario = _on_flaky_qemu(tmp_path, failures=1)
     result = runner.run(scenario, cache=seedchain.cache, artifacts=tmp_path / "out")
     assert result.passed
     (retry,) = result.retries
@@ -44,9 +49,7 @@ def test_a_qemu_that_fails_to_start_once_is_retried_and_recorded(seedchain, tmp_
 @pytest.mark.network
 def test_retries_are_bounded(seedchain, tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "RETRY_PAUSE", 0.01)
-    scenario = load_scenario(SCENARIOS / "qemu-only.yaml")
-    scenario = dataclasses.replace(scenario, qemu=dataclasses.replace(
-        scenario.qemu, build=str(_flaky_qemu(tmp_path, failures=99)), accel="tcg"))
+    scenario = _on_flaky_qemu(tmp_path, failures=99)
     with pytest.raises(QemuError) as info:
         runner.run(scenario, cache=seedchain.cache, artifacts=tmp_path / "out")
     assert "flaky start 3" in str(info.value)
