@@ -1,6 +1,6 @@
 """Unit tests of the benchmark's own logic: no QEMU, no network, no timings asserted.
 
-    /work/venv/bin/pytest bench/ -p no:cacheprovider
+    .venv/bin/pytest bench/ -p no:cacheprovider
 """
 
 from __future__ import annotations
