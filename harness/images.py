@@ -68,12 +68,12 @@ def _suite(userland_spec: str, where: str) -> str:
     return userland_spec.split(":", 1)[1]
 
 
-def layer_conf(layer: Layer, nxt: Layer | None, next_cmdline: str | None = None,
+def layer_conf(layer: Layer, nxt: Layer | None, next_cmdline: str | None,
                modules: tuple[str, ...] = ()) -> bytes:
-    """The agent's config: shell assignments, every value quoted. MODULES lists the
-    initramfs paths of kernel modules to insmod, in order, before the report."""
-    if nxt is not None and next_cmdline is None:
-        next_cmdline = cmdline_for(nxt)
+    """The agent's config: shell assignments, every value quoted. next_cmdline is the
+    one build_chain computed for the next layer (it depends on the layer after that
+    and on the machine, so it is not derived again here). MODULES lists the initramfs
+    paths of kernel modules to insmod, in order, before the report."""
     lines = [f"LAYER={layer.index}",
              f"NEXT_LOADER={shlex.quote(nxt.loader) if nxt else ''}",
              f"NEXT_CMDLINE={shlex.quote(next_cmdline) if nxt else ''}"]

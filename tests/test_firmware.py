@@ -116,7 +116,7 @@ def test_layer_conf_lists_modules_only_when_there_are_some():
     assert conf.decode().splitlines() == ["LAYER=1", "NEXT_LOADER=kexec_crash",
                                           "NEXT_CMDLINE='console=ttyS0 irqpoll'",
                                           "MODULES='/seedchain/modules/a.ko /seedchain/modules/b.ko'"]
-    assert b"MODULES" not in images.layer_conf(layer, None)
+    assert b"MODULES" not in images.layer_conf(layer, None, None)
 
 
 # ------------------------------------------------------------------ modules
