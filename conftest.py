@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cache import Cache
+from harness.images.cache import Cache
 
 pytest_plugins = ["harness.pytest_plugin"]
 

@@ -24,11 +24,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import cpio, qemu_builds
-from harness.cache import Cache, sha256_file
-from harness.images import LayerImage
-from harness.model import QemuConfig
-from harness.qemu import _die_with_parent, base_args
+from harness.images import cpio
+from harness.images import qemu_builds
+from harness.images.cache import Cache, sha256_file
+from harness.images.initramfs import LayerImage
+from harness.scenario.model import QemuConfig
+from harness.boot.qemu import _die_with_parent, base_args
 
 LAYOUT = "bench-baseline/v1"       # bump when the image recipe below changes
 INITRD = "initrd"

@@ -26,10 +26,10 @@ import time  # noqa: E402
 
 from bench._env import ROOT  # noqa: E402
 from bench.common import DEFAULT_ARTIFACTS, fmt, machine_state, say, table, write_json  # noqa: E402
-from harness.cache import Cache  # noqa: E402
+from harness.images.cache import Cache  # noqa: E402
 from harness.errors import SeedchainError  # noqa: E402
-from harness.runner import run  # noqa: E402
-from harness.scenario import discover, load_scenario  # noqa: E402
+from harness.boot.runner import run  # noqa: E402
+from harness.scenario.load import discover, load_scenario  # noqa: E402
 
 _LETTER = {"pass": "P", "fail": "F", "error": "E"}
 

@@ -37,13 +37,13 @@ from bench import baseline  # noqa: E402
 from bench._env import ROOT  # noqa: E402
 from bench.common import (DEFAULT_ARTIFACTS, cpu_seconds, fmt, host_info, machine_state,  # noqa: E402
                           ratio, say, stats, table, write_json)
-from harness import debian, qemu_builds  # noqa: E402
-from harness.cache import Cache  # noqa: E402
+from harness.images import debian, qemu_builds  # noqa: E402
+from harness.images.cache import Cache  # noqa: E402
 from harness.errors import SeedchainError  # noqa: E402
-from harness.images import LayerImage, build_chain  # noqa: E402
-from harness.model import Scenario  # noqa: E402
-from harness.runner import LOADER_TIMEOUT, choose_accel, run  # noqa: E402
-from harness.scenario import load_scenario  # noqa: E402
+from harness.images.initramfs import LayerImage, build_chain  # noqa: E402
+from harness.scenario.model import Scenario  # noqa: E402
+from harness.boot.runner import LOADER_TIMEOUT, choose_accel, run  # noqa: E402
+from harness.scenario.load import load_scenario  # noqa: E402
 
 OVERHEAD_SCENARIOS = ("kexec-file-2", "kexec-file-4")
 OPTIONS_SCENARIO = "kexec-file-2"

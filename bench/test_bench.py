@@ -16,10 +16,10 @@ import pytest
 from bench import baseline
 from bench.flake_rate import summarize
 from bench.run import dmesg_times
-from harness.cache import Cache
-from harness.debian import KernelImage, Userland
-from harness.images import LayerImage, cmdline_for
-from harness.model import Layer
+from harness.images.cache import Cache
+from harness.images.debian import KernelImage, Userland
+from harness.images.initramfs import LayerImage, cmdline_for
+from harness.scenario.model import Layer
 
 
 def read_newc(data: bytes) -> dict[str, tuple[int, bytes]]:

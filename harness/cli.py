@@ -12,11 +12,11 @@ import signal
 import sys
 from pathlib import Path
 
-from .cache import Cache
+from harness.images.cache import Cache
 from .errors import SeedchainError
-from .reports import summary
-from .runner import run
-from .scenario import discover, load_scenario
+from harness.reports.terminal import summary
+from harness.boot.runner import run
+from harness.scenario.load import discover, load_scenario
 
 
 def _on_sigterm(signum, frame):
@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["report"]:
-        from .matrix_report import main as report_main
+        from harness.reports.matrix import main as report_main
         return report_main(argv[1:])
     args = _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)

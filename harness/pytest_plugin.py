@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from .errors import SeedchainError
-from .reports import summary
-from .runner import run
-from .matrix import expand
-from .scenario import discover, load_scenario
+from harness.reports.terminal import summary
+from harness.boot.runner import run
+from harness.matrix.expand import expand
+from harness.scenario.load import discover, load_scenario
 
 
 def pytest_collection_modifyitems(session, config, items):
@@ -87,7 +87,7 @@ class ScenarioItem(pytest.Item):
     def _judge_cell(self, result) -> None:
         """In a matrix a failure may be a known gap (xfail); a known gap that no longer
         shows is news and fails loudly; anything else fails."""
-        from .known_gaps import classify, load_gaps
+        from harness.matrix.known_gaps import classify, load_gaps
         session = self.config.seedchain
         if session.gaps is None:
             session.gaps = load_gaps(Path(self.path).parent / "known-gaps.yaml")
@@ -118,8 +118,8 @@ def pytest_sessionfinish(session, exitstatus):
     config = session.config
     if hasattr(config, "workerinput") or not config.seedchain.matrix:
         return
-    from .known_gaps import load_gaps
-    from .matrix_report import merge, write_report
+    from harness.matrix.known_gaps import load_gaps
+    from harness.reports.matrix import merge, write_report
     artifacts = config.seedchain.artifacts
     if not artifacts.exists():
         return

@@ -8,8 +8,8 @@ layer-N.json (the facts) and result.json. They were recorded with Debian's QEMU
 import json
 from pathlib import Path
 
-from harness.facts import LayerFacts
-from harness.report import take_block
+from harness.facts.layer import LayerFacts
+from harness.facts.report import take_block
 
 RUNS = Path(__file__).parent / "fixtures" / "runs"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cache import MANIFEST, Cache, default_root, key_hash
+from harness.images.cache import MANIFEST, Cache, default_root, key_hash
 from harness.errors import ImageError
 
 

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import checks
-from harness.model import CHECKS
-from harness.scenario import load_scenario
-from harness.verdict import judge
+from harness.checks import rules as checks
+from harness.scenario.model import CHECKS
+from harness.scenario.load import load_scenario
+from harness.checks.verdict import judge
 from recorded import RUNS, facts, names, result
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from harness import cpio
+from harness.images import cpio
 
 
 def _archive(entries) -> bytes:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import debian
-from harness.cache import Cache
-from harness.debian import (
+from harness.images import debian
+from harness.images.cache import Cache
+from harness.images.debian import (
     Apt, KernelSpec, compare_versions, kernel_modules, parse_kernel_spec, read_bzimage,
     resolve_kernel, upstream_version, userland,
 )

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.runner import run
-from harness.scenario import load_scenario
+from harness.boot.runner import run
+from harness.scenario.load import load_scenario
 
 FAULTS = Path(__file__).parent / "fixtures" / "faults"
 SLACK = 15.0      # seconds the report may come after the layer's timeout

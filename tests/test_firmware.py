@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import images, kmod, qemu, runner
+from harness.images import initramfs as images
+from harness.images import kmod
+from harness.boot import qemu
+from harness.boot import runner
 from harness.errors import ImageError, QemuError
-from harness.model import Layer, QemuConfig, Scenario
+from harness.scenario.model import Layer, QemuConfig, Scenario
 
 
 def _base(**kw):

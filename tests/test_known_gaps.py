@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.known_gaps import (Gap, KnownGapsError, VersionRange, classify, component_version,
+from harness.matrix.known_gaps import (Gap, KnownGapsError, VersionRange, classify, component_version,
                                 load_gaps, parse_gaps, upstream_version)
-from harness.model import CHECKS
+from harness.scenario.model import CHECKS
 
 ROOT = Path(__file__).resolve().parents[1]
 GAPS_FILE = ROOT / "scenarios" / "known-gaps.yaml"

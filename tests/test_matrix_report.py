@@ -19,9 +19,9 @@ from urllib.parse import unquote
 import pytest
 
 from harness.errors import SeedchainError
-from harness.known_gaps import load_gaps
-from harness import matrix_report
-from harness.matrix_report import main, merge, render_html, write_report
+from harness.matrix.known_gaps import load_gaps
+from harness.reports import matrix as matrix_report
+from harness.reports.matrix import main, merge, render_html, write_report
 from test_known_gaps import GAPS_FILE, ROOT, synth
 
 MATRIX = Path(__file__).parent / "fixtures" / "matrix"

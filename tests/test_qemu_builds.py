@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import qemu_builds
-from harness.cache import Cache
-from harness.debian import Apt, Package
+from harness.images import qemu_builds
+from harness.images.cache import Cache
+from harness.images.debian import Apt, Package
 from harness.errors import ImageError, QemuError
-from harness.qemu import Machine
-from harness.qemu_builds import QemuBuild, installed_version, resolve
+from harness.boot.qemu import Machine
+from harness.images.qemu_builds import QemuBuild, installed_version, resolve
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEM_QEMU = shutil.which("qemu-system-x86_64")
@@ -236,7 +236,7 @@ def test_installed_version(tmp_path):
 # ---------------------------------------------------------------- real builds and boots
 
 def _scenario(name: str, build: str):
-    from harness.scenario import load_scenario
+    from harness.scenario.load import load_scenario
     scenario = load_scenario(REPO / "scenarios" / f"{name}.yaml")
     # accel tcg: the machines this runs on have no working KVM, and the probe costs seconds.
     return dataclasses.replace(scenario, qemu=dataclasses.replace(scenario.qemu, build=build, accel="tcg"))
@@ -260,7 +260,7 @@ def _left_behind(folder: Path) -> list[str]:
     ("bullseye", "qemu-only", "5.2."),      # 1 layer: QEMU 5.2 passes no seed
 ])
 def test_debian_build_runs_a_chain(seedchain, tmp_path, suite, scenario, version):
-    from harness.runner import run
+    from harness.boot.runner import run
     build = resolve(f"debian:{suite}", seedchain.cache)
     assert build.label == f"debian:{suite}" and build.prefix[0].endswith("bwrap")
     assert build.package_version.startswith(f"1:{version[:3]}")
@@ -278,7 +278,7 @@ def test_debian_build_runs_a_chain(seedchain, tmp_path, suite, scenario, version
 @pytest.mark.vm
 @pytest.mark.network
 def test_user_path_build(seedchain, tmp_path):
-    from harness.runner import run
+    from harness.boot.runner import run
     wrapper = executable(tmp_path / "mybuild" / "qemu-system-x86_64",
                          f'#!/bin/sh\nexec {SYSTEM_QEMU} "$@"\n')
     result = run(_scenario("qemu-only", str(wrapper)), cache=seedchain.cache, artifacts=tmp_path / "out")

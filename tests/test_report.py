@@ -3,7 +3,7 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from harness.report import (MAX_REPORT_BYTES, ReportError, parse_loader, parse_report,
+from harness.facts.report import (MAX_REPORT_BYTES, ReportError, parse_loader, parse_report,
                             take_block)
 from recorded import RUNS, agent_blocks, names
 

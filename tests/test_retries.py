@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import runner
+from harness.boot import runner
 from harness.errors import QemuError
-from harness.scenario import load_scenario
+from harness.scenario.load import load_scenario
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 

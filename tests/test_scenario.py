@@ -16,11 +16,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import schema as schema_module
+from harness.scenario import schema as schema_module
 from harness.errors import ScenarioError
-from harness.model import CHECKS, Expect, Layer, QemuConfig, Scenario
-from harness.scenario import MAX_BYTES, discover, load_scenario, load_text
-from harness.schema import SCHEMA
+from harness.scenario.model import CHECKS, Expect, Layer, QemuConfig, Scenario
+from harness.scenario.load import MAX_BYTES, discover, load_scenario, load_text
+from harness.scenario.schema import SCHEMA
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "scenarios"
@@ -275,7 +275,7 @@ def test_schema_json_is_up_to_date():
 
 
 def test_schema_module_prints_the_schema():
-    out = subprocess.run([sys.executable, "-m", "harness.schema"], cwd=ROOT, check=True,
+    out = subprocess.run([sys.executable, "-m", "harness.scenario.schema"], cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout
     assert out == schema_module.render() and out.endswith("}\n")
     assert json.loads(out) == SCHEMA

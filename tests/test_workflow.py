@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 
 from harness.cli import _parser
-from harness.matrix import expand
+from harness.matrix.expand import expand
 
 ROOT = Path(__file__).parent.parent
 WORKFLOW = ROOT / ".github" / "workflows" / "nightly.yml"

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import ImageError
+from harness.errors import ImageError
 
 MANIFEST = ".seedchain-manifest.json"
 _HASH_LEN = 24

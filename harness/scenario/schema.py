@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
-from harness.model import CHECKS, FIRMWARES, LOADERS, RNG_DEVICES, SEED_PRESETS, Layer, QemuConfig
+from harness.scenario.model import CHECKS, FIRMWARES, LOADERS, RNG_DEVICES, SEED_PRESETS, Layer, QemuConfig
 
 MAX_LAYERS = 16
 

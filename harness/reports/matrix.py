@@ -32,14 +32,15 @@ from typing import Iterable, Sequence
 from urllib.parse import quote
 
 from harness.errors import SeedchainError
-from harness.known_gaps import (STATUSES, Classification, Gap, classify, load_gaps,
+from harness.paths import SCENARIOS
+from harness.matrix.known_gaps import (STATUSES, Classification, Gap, classify, load_gaps,
                                 result_id, upstream_version)
-from harness.model import CHECKS
+from harness.scenario.model import CHECKS
 
 REPORT_FORMAT = 1
 ARTIFACT_FILES = ("console.log", "agent.log", "result.json")
 RESULT_NAME = "result.json"
-DEFAULT_GAPS = Path(__file__).resolve().parent.parent / "scenarios" / "known-gaps.yaml"
+DEFAULT_GAPS = SCENARIOS / "known-gaps.yaml"
 QEMU_AXIS, KERNEL_AXIS = "qemu", "kernel"
 
 # The seed's state in a layer, as shown by the marks: (css class, label).

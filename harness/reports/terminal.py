@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .model import CHECKS
-from .verdict import RunResult
+from harness.scenario.model import CHECKS
+from harness.checks.verdict import RunResult
 
 _WORD = {True: "yes", False: "no", None: "n/a"}
 

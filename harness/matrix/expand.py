@@ -10,9 +10,9 @@ import itertools
 from dataclasses import replace
 from pathlib import Path
 
-from .errors import ScenarioError
-from .model import Scenario
-from .scenario import discover, line_of, load_document, load_scenario
+from harness.errors import ScenarioError
+from harness.scenario.model import Scenario
+from harness.scenario.load import discover, line_of, load_document, load_scenario
 
 # What each axis changes in a scenario.
 AXES = {

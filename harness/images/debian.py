@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import Cache, sha256_file
-from .errors import ImageError
+from harness.images.cache import Cache, sha256_file
+from harness.errors import ImageError
 
 log = logging.getLogger(__name__)
 

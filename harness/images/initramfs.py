@@ -16,13 +16,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cpio, debian, kmod
-from . import qemu as qemu_machine
-from .cache import Cache, sha256_file
-from .errors import ImageError
-from .model import Layer, Scenario
+from harness.images import cpio
+from harness.images import debian
+from harness.images import kmod
+from harness.boot import qemu as qemu_machine
+from harness.images.cache import Cache, sha256_file
+from harness.errors import ImageError
+from harness.paths import IMAGES
+from harness.scenario.model import Layer, Scenario
 
-AGENT = Path(__file__).with_name("agent.sh")
+AGENT = IMAGES / "agent" / "x86_64.sh"
 # The harness's own options for every kernel: console on ttyS0, and a panic
 # reboots at once (QEMU runs with -no-reboot, so it exits and the runner sees it).
 BASE_CMDLINE = "console=ttyS0 panic=-1 oops=panic"

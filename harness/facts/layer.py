@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
-from .report import GuestReport, LoaderRecord, SysfsEntry
+from harness.facts.report import GuestReport, LoaderRecord, SysfsEntry
 
 SETUP_RNG_SEED = 9
 SEED_SIZE = 32
@@ -112,7 +112,7 @@ class LayerFacts:
 
     @classmethod
     def from_json(cls, data: dict) -> "LayerFacts":
-        from .report import parse_report
+        from harness.facts.report import parse_report
         report = None
         if data.get("report"):
             report = parse_report(_render_report(data["report"]["layer"], data["report"]["fields"]))

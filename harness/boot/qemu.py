@@ -22,7 +22,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .errors import QemuError
+from harness.errors import QemuError
 
 log = logging.getLogger(__name__)
 

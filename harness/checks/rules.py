@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from .facts import SEED_SIZE, LayerFacts
-from .model import CHECKS
+from harness.facts.layer import SEED_SIZE, LayerFacts
+from harness.scenario.model import CHECKS
 
 _CRNG_DONE = re.compile(r"random: crng init done")
 _RUN_INIT = re.compile(r"Run /init as init process")

@@ -17,16 +17,16 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import qemu as qemu_control
-from . import qemu_builds
-from .cache import Cache
-from .errors import SeedchainError
-from .facts import (EFI_SEED_HEADER_SIZE, EFI_SEED_MAX, SEED_SIZE, SETUP_HEADER_SIZE, SETUP_RNG_SEED,
+from harness.boot import qemu as qemu_control
+from harness.images import qemu_builds
+from harness.images.cache import Cache
+from harness.errors import SeedchainError
+from harness.facts.layer import (EFI_SEED_HEADER_SIZE, EFI_SEED_MAX, SEED_SIZE, SETUP_HEADER_SIZE, SETUP_RNG_SEED,
                     Component, EfiSeedRam, LayerFacts, RamEntry)
-from .images import LayerImage, build_chain
-from .model import Scenario
-from .report import MAX_REPORT_BYTES, ReportError, parse_loader, parse_report, take_block
-from .verdict import RunResult, judge
+from harness.images.initramfs import LayerImage, build_chain
+from harness.scenario.model import Scenario
+from harness.facts.report import MAX_REPORT_BYTES, ReportError, parse_loader, parse_report, take_block
+from harness.checks.verdict import RunResult, judge
 
 Progress = Callable[[str], None]
 MAX_SETUP_ENTRIES = 32          # a corrupt list must not loop us forever

@@ -32,10 +32,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import debian
-from .cache import Cache
-from .errors import ImageError, QemuError
-from .qemu import _die_with_parent, find_binary
+from harness.images import debian
+from harness.images.cache import Cache
+from harness.errors import ImageError, QemuError
+from harness.boot.qemu import _die_with_parent, find_binary
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .checks import SETUP_DATA, credit_attributable_to, other_entropy_sources, received_via, run_checks
-from .facts import SETUP_RNG_SEED, Component, LayerFacts
-from .model import CHECKS, Scenario
+from harness.checks.rules import SETUP_DATA, credit_attributable_to, other_entropy_sources, received_via, run_checks
+from harness.facts.layer import SETUP_RNG_SEED, Component, LayerFacts
+from harness.scenario.model import CHECKS, Scenario
 
 RESULT_FORMAT = 1
 

@@ -31,9 +31,9 @@ from typing import Sequence
 
 from jsonschema.exceptions import relevance
 
-from harness import scenario as _scenario
+from harness.scenario import load as _scenario
 from harness.errors import ScenarioError, SeedchainError
-from harness.model import CHECKS, LOADERS
+from harness.scenario.model import CHECKS, LOADERS
 
 COMPONENTS = ("qemu", "kernel", "parent-kernel", "kexec-tools")
 STATUSES = ("pass", "known-gap", "unexpected-pass", "fail", "error")

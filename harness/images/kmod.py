@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ImageError
+from harness.errors import ImageError
 
 _SUFFIXES = (".ko", ".ko.xz")
 

@@ -27,8 +27,8 @@ from jsonschema.exceptions import relevance
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from harness.errors import ScenarioError
-from harness.model import Expect, Layer, QemuConfig, Scenario
-from harness.schema import PATTERN_WORDS, SCHEMA
+from harness.scenario.model import Expect, Layer, QemuConfig, Scenario
+from harness.scenario.schema import PATTERN_WORDS, SCHEMA
 
 MAX_BYTES = 256 * 1024
 MAX_DEPTH = 32          # a real scenario nests 5 deep
