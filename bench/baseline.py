@@ -29,7 +29,8 @@ from harness.images import qemu_builds
 from harness.images.cache import Cache, sha256_file
 from harness.images.initramfs import LayerImage
 from harness.scenario.model import QemuConfig
-from harness.boot.qemu import _die_with_parent, base_args
+from harness.boot.qemu import base_args
+from harness.proc import die_with_parent
 
 LAYOUT = "bench-baseline/v1"       # bump when the image recipe below changes
 INITRD = "initrd"
@@ -201,7 +202,7 @@ def boot_plain(chain: list[PlainLayer], q: QemuConfig, *, accel: str, build: qem
     with open(workdir / "qemu.log", "wb") as log:
         started = time.monotonic()
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                                stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         try:
             while True:
                 code = proc.poll()

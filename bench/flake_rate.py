@@ -3,7 +3,7 @@
 
     python bench/flake_rate.py [--runs N] [--tag default] [--only NAME,...] [--json OUT]
 
-Each run boots every scenario with the tag (harness.runner.run, the same call as
+Each run boots every scenario with the tag (harness.pipeline.run, the same call as
 `seedchain run --tag default scenarios`). A scenario's verdict is pass, fail or
 error (a set-up problem). A run flakes for a scenario when its verdict differs
 from that scenario's verdict in the first run; the rate is flaky runs over the
@@ -28,7 +28,7 @@ from bench._env import ROOT  # noqa: E402
 from bench.common import DEFAULT_ARTIFACTS, fmt, machine_state, say, table, write_json  # noqa: E402
 from harness.images.cache import Cache  # noqa: E402
 from harness.errors import SeedchainError  # noqa: E402
-from harness.boot.runner import run  # noqa: E402
+from harness.pipeline import run  # noqa: E402
 from harness.scenario.load import discover, load_scenario  # noqa: E402
 
 _LETTER = {"pass": "P", "fail": "F", "error": "E"}

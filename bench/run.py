@@ -42,7 +42,8 @@ from harness.images.cache import Cache  # noqa: E402
 from harness.errors import SeedchainError  # noqa: E402
 from harness.images.initramfs import LayerImage, build_chain  # noqa: E402
 from harness.scenario.model import Scenario  # noqa: E402
-from harness.boot.runner import LOADER_TIMEOUT, choose_accel, run  # noqa: E402
+from harness.boot.chain import LOADER_TIMEOUT, choose_accel  # noqa: E402
+from harness.pipeline import run  # noqa: E402
 from harness.scenario.load import load_scenario  # noqa: E402
 
 OVERHEAD_SCENARIOS = ("kexec-file-2", "kexec-file-4")

@@ -15,7 +15,7 @@ from pathlib import Path
 from harness.images.cache import Cache
 from .errors import SeedchainError
 from harness.reports.terminal import summary
-from harness.boot.runner import run
+from harness.pipeline import run
 from harness.scenario.load import discover, load_scenario
 
 

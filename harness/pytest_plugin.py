@@ -13,7 +13,7 @@ import pytest
 
 from .errors import SeedchainError
 from harness.reports.terminal import summary
-from harness.boot.runner import run
+from harness.pipeline import run
 from harness.matrix.expand import expand
 from harness.scenario.load import discover, load_scenario
 

@@ -18,9 +18,10 @@ import pytest
 from harness.images import debian
 from harness.images.cache import Cache
 from harness.images.debian import (
-    Apt, KernelSpec, compare_versions, kernel_modules, parse_kernel_spec, read_bzimage,
+    Apt, KernelSpec, compare_versions, kernel_modules, parse_kernel_spec,
     resolve_kernel, upstream_version, userland,
 )
+from harness.arch.x86_64 import read_kernel as read_bzimage
 from harness.errors import ImageError
 
 

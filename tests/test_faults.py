@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.boot.runner import run
+from harness.pipeline import run
 from harness.scenario.load import load_scenario
 
 FAULTS = Path(__file__).parent / "fixtures" / "faults"

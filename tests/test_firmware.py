@@ -9,8 +9,9 @@ import pytest
 
 from harness.images import initramfs as images
 from harness.images import kmod
+from harness.arch import x86_64
 from harness.boot import qemu
-from harness.boot import runner
+from harness.boot import chain as runner
 from harness.errors import ImageError, QemuError
 from harness.scenario.model import Layer, QemuConfig, Scenario
 
@@ -26,19 +27,19 @@ def _base(**kw):
 def test_ovmf_is_read_only_code_and_a_per_run_copy_of_the_variables(tmp_path, monkeypatch):
     firmware = tmp_path / "OVMF"
     firmware.mkdir()
-    (firmware / qemu.OVMF_CODE).write_bytes(b"code")
-    (firmware / qemu.OVMF_VARS).write_bytes(b"vars")
-    monkeypatch.setattr(qemu, "OVMF_DIR", firmware)
+    (firmware / x86_64.OVMF_CODE).write_bytes(b"code")
+    (firmware / x86_64.OVMF_VARS).write_bytes(b"vars")
+    monkeypatch.setattr(x86_64, "OVMF_DIR", firmware)
     run = tmp_path / "run"
     args = _base(firmware="ovmf", workdir=run)
     drives = [args[i + 1] for i, a in enumerate(args) if a == "-drive"]
-    assert drives == [f"if=pflash,format=raw,unit=0,readonly=on,file={firmware / qemu.OVMF_CODE}",
+    assert drives == [f"if=pflash,format=raw,unit=0,readonly=on,file={firmware / x86_64.OVMF_CODE}",
                       f"if=pflash,format=raw,unit=1,file={run / 'OVMF_VARS.fd'}"]
     assert (run / "OVMF_VARS.fd").read_bytes() == b"vars"
 
 
 def test_missing_ovmf_says_what_to_install(tmp_path, monkeypatch):
-    monkeypatch.setattr(qemu, "OVMF_DIR", tmp_path / "nowhere")
+    monkeypatch.setattr(x86_64, "OVMF_DIR", tmp_path / "nowhere")
     with pytest.raises(QemuError) as info:
         _base(firmware="ovmf", workdir=tmp_path)
     assert "apt-get install ovmf" in info.value.hint
@@ -70,14 +71,14 @@ def test_virtio_rng_device_fits_the_machine(machine, device):
 
 
 def test_microvm_kernels_are_given_the_tsc_rate(monkeypatch):
-    monkeypatch.setattr(qemu, "host_tsc_khz", lambda: 2445000)
-    assert qemu.machine_cmdline("microvm,rtc=on") == "tsc_early_khz=2445000"
-    assert qemu.machine_cmdline("q35") == ""
-    assert qemu.machine_cmdline("pc-i440fx-7.2") == ""
+    monkeypatch.setattr(x86_64, "host_tsc_khz", lambda: 2445000)
+    assert x86_64.machine_cmdline("microvm,rtc=on") == "tsc_early_khz=2445000"
+    assert x86_64.machine_cmdline("q35") == ""
+    assert x86_64.machine_cmdline("pc-i440fx-7.2") == ""
 
 
 def test_host_tsc_rate_is_known_here():
-    khz = qemu.host_tsc_khz()
+    khz = x86_64.host_tsc_khz()
     assert khz is None or 100_000 < khz < 10_000_000
 
 

@@ -260,7 +260,7 @@ def _left_behind(folder: Path) -> list[str]:
     ("bullseye", "qemu-only", "5.2."),      # 1 layer: QEMU 5.2 passes no seed
 ])
 def test_debian_build_runs_a_chain(seedchain, tmp_path, suite, scenario, version):
-    from harness.boot.runner import run
+    from harness.pipeline import run
     build = resolve(f"debian:{suite}", seedchain.cache)
     assert build.label == f"debian:{suite}" and build.prefix[0].endswith("bwrap")
     assert build.package_version.startswith(f"1:{version[:3]}")
@@ -278,7 +278,7 @@ def test_debian_build_runs_a_chain(seedchain, tmp_path, suite, scenario, version
 @pytest.mark.vm
 @pytest.mark.network
 def test_user_path_build(seedchain, tmp_path):
-    from harness.boot.runner import run
+    from harness.pipeline import run
     wrapper = executable(tmp_path / "mybuild" / "qemu-system-x86_64",
                          f'#!/bin/sh\nexec {SYSTEM_QEMU} "$@"\n')
     result = run(_scenario("qemu-only", str(wrapper)), cache=seedchain.cache, artifacts=tmp_path / "out")

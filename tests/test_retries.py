@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.boot import runner
+from harness import pipeline as runner  # the pipeline runs a scenario
 from harness.errors import QemuError
 from harness.scenario.load import load_scenario
 

@@ -1,1 +1,40 @@
-"""arch"""
+"""The architecture seam: everything that differs between guest architectures.
+
+Each architecture is one module here that defines the names in INTERFACE; the
+stages ask `get(name)` for it and never spell out an architecture themselves.
+x86_64 is the only one today; arm64 (device tree) is meant to sit beside it.
+
+INTERFACE, per module:
+  NAME, DEBIAN_ARCH         'x86_64', 'amd64'
+  QEMU_BINARY, QEMU_PACKAGE qemu-system-x86_64 and the Debian package that has it
+  AGENT                     the guest agent (PID 1 of every layer), in images/agent/
+  KERNEL_PACKAGES           regexes of Debian's generic kernel package names (groups abi, series)
+  LOADER, LIBDIR            the dynamic loader and library folder of the guest userland
+  FIRMWARES                 firmware names a scenario may ask for
+  find_qemu(build)          the QEMU binary for 'system' or a path
+  read_kernel(path)         check a kernel file; (release, version)
+  machine_args(...)         the machine's firmware, console and RNG device options
+  machine_cmdline(machine)  kernel options a machine type needs
+  read_seed_records(read, head)   raw seed records walked from guest RAM
+  read_efi_seed(read, address)    (size, bytes) of the EFI random seed table
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from harness.arch import x86_64
+
+INTERFACE = ("NAME", "DEBIAN_ARCH", "QEMU_BINARY", "QEMU_PACKAGE", "AGENT", "KERNEL_PACKAGES",
+             "LOADER", "LIBDIR", "FIRMWARES", "find_qemu", "read_kernel", "machine_args",
+             "machine_cmdline", "read_seed_records", "read_efi_seed")
+ARCHES: dict[str, ModuleType] = {x86_64.NAME: x86_64}
+DEFAULT = x86_64.NAME
+
+
+def get(name: str = DEFAULT) -> ModuleType:
+    """The module of an architecture; KeyError names the known ones."""
+    try:
+        return ARCHES[name]
+    except KeyError:
+        raise KeyError(f"unknown architecture {name!r}; known: {', '.join(ARCHES)}") from None

@@ -9,72 +9,25 @@ it is killed.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import re
 import select
 import shlex
-import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
+from harness.arch import DEFAULT
+from harness.arch import get as get_arch
 from harness.errors import QemuError
+from harness.proc import die_with_parent
 
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def find_binary(build: str) -> str:
-    """The qemu-system-x86_64 to run: "system" means the one on PATH."""
-    if build == "system":
-        found = shutil.which("qemu-system-x86_64")
-        if not found:
-            raise QemuError("qemu-system-x86_64 is not installed",
-                            where="qemu.build: system",
-                            hint="apt-get install qemu-system-x86, or give a binary with --qemu PATH")
-        return found
-    path = Path(build)
-    if not path.is_file() or not os.access(path, os.X_OK):
-        raise QemuError(f"{build} is not an executable file", where="qemu.build",
-                        hint="give the path of a built qemu-system-x86_64")
-    return str(path.resolve())
-
-
-OVMF_DIR = Path("/usr/share/OVMF")       # Debian's ovmf package
-OVMF_CODE = "OVMF_CODE_4M.fd"             # read-only firmware, shared by every run
-OVMF_VARS = "OVMF_VARS_4M.fd"             # the variable store template: each run writes its own copy
-
-
-def is_microvm(machine: str) -> bool:
-    return machine.split(",", 1)[0] == "microvm"
-
-
-def ovmf_pflash(workdir: Path) -> list[str]:
-    """-drive options for OVMF: the code read-only, and a fresh copy of the variable
-    store in the run's folder (the firmware writes to it; the package's stays clean)."""
-    code, template = OVMF_DIR / OVMF_CODE, OVMF_DIR / OVMF_VARS
-    missing = [str(f) for f in (code, template) if not f.is_file()]
-    if missing:
-        raise QemuError(f"OVMF firmware not found: {', '.join(missing)}", where="qemu.firmware: ovmf",
-                        hint="apt-get install ovmf")
-    workdir.mkdir(parents=True, exist_ok=True)
-    vars_copy = workdir / "OVMF_VARS.fd"
-    shutil.copyfile(template, vars_copy)
-    return ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
-            "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
-
-
 def base_args(*, machine: str, cpu: str, memory: int, accel: str, rng: str,
-              firmware: str = "seabios", workdir: Path | None = None) -> list[str]:
+              firmware: str = "seabios", workdir: Path | None = None, arch: str = DEFAULT) -> list[str]:
     """Options for the machine itself; `workdir` (the run's folder) holds per-run
     firmware files (OVMF's variable store)."""
     args = [
@@ -82,48 +35,8 @@ def base_args(*, machine: str, cpu: str, memory: int, accel: str, rng: str,
         "-no-reboot",            # a guest reset or panic ends QEMU: the runner sees it
         "-machine", machine, "-accel", accel, "-cpu", cpu, "-m", str(memory), "-smp", "1",
     ]
-    microvm = is_microvm(machine)
-    if firmware == "ovmf":
-        if microvm:
-            raise QemuError("OVMF cannot boot a microvm machine (it has no flash; Debian's ovmf "
-                            "has no microvm build)", where="qemu.firmware: ovmf",
-                            hint="use machine q35 or pc with firmware ovmf")
-        if workdir is None:
-            raise ValueError("base_args needs the run's folder for OVMF's variable store")
-        args += ovmf_pflash(workdir)
-    if microvm:
-        # microvm has one ISA serial port; the agent's channel (Machine's second
-        # -serial, chardev "agent") becomes ttyS1 through a second one at COM2's address.
-        args += ["-device", "isa-serial,chardev=agent,iobase=0x2f8,irq=3"]
-    if rng == "virtio":
-        # microvm has no PCI bus by default: its virtio devices sit on virtio-mmio.
-        args += ["-device", "virtio-rng-device" if microvm else "virtio-rng-pci"]
-    return args
-
-
-def host_tsc_khz() -> int | None:
-    """The host's TSC rate in kHz, best effort (TCG guests see the host's TSC rate)."""
-    try:
-        return int(Path("/sys/devices/system/cpu/cpu0/tsc_freq_khz").read_text())
-    except (OSError, ValueError):
-        pass
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("cpu MHz"):
-                return round(float(line.split(":")[1])) * 1000
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def machine_cmdline(machine: str) -> str:
-    """Kernel options a machine type needs. microvm has no HPET and no ACPI PM timer:
-    when the PIT calibration fails (it does under TCG on a busy host) the kernel hangs
-    with an unknown TSC rate, so it is given the host's rate up front."""
-    if is_microvm(machine):
-        khz = host_tsc_khz()
-        return f"tsc_early_khz={khz}" if khz else ""
-    return ""
+    return args + get_arch(arch).machine_args(machine=machine, rng=rng, firmware=firmware,
+                                              workdir=workdir)
 
 
 class Machine:
@@ -174,7 +87,7 @@ class Machine:
             try:
                 self.proc = subprocess.Popen(
                     [*self.command, *self.args], stdin=subprocess.DEVNULL, stdout=qemu_log,
-                    stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                    stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
             except OSError as exc:
                 raise QemuError(f"cannot run {self.binary}: {exc.strerror}",
                                 hint="check the QEMU path (--qemu) and that it is executable") from None
@@ -320,7 +233,7 @@ def kvm_usable(command: list[str] | str, kernel: Path, workdir: Path, timeout: f
             "-serial", f"file:{console}"]
     try:
         proc = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=timeout, preexec_fn=_die_with_parent)
+                              timeout=timeout, preexec_fn=die_with_parent)
     except (subprocess.TimeoutExpired, OSError):
         return False
     text = console.read_text(errors="replace") if console.exists() else ""

@@ -11,11 +11,8 @@ from dataclasses import asdict, dataclass, field
 
 from harness.facts.report import GuestReport, LoaderRecord, SysfsEntry
 
-SETUP_RNG_SEED = 9
-SEED_SIZE = 32
-SETUP_HEADER_SIZE = 16      # u64 next, u32 type, u32 len
-EFI_SEED_HEADER_SIZE = 4    # struct linux_efi_random_seed { u32 size; u8 bits[size]; }
-EFI_SEED_MAX = 1024         # the kernel uses at most this many bytes of bits (SZ_1K)
+from harness.arch.x86_64 import (EFI_SEED_HEADER_SIZE, EFI_SEED_MAX, SEED_SIZE,  # noqa: F401 (re-exported)
+                                 SETUP_HEADER_SIZE, SETUP_RNG_SEED)
 # The kernel's efi_config_parse_tables() line, e.g. "efi: ACPI=0x7f77d000 ... RNG=0x7f773018"
 _EFI_RNG_ADDRESS = re.compile(r"\befi: .*\bRNG=(0x[0-9a-fA-F]+)")
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.images.cache import Cache, sha256_file
+from harness.arch import x86_64 as X86  # the amd64 archive; arm64 beside it later
 from harness.errors import ImageError
 
 log = logging.getLogger(__name__)
@@ -387,12 +388,6 @@ def _scan_deb(deb: Path, visit: Callable[[tarfile.TarFile, tarfile.TarInfo], boo
 
 # ---------------------------------------------------------------- kernels
 
-# Generic amd64 kernels only: linux-image-ABI-amd64-unsigned up to trixie,
-# linux-binary-ABI-amd64 in sid (and newer backports). An ABI is "6.1.0-41",
-# "6.1.0-0.deb11.52" or "6.12.48+deb13"; flavours (cloud, rt) and -dbg never match.
-_ABI = r"(?P<abi>(?P<series>\d+\.\d+)\.\d+(?:-[0-9][^-]*|\+deb[^-]*)?)"
-_KERNEL_PACKAGES = (re.compile(rf"linux-image-{_ABI}-amd64-unsigned"),
-                    re.compile(rf"linux-binary-{_ABI}-amd64"))
 _SPEC = re.compile(r"debian:(?P<suite>[a-z-]+)/(?P<series>\d+\.\d+)")
 
 
@@ -410,7 +405,7 @@ def parse_kernel_spec(spec: str) -> KernelSpec:
 
 
 def _kernel_abi(name: str) -> re.Match | None:
-    for pattern in _KERNEL_PACKAGES:
+    for pattern in X86.KERNEL_PACKAGES:
         if m := pattern.fullmatch(name):
             return m
     return None
@@ -475,51 +470,8 @@ def resolve_kernel(spec: str, cache: Cache | None = None) -> KernelImage:
     if spec.startswith("debian:"):
         return _debian_kernel(spec, cache)[0]
     path = Path(spec).expanduser().absolute()
-    release, version = read_bzimage(path)
+    release, version = X86.read_kernel(path)
     return KernelImage(path, spec, "(file)", version, release)
-
-
-def read_bzimage(path: Path) -> tuple[str, str]:
-    """Check that path is an x86 bzImage; (release, version) from its version string
-    ('' when it has none). The string's offset-0x200 is in the header at 0x20E."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(0x4000)
-            f.seek(0x200 + int.from_bytes(head[0x20E:0x210], "little"))
-            text = f.read(256).split(b"\0")[0].decode(errors="replace")
-    except FileNotFoundError:
-        raise ImageError(f"kernel file {path} does not exist", where=str(path),
-                         hint="give an existing bzImage or a debian:SUITE/SERIES spec") from None
-    except IsADirectoryError:
-        raise ImageError(f"kernel {path} is a directory, not a bzImage", where=str(path),
-                         hint="give the kernel image file itself") from None
-    except OSError as err:
-        raise ImageError(f"cannot read kernel file {path}: {err.strerror}", where=str(path),
-                         hint="check the path and its permissions") from None
-    if head[0x202:0x206] != b"HdrS":
-        raise ImageError(f"{path} is not an x86 bzImage: {_describe(head)}", where=str(path),
-                         hint="give a bzImage (e.g. /boot/vmlinuz-*, arch/x86/boot/bzImage), "
-                              "not a vmlinux, an initramfs or a compressed file")
-    # e.g. "6.1.0-41-amd64 (debian-kernel@lists.debian.org) #1 SMP ... Debian 6.1.158-1 (...)"
-    words = text.split()
-    if not words or not re.match(r"\d+\.\d+", words[0]):
-        return "", ""
-    debian = re.search(r"Debian (\S+)", text)
-    return words[0], debian[1] if debian else words[0]
-
-
-def _describe(head: bytes) -> str:
-    """What a file that is not a bzImage seems to be, for the error message."""
-    kinds = [(b"\x7fELF", "an ELF file (a vmlinux? QEMU -kernel and kexec want the bzImage)"),
-             (b"\x1f\x8b", "gzip data"), (b"\xfd7zXZ", "xz data"), (b"(\xb5/\xfd", "zstd data"),
-             (b"070701", "a cpio archive (an initramfs?)"), (b"!<arch>", "a Debian package or ar archive"),
-             (b"MZ", "a PE/EFI file without a Linux boot header")]
-    for magic, kind in kinds:
-        if head.startswith(magic):
-            return f"found {kind}"
-    if len(head) < 0x206:
-        return f"found only {len(head)} bytes"
-    return f"found {head[0x202:0x206]!r} at offset 0x202 instead of b'HdrS'"
 
 
 # ---------------------------------------------------------------- modules
@@ -574,8 +526,6 @@ def _extract_modules(deb: Path, release: str, dest: Path) -> None:
 
 USERLAND_PACKAGES = ("kexec-tools", "busybox-static")
 _USERLAND_LAYOUT = "userland-1"  # bump when the tree's layout changes
-_LOADER = "ld-linux-x86-64.so.2"
-_LIBDIR = "lib/x86_64-linux-gnu"  # searched by Debian's loader without any ld.so.cache
 
 
 def userland(suite: str, cache: Cache | None = None) -> Userland:
@@ -602,11 +552,11 @@ def _build_userland(apt: Apt, cache: Cache, root: Path) -> None:
         _install(_find(stage, "bin/busybox", "usr/bin/busybox"), root / "bin/busybox")
         kexec = _find(stage, "sbin/kexec", "usr/sbin/kexec")
         _install(kexec, root / "sbin/kexec")
-        loader = _find(stage, f"{_LIBDIR}/{_LOADER}", f"usr/{_LIBDIR}/{_LOADER}",
-                       f"lib64/{_LOADER}", f"usr/lib64/{_LOADER}")
-        _install(loader, root / "lib64" / _LOADER)
+        loader = _find(stage, f"{X86.LIBDIR}/{X86.LOADER}", f"usr/{X86.LIBDIR}/{X86.LOADER}",
+                       f"lib64/{X86.LOADER}", f"usr/lib64/{X86.LOADER}")
+        _install(loader, root / "lib64" / X86.LOADER)
         for soname, path in _needed_libraries(stage, loader, kexec).items():
-            _install(path, root / _LIBDIR / soname)
+            _install(path, root / X86.LIBDIR / soname)
 
 
 def _find(stage: Path, *candidates: str) -> Path:
@@ -643,14 +593,14 @@ def _resolve_in(stage: Path, rel: str) -> Path | None:
 def _needed_libraries(stage: Path, loader: Path, binary: Path) -> dict[str, Path]:
     """{soname: file} of what binary loads, as the staged loader itself resolves it
     (only from the staged library folders, never from the host's)."""
-    libdirs = [str(stage / d) for d in (_LIBDIR, f"usr/{_LIBDIR}", "lib", "usr/lib")
+    libdirs = [str(stage / d) for d in (X86.LIBDIR, f"usr/{X86.LIBDIR}", "lib", "usr/lib")
                if (stage / d).is_dir()]
     argv = [str(loader), "--inhibit-cache", "--library-path", ":".join(libdirs),
             "--list", str(binary)]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True)
     except OSError as err:
-        raise ImageError(f"cannot run the staged {_LOADER}: {err}", where=str(loader),
+        raise ImageError(f"cannot run the staged {X86.LOADER}: {err}", where=str(loader),
                          hint="report this, with the suite you asked for") from None
     missing = re.findall(r"^\s*(\S+) => not found", proc.stdout, re.M)
     if missing:
@@ -658,13 +608,13 @@ def _needed_libraries(stage: Path, loader: Path, binary: Path) -> dict[str, Path
                          "package provides", where=str(binary),
                          hint="kexec-tools' dependencies changed: report this")
     if proc.returncode != 0:
-        raise ImageError(f"the staged {_LOADER} could not list the libraries of "
+        raise ImageError(f"the staged {X86.LOADER} could not list the libraries of "
                          f"{binary.name}: {proc.stderr.strip()}", where=str(loader),
                          hint="report this, with the suite you asked for")
     needed: dict[str, Path] = {}
     for line in proc.stdout.splitlines():
         m = re.match(r"\s*(\S+) => (.*?)(?: \(0x[0-9a-f]+\))?$", line)
-        if not m or m[1].endswith(_LOADER):
+        if not m or m[1].endswith(X86.LOADER):
             continue  # linux-vdso.so.1 and the loader itself
         if not Path(m[2]).is_relative_to(stage):
             raise ImageError(f"{binary.name} would load {m[2]} from the host", where=str(binary),

@@ -19,13 +19,12 @@ from pathlib import Path
 from harness.images import cpio
 from harness.images import debian
 from harness.images import kmod
-from harness.boot import qemu as qemu_machine
+from harness.arch import x86_64 as arch
 from harness.images.cache import Cache, sha256_file
 from harness.errors import ImageError
-from harness.paths import IMAGES
 from harness.scenario.model import Layer, Scenario
 
-AGENT = IMAGES / "agent" / "x86_64.sh"
+AGENT = arch.AGENT
 # The harness's own options for every kernel: console on ttyS0, and a panic
 # reboots at once (QEMU runs with -no-reboot, so it exits and the runner sees it).
 BASE_CMDLINE = "console=ttyS0 panic=-1 oops=panic"
@@ -93,7 +92,7 @@ def rng_modules(scenario: Scenario, layer: Layer, cache: Cache) -> list[kmod.Mod
     tree = debian.kernel_modules(layer.kernel, cache)
     if tree is None:
         return []
-    bus = "mmio" if qemu_machine.is_microvm(scenario.qemu.machine) else "pci"
+    bus = arch.rng_bus(scenario.qemu.machine)
     return kmod.closure(tree, list(RNG_MODULES[bus]))
 
 
@@ -162,7 +161,7 @@ def build_chain(scenario: Scenario, cache: Cache) -> list[LayerImage]:
 
     agent_digest = sha256_file(AGENT)
     layers = scenario.layers
-    machine_options = qemu_machine.machine_cmdline(scenario.qemu.machine)
+    machine_options = arch.machine_cmdline(scenario.qemu.machine)
     cmdlines = [cmdline_for(layer, layers[i + 1] if i + 1 < len(layers) else None, machine_options)
                 for i, layer in enumerate(layers)]
     modules: dict[str, list[kmod.Module]] = {}

@@ -35,13 +35,14 @@ from pathlib import Path
 from harness.images import debian
 from harness.images.cache import Cache
 from harness.errors import ImageError, QemuError
-from harness.boot.qemu import _die_with_parent, find_binary
+from harness.arch import x86_64 as arch
+from harness.proc import die_with_parent
 
 log = logging.getLogger(__name__)
 
 DEBIAN_SUITES = ("bullseye", "bookworm", "trixie", "sid")
-PACKAGE = "qemu-system-x86"
-BINARY = "/usr/bin/qemu-system-x86_64"
+PACKAGE = arch.QEMU_PACKAGE
+BINARY = f"/usr/bin/{arch.QEMU_BINARY}"
 OVMF_DIR = "/usr/share/OVMF"   # firmware comes from the host, bound in when present
 ROOT_LAYOUT = "qemu-root/v1"   # bump when the root file system's recipe changes
 INFO = "qemu-build.json"
@@ -108,10 +109,10 @@ def resolve(build: str, cache: Cache) -> QemuBuild:
         raise QemuError("qemu.build is empty", where="qemu.build",
                         hint="use system, debian:SUITE or the path of a qemu-system-x86_64")
     if text == "system":
-        return QemuBuild(label="system", binary=find_binary("system"))
+        return QemuBuild(label="system", binary=arch.find_qemu("system"))
     if text.startswith("debian:"):
         return _debian(text.removeprefix("debian:"), cache)
-    binary = find_binary(text)
+    binary = arch.find_qemu(text)
     return QemuBuild(label=text, binary=binary, extra_args=_pc_bios_args(Path(binary)))
 
 
@@ -168,7 +169,7 @@ def _build_root(apt: debian.Apt, pkg: debian.Package, entry: Path) -> None:
         raise ImageError(f"mmdebstrap is needed to build {label}'s QEMU and is not installed",
                          where="qemu.build", hint="apt-get install mmdebstrap")
     root = entry / "root"
-    argv = [mmdebstrap, "--variant=apt", f"--include={PACKAGE}", "--architectures=amd64",
+    argv = [mmdebstrap, "--variant=apt", f"--include={PACKAGE}", f"--architectures={arch.DEBIAN_ARCH}",
             # Only Debian's keyring: neither the host's trusted.gpg nor trusted.gpg.d.
             f"--keyring={debian.KEYRING}", f"--keyring={apt.dir / 'empty'}",
             '--aptopt=Acquire::Languages "none"',
@@ -186,7 +187,7 @@ def _build_root(apt: debian.Apt, pkg: debian.Package, entry: Path) -> None:
     started = time.monotonic()
     log.info("building a %s root file system with %s %s", apt.suite, PACKAGE, pkg.version)
     proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, preexec_fn=_die_with_parent)
+                          text=True, preexec_fn=die_with_parent)
     if proc.returncode != 0:
         tail = "\n    ".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
         raise ImageError(f"mmdebstrap could not build {label}'s root file system "

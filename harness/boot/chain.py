@@ -1,4 +1,4 @@
-"""Run one scenario: images, then one QEMU boot that kexecs down the chain.
+"""Boot the chain: one QEMU boot that kexecs down the layers, filling each layer's facts.
 
 For each layer the runner waits, with the layer's timeout, for one of: the agent's
 report (the layer booted), QEMU exiting (a panic or a reset), or the deadline (a
@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -20,22 +19,18 @@ from typing import Callable
 from harness.boot import qemu as qemu_control
 from harness.images import qemu_builds
 from harness.images.cache import Cache
-from harness.errors import SeedchainError
-from harness.facts.layer import (EFI_SEED_HEADER_SIZE, EFI_SEED_MAX, SEED_SIZE, SETUP_HEADER_SIZE, SETUP_RNG_SEED,
-                    Component, EfiSeedRam, LayerFacts, RamEntry)
-from harness.images.initramfs import LayerImage, build_chain
+from harness.arch import DEFAULT
+from harness.arch import get as get_arch
+from harness.facts.layer import EfiSeedRam, LayerFacts, RamEntry
+from harness.images.initramfs import LayerImage
 from harness.scenario.model import Scenario
 from harness.facts.report import MAX_REPORT_BYTES, ReportError, parse_loader, parse_report, take_block
-from harness.checks.verdict import RunResult, judge
 
 Progress = Callable[[str], None]
-MAX_SETUP_ENTRIES = 32          # a corrupt list must not loop us forever
 LOADER_TIMEOUT = 120.0          # kexec -l of a large initramfs takes a few seconds under TCG
 POWEROFF_TIMEOUT = 30.0
 PANIC_GRACE = 5.0               # after "Kernel panic" on the console, QEMU should exit by then
 CONSOLE_TAIL = 25
-MAX_INFRA_ATTEMPTS = 3
-RETRY_PAUSE = 2.0
 _OOM = re.compile(r"Out of memory|oom-kill:|Initramfs unpacking failed")
 _COMPLAINT = re.compile(r"fail|error|cannot|can't|denied|not permitted|invalid|no such", re.I)
 
@@ -157,29 +152,16 @@ def _exit_fault(machine: qemu_control.Machine, console: Console, what: str) -> F
     return Fault("reset", f"the guest reset or powered off before {what}, with no panic message")
 
 
-def read_efi_seed(machine: qemu_control.Machine, address: int) -> EfiSeedRam:
-    """The EFI RNG seed table in guest RAM: struct linux_efi_random_seed { u32 size; u8 bits[]; }."""
-    size = int.from_bytes(machine.read_memory(address, EFI_SEED_HEADER_SIZE), "little")
-    count = min(size, EFI_SEED_MAX)
-    data = machine.read_memory(address + EFI_SEED_HEADER_SIZE, count) if count else b""
+def read_efi_seed(machine: qemu_control.Machine, address: int, arch: str = DEFAULT) -> EfiSeedRam:
+    """The EFI RNG seed table in guest RAM, as the architecture lays it out."""
+    size, data = get_arch(arch).read_efi_seed(machine.read_memory, address)
     return EfiSeedRam(address=address, size=size, data=data)
 
 
-def read_setup_data(machine: qemu_control.Machine, head: int) -> list[RamEntry]:
-    """Walk the setup_data list in guest RAM from hdr.setup_data."""
-    entries: list[RamEntry] = []
-    seen: set[int] = set()
-    address = head
-    while address and address not in seen and len(entries) < MAX_SETUP_ENTRIES:
-        seen.add(address)
-        header = machine.read_memory(address, SETUP_HEADER_SIZE)
-        kind = int.from_bytes(header[8:12], "little")
-        # A consumed seed has len 0, so read the 32 seed bytes whatever len says.
-        payload = machine.read_memory(address + SETUP_HEADER_SIZE, SEED_SIZE) if kind == SETUP_RNG_SEED else b""
-        entry = RamEntry.parse(address, header + payload)
-        entries.append(entry)
-        address = entry.next
-    return entries
+def read_setup_data(machine: qemu_control.Machine, head: int, arch: str = DEFAULT) -> list[RamEntry]:
+    """The seed records in guest RAM, walked from the head the guest reported."""
+    return [RamEntry.parse(address, raw)
+            for address, raw in get_arch(arch).read_seed_records(machine.read_memory, head)]
 
 
 def choose_accel(wanted: str, build: qemu_builds.QemuBuild, kernel: Path, cache: Cache,
@@ -203,57 +185,8 @@ def choose_accel(wanted: str, build: qemu_builds.QemuBuild, kernel: Path, cache:
     return accel
 
 
-def _components(images: list[LayerImage]) -> list[Component]:
-    return [Component(kernel_spec=img.kernel.spec, kernel_package=img.kernel.package,
-                      kernel_version=img.kernel.version, userland=img.userland.suite,
-                      kexec_tools_version=img.userland.kexec_tools_version) for img in images]
-
-
-def run(scenario: Scenario, *, cache: Cache, artifacts: Path,
-        progress: Progress = lambda message: None) -> RunResult:
-    """Run the scenario and judge it. Setup problems raise SeedchainError; guest faults
-    are recorded per layer and become part of the verdict."""
-    started = time.monotonic()
-    outdir = artifacts / scenario.slug
-    if outdir.exists():
-        shutil.rmtree(outdir)
-    outdir.mkdir(parents=True)
-    (outdir / "scenario.yaml").write_bytes(Path(scenario.path).read_bytes())
-
-    progress(f"{scenario.name}: building images")
-    retries: list[dict] = []
-    images = _retrying("images", lambda: build_chain(scenario, cache), retries, progress)
-    q = scenario.qemu
-    if q.build.startswith("debian:"):
-        progress(f"{scenario.name}: preparing QEMU {q.build}")
-    build = qemu_builds.resolve(q.build, cache)
-    command = build.command(outdir, cache.root, [images[0].kernel.path, images[0].initrd])
-    accel = choose_accel(q.accel, build, images[0].kernel.path, cache, outdir)
-    args = qemu_control.base_args(machine=q.machine, cpu=q.cpu, memory=q.memory, accel=accel, rng=q.rng,
-                                  firmware=q.firmware, workdir=outdir)
-    args += build.extra_args
-    args += ["-kernel", str(images[0].kernel.path), "-initrd", str(images[0].initrd),
-             "-append", images[0].cmdline, *q.extra_args]
-
-    facts = [LayerFacts(index=layer.index, loader=layer.loader, component=component)
-             for layer, component in zip(scenario.layers, _components(images))]
-    machine = _retrying("qemu-start", lambda: _started(command, args, outdir), retries, progress)
-    version = ""
-    try:
-        with machine:
-            version = machine.query_version()
-            progress(f"{scenario.name}: QEMU {version} ({accel}, {q.machine}) started")
-            _follow_chain(scenario, machine, facts, outdir, progress)
-    finally:
-        _save_facts(outdir, facts)
-    result = judge(scenario, facts, qemu_version=version, qemu_binary=build.label, accel=accel,
-                   artifacts=str(outdir), seconds=time.monotonic() - started,
-                   qemu_args=machine.args, retries=retries)
-    (outdir / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
-    return result
-
-
-def _started(command: list[str], args: list[str], outdir: Path) -> qemu_control.Machine:
+def start_machine(command: list[str], args: list[str], outdir: Path) -> qemu_control.Machine:
+    """A started QEMU; one that did not come up is closed before the error goes on."""
     machine = qemu_control.Machine(command, args, outdir)
     try:
         machine.start()
@@ -263,22 +196,22 @@ def _started(command: list[str], args: list[str], outdir: Path) -> qemu_control.
     return machine
 
 
-def _retrying(stage: str, attempt, retries: list[dict], progress: Progress):
-    """Run an infrastructure step, trying again after a transient failure (a download,
-    a QEMU that did not come up). Only set-up is retried: never a verdict."""
-    for number in range(1, MAX_INFRA_ATTEMPTS + 1):
-        try:
-            return attempt()
-        except SeedchainError as exc:
-            if not exc.transient or number == MAX_INFRA_ATTEMPTS:
-                raise
-            retries.append({"stage": stage, "attempt": number, "error": str(exc)})
-            progress(f"{stage} failed (attempt {number}), trying again: {exc.what}")
-            time.sleep(RETRY_PAUSE * number)
+def qemu_args(scenario: Scenario, images: list[LayerImage], build: qemu_builds.QemuBuild,
+              accel: str, outdir: Path) -> list[str]:
+    """QEMU's options for the chain: the machine, then layer 1's kernel, initramfs and command line."""
+    q = scenario.qemu
+    args = qemu_control.base_args(machine=q.machine, cpu=q.cpu, memory=q.memory, accel=accel, rng=q.rng,
+                                  firmware=q.firmware, workdir=outdir)
+    args += build.extra_args
+    args += ["-kernel", str(images[0].kernel.path), "-initrd", str(images[0].initrd),
+             "-append", images[0].cmdline, *q.extra_args]
+    return args
 
 
-def _follow_chain(scenario: Scenario, machine: qemu_control.Machine, facts: list[LayerFacts],
-                  outdir: Path, progress: Progress) -> None:
+def boot_chain(scenario: Scenario, machine: qemu_control.Machine, facts: list[LayerFacts],
+               outdir: Path, progress: Progress) -> None:
+    """Follow the chain in a started QEMU, filling each layer's facts; a guest fault is
+    recorded in the facts of the layer that showed it, never raised."""
     console = Console(machine.console_path)
     stream = AgentStream(machine, outdir / "agent.log")
     try:
@@ -358,6 +291,6 @@ def _gist(output: str) -> str:
     return " / ".join((telling or lines)[-3:])[:400] or "(no output)"
 
 
-def _save_facts(outdir: Path, facts: list[LayerFacts]) -> None:
+def save_facts(outdir: Path, facts: list[LayerFacts]) -> None:
     for f in facts:
         (outdir / f"layer-{f.index}.json").write_text(json.dumps(f.to_json(), indent=2) + "\n")

@@ -1,0 +1,211 @@
+"""x86_64: bzImage kernels, boot_params and its setup_data list, qemu-system-x86_64
+with SeaBIOS or OVMF, Debian's amd64 packages.
+
+What the stages need to know about this architecture, and nothing else: see the
+INTERFACE in harness/arch/__init__.py.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from harness.errors import ImageError, QemuError
+from harness.paths import IMAGES
+
+NAME = "x86_64"
+DEBIAN_ARCH = "amd64"
+QEMU_BINARY = "qemu-system-x86_64"
+QEMU_PACKAGE = "qemu-system-x86"
+AGENT = IMAGES / "agent" / "x86_64.sh"
+FIRMWARES = ("seabios", "ovmf")
+
+# The seed as the boot protocol carries it (uapi asm/bootparam.h):
+# struct setup_data { u64 next; u32 type; u32 len; u8 data[len]; } from hdr.setup_data (0x250).
+SETUP_RNG_SEED = 9
+SEED_SIZE = 32
+SETUP_HEADER_SIZE = 16      # u64 next, u32 type, u32 len
+MAX_SETUP_ENTRIES = 32      # a corrupt list must not loop us forever
+EFI_SEED_HEADER_SIZE = 4    # struct linux_efi_random_seed { u32 size; u8 bits[size]; }
+EFI_SEED_MAX = 1024         # the kernel uses at most this many bytes of bits (SZ_1K)
+
+Read = Callable[[int, int], bytes]      # (guest-physical address, size) -> bytes
+
+
+# ---------------------------------------------------------------- Debian packages
+
+# Generic amd64 kernels only: linux-image-ABI-amd64-unsigned up to trixie,
+# linux-binary-ABI-amd64 in sid (and newer backports). An ABI is "6.1.0-41",
+# "6.1.0-0.deb11.52" or "6.12.48+deb13"; flavours (cloud, rt) and -dbg never match.
+_ABI = r"(?P<abi>(?P<series>\d+\.\d+)\.\d+(?:-[0-9][^-]*|\+deb[^-]*)?)"
+KERNEL_PACKAGES = (re.compile(rf"linux-image-{_ABI}-amd64-unsigned"),
+                   re.compile(rf"linux-binary-{_ABI}-amd64"))
+LOADER = "ld-linux-x86-64.so.2"
+LIBDIR = "lib/x86_64-linux-gnu"  # searched by Debian's loader without any ld.so.cache
+
+
+# ---------------------------------------------------------------- kernels
+
+def read_kernel(path: Path) -> tuple[str, str]:
+    """Check that path is an x86 bzImage; (release, version) from its version string
+    ('' when it has none). The string's offset-0x200 is in the header at 0x20E."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(0x4000)
+            f.seek(0x200 + int.from_bytes(head[0x20E:0x210], "little"))
+            text = f.read(256).split(b"\0")[0].decode(errors="replace")
+    except FileNotFoundError:
+        raise ImageError(f"kernel file {path} does not exist", where=str(path),
+                         hint="give an existing bzImage or a debian:SUITE/SERIES spec") from None
+    except IsADirectoryError:
+        raise ImageError(f"kernel {path} is a directory, not a bzImage", where=str(path),
+                         hint="give the kernel image file itself") from None
+    except OSError as err:
+        raise ImageError(f"cannot read kernel file {path}: {err.strerror}", where=str(path),
+                         hint="check the path and its permissions") from None
+    if head[0x202:0x206] != b"HdrS":
+        raise ImageError(f"{path} is not an x86 bzImage: {_describe(head)}", where=str(path),
+                         hint="give a bzImage (e.g. /boot/vmlinuz-*, arch/x86/boot/bzImage), "
+                              "not a vmlinux, an initramfs or a compressed file")
+    # e.g. "6.1.0-41-amd64 (debian-kernel@lists.debian.org) #1 SMP ... Debian 6.1.158-1 (...)"
+    words = text.split()
+    if not words or not re.match(r"\d+\.\d+", words[0]):
+        return "", ""
+    debian = re.search(r"Debian (\S+)", text)
+    return words[0], debian[1] if debian else words[0]
+
+
+def _describe(head: bytes) -> str:
+    """What a file that is not a bzImage seems to be, for the error message."""
+    kinds = [(b"\x7fELF", "an ELF file (a vmlinux? QEMU -kernel and kexec want the bzImage)"),
+             (b"\x1f\x8b", "gzip data"), (b"\xfd7zXZ", "xz data"), (b"(\xb5/\xfd", "zstd data"),
+             (b"070701", "a cpio archive (an initramfs?)"), (b"!<arch>", "a Debian package or ar archive"),
+             (b"MZ", "a PE/EFI file without a Linux boot header")]
+    for magic, kind in kinds:
+        if head.startswith(magic):
+            return f"found {kind}"
+    if len(head) < 0x206:
+        return f"found only {len(head)} bytes"
+    return f"found {head[0x202:0x206]!r} at offset 0x202 instead of b'HdrS'"
+
+
+# ---------------------------------------------------------------- QEMU and firmware
+
+def find_qemu(build: str) -> str:
+    """The qemu-system-x86_64 to run: "system" means the one on PATH."""
+    if build == "system":
+        found = shutil.which(QEMU_BINARY)
+        if not found:
+            raise QemuError(f"{QEMU_BINARY} is not installed",
+                            where="qemu.build: system",
+                            hint=f"apt-get install {QEMU_PACKAGE}, or give a binary with --qemu PATH")
+        return found
+    path = Path(build)
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise QemuError(f"{build} is not an executable file", where="qemu.build",
+                        hint=f"give the path of a built {QEMU_BINARY}")
+    return str(path.resolve())
+
+
+OVMF_DIR = Path("/usr/share/OVMF")       # Debian's ovmf package
+OVMF_CODE = "OVMF_CODE_4M.fd"             # read-only firmware, shared by every run
+OVMF_VARS = "OVMF_VARS_4M.fd"             # the variable store template: each run writes its own copy
+
+
+def is_microvm(machine: str) -> bool:
+    return machine.split(",", 1)[0] == "microvm"
+
+
+def ovmf_pflash(workdir: Path) -> list[str]:
+    """-drive options for OVMF: the code read-only, and a fresh copy of the variable
+    store in the run's folder (the firmware writes to it; the package's stays clean)."""
+    code, template = OVMF_DIR / OVMF_CODE, OVMF_DIR / OVMF_VARS
+    missing = [str(f) for f in (code, template) if not f.is_file()]
+    if missing:
+        raise QemuError(f"OVMF firmware not found: {', '.join(missing)}", where="qemu.firmware: ovmf",
+                        hint="apt-get install ovmf")
+    workdir.mkdir(parents=True, exist_ok=True)
+    vars_copy = workdir / "OVMF_VARS.fd"
+    shutil.copyfile(template, vars_copy)
+    return ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
+
+
+def machine_args(*, machine: str, rng: str, firmware: str, workdir: Path | None) -> list[str]:
+    """The firmware, the agent's serial port where the machine lacks one, and the RNG device."""
+    args: list[str] = []
+    microvm = is_microvm(machine)
+    if firmware == "ovmf":
+        if microvm:
+            raise QemuError("OVMF cannot boot a microvm machine (it has no flash; Debian's ovmf "
+                            "has no microvm build)", where="qemu.firmware: ovmf",
+                            hint="use machine q35 or pc with firmware ovmf")
+        if workdir is None:
+            raise ValueError("base_args needs the run's folder for OVMF's variable store")
+        args += ovmf_pflash(workdir)
+    if microvm:
+        # microvm has one ISA serial port; the agent's channel (Machine's second
+        # -serial, chardev "agent") becomes ttyS1 through a second one at COM2's address.
+        args += ["-device", "isa-serial,chardev=agent,iobase=0x2f8,irq=3"]
+    if rng == "virtio":
+        # microvm has no PCI bus by default: its virtio devices sit on virtio-mmio.
+        args += ["-device", "virtio-rng-device" if microvm else "virtio-rng-pci"]
+    return args
+
+
+def rng_bus(machine: str) -> str:
+    """Where a virtio-rng device sits, so the initramfs carries its bus's modules."""
+    return "mmio" if is_microvm(machine) else "pci"
+
+
+def host_tsc_khz() -> int | None:
+    """The host's TSC rate in kHz, best effort (TCG guests see the host's TSC rate)."""
+    try:
+        return int(Path("/sys/devices/system/cpu/cpu0/tsc_freq_khz").read_text())
+    except (OSError, ValueError):
+        pass
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                return round(float(line.split(":")[1])) * 1000
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def machine_cmdline(machine: str) -> str:
+    """Kernel options a machine type needs. microvm has no HPET and no ACPI PM timer:
+    when the PIT calibration fails (it does under TCG on a busy host) the kernel hangs
+    with an unknown TSC rate, so it is given the host's rate up front."""
+    if is_microvm(machine):
+        khz = host_tsc_khz()
+        return f"tsc_early_khz={khz}" if khz else ""
+    return ""
+
+
+# ---------------------------------------------------------------- seeds in guest RAM
+
+def read_seed_records(read: Read, head: int) -> list[tuple[int, bytes]]:
+    """Walk the setup_data list from hdr.setup_data: (address, header + payload) per entry.
+    A consumed seed has len 0, so a type-9 entry's 32 seed bytes are read whatever len says."""
+    records: list[tuple[int, bytes]] = []
+    seen: set[int] = set()
+    address = head
+    while address and address not in seen and len(records) < MAX_SETUP_ENTRIES:
+        seen.add(address)
+        header = read(address, SETUP_HEADER_SIZE)
+        kind = int.from_bytes(header[8:12], "little")
+        payload = read(address + SETUP_HEADER_SIZE, SEED_SIZE) if kind == SETUP_RNG_SEED else b""
+        records.append((address, header + payload))
+        address = int.from_bytes(header[0:8], "little")
+    return records
+
+
+def read_efi_seed(read: Read, address: int) -> tuple[int, bytes]:
+    """The EFI RNG seed table: struct linux_efi_random_seed { u32 size; u8 bits[]; }."""
+    size = int.from_bytes(read(address, EFI_SEED_HEADER_SIZE), "little")
+    count = min(size, EFI_SEED_MAX)
+    return size, read(address + EFI_SEED_HEADER_SIZE, count) if count else b""

@@ -1,0 +1,105 @@
+"""One scenario through the whole pipeline: scenario -> images -> boot -> facts -> checks.
+
+`run` reads like the pipeline, a line a step; each step is a function of one stage's
+subpackage, and data only flows down the stages. The CLI, the pytest plugin and the
+benchmarks all call `run`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+from harness.boot.chain import boot_chain, choose_accel, qemu_args, save_facts, start_machine
+from harness.checks.verdict import RunResult, judge
+from harness.errors import SeedchainError
+from harness.facts.layer import Component, LayerFacts
+from harness.images import qemu_builds
+from harness.images.cache import Cache
+from harness.images.initramfs import LayerImage, build_chain
+from harness.scenario.model import Scenario
+
+Progress = Callable[[str], None]
+MAX_INFRA_ATTEMPTS = 3
+RETRY_PAUSE = 2.0
+
+
+
+def run(scenario: Scenario, *, cache: Cache, artifacts: Path,
+        progress: Progress = lambda message: None) -> RunResult:
+    """Run the scenario and judge it. Setup problems raise SeedchainError; guest faults
+    are recorded per layer and become part of the verdict."""
+    started = time.monotonic()
+    outdir = prepare_artifacts(scenario, artifacts)
+    retries: list[dict] = []
+
+    progress(f"{scenario.name}: building images")
+    images = _retrying("images", lambda: build_chain(scenario, cache), retries, progress)
+    build = prepare_qemu(scenario, cache, progress)
+    accel = choose_accel(scenario.qemu.accel, build, images[0].kernel.path, cache, outdir)
+    command = build.command(outdir, cache.root, [images[0].kernel.path, images[0].initrd])
+    args = qemu_args(scenario, images, build, accel, outdir)
+
+    facts = empty_facts(scenario, images)
+    machine = _retrying("qemu-start", lambda: start_machine(command, args, outdir), retries, progress)
+    version = ""
+    try:
+        with machine:
+            version = machine.query_version()
+            progress(f"{scenario.name}: QEMU {version} ({accel}, {scenario.qemu.machine}) started")
+            boot_chain(scenario, machine, facts, outdir, progress)
+    finally:
+        save_facts(outdir, facts)
+
+    result = judge(scenario, facts, qemu_version=version, qemu_binary=build.label, accel=accel,
+                   artifacts=str(outdir), seconds=time.monotonic() - started,
+                   qemu_args=machine.args, retries=retries)
+    write_result(outdir, result)
+    return result
+
+
+def prepare_artifacts(scenario: Scenario, artifacts: Path) -> Path:
+    """A clean folder for the scenario's logs and results, with a copy of its file."""
+    outdir = artifacts / scenario.slug
+    if outdir.exists():
+        shutil.rmtree(outdir)
+    outdir.mkdir(parents=True)
+    (outdir / "scenario.yaml").write_bytes(Path(scenario.path).read_bytes())
+    return outdir
+
+
+def prepare_qemu(scenario: Scenario, cache: Cache, progress: Progress) -> qemu_builds.QemuBuild:
+    """The QEMU build the scenario names, its root file system made first if needed."""
+    if scenario.qemu.build.startswith("debian:"):
+        progress(f"{scenario.name}: preparing QEMU {scenario.qemu.build}")
+    return qemu_builds.resolve(scenario.qemu.build, cache)
+
+
+def empty_facts(scenario: Scenario, images: list[LayerImage]) -> list[LayerFacts]:
+    """Per layer, what is known before the boot: where its parts came from."""
+    return [LayerFacts(index=layer.index, loader=layer.loader,
+                       component=Component(kernel_spec=img.kernel.spec, kernel_package=img.kernel.package,
+                                           kernel_version=img.kernel.version, userland=img.userland.suite,
+                                           kexec_tools_version=img.userland.kexec_tools_version))
+            for layer, img in zip(scenario.layers, images)]
+
+
+def write_result(outdir: Path, result: RunResult) -> None:
+    (outdir / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+
+
+def _retrying(stage: str, attempt, retries: list[dict], progress: Progress):
+    """Run an infrastructure step, trying again after a transient failure (a download,
+    a QEMU that did not come up). Only set-up is retried: never a verdict."""
+    for number in range(1, MAX_INFRA_ATTEMPTS + 1):
+        try:
+            return attempt()
+        except SeedchainError as exc:
+            if not exc.transient or number == MAX_INFRA_ATTEMPTS:
+                raise
+            retries.append({"stage": stage, "attempt": number, "error": str(exc)})
+            progress(f"{stage} failed (attempt {number}), trying again: {exc.what}")
+            time.sleep(RETRY_PAUSE * number)
