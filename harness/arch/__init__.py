@@ -7,7 +7,6 @@ x86_64 is the only one today; arm64 (device tree) is meant to sit beside it.
 INTERFACE, per module:
   NAME, DEBIAN_ARCH         'x86_64', 'amd64'
   QEMU_BINARY, QEMU_PACKAGE qemu-system-x86_64 and the Debian package that has it
-  AGENT                     the guest agent (PID 1 of every layer), in images/agent/
   KERNEL_PACKAGES           regexes of Debian's generic kernel package names (groups abi, series)
   LOADER, LIBDIR            the dynamic loader and library folder of the guest userland
   FIRMWARES                 firmware names a scenario may ask for
@@ -25,7 +24,7 @@ from types import ModuleType
 
 from harness.arch import x86_64
 
-INTERFACE = ("NAME", "DEBIAN_ARCH", "QEMU_BINARY", "QEMU_PACKAGE", "AGENT", "KERNEL_PACKAGES",
+INTERFACE = ("NAME", "DEBIAN_ARCH", "QEMU_BINARY", "QEMU_PACKAGE", "KERNEL_PACKAGES",
              "LOADER", "LIBDIR", "FIRMWARES", "find_qemu", "read_kernel", "machine_args",
              "machine_cmdline", "read_seed_records", "read_efi_seed")
 ARCHES: dict[str, ModuleType] = {x86_64.NAME: x86_64}

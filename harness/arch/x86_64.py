@@ -14,13 +14,11 @@ from pathlib import Path
 from typing import Callable
 
 from harness.errors import ImageError, QemuError
-from harness.paths import IMAGES
 
 NAME = "x86_64"
 DEBIAN_ARCH = "amd64"
 QEMU_BINARY = "qemu-system-x86_64"
 QEMU_PACKAGE = "qemu-system-x86"
-AGENT = IMAGES / "agent" / "x86_64.sh"
 FIRMWARES = ("seabios", "ovmf")
 
 # The seed as the boot protocol carries it (uapi asm/bootparam.h):

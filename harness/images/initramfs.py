@@ -22,21 +22,17 @@ from harness.images import kmod
 from harness.arch import x86_64 as arch
 from harness.images.cache import Cache, sha256_file
 from harness.errors import ImageError
+from harness.images import recipes
+from harness.paths import IMAGES
 from harness.scenario.model import Layer, Scenario
 
-AGENT = arch.AGENT
-# The harness's own options for every kernel: console on ttyS0, and a panic
-# reboots at once (QEMU runs with -no-reboot, so it exits and the runner sees it).
-BASE_CMDLINE = "console=ttyS0 panic=-1 oops=panic"
+_RECIPE = recipes.initramfs()          # images/initramfs.yaml says what a layer carries
+AGENT = IMAGES / _RECIPE.data["agent"][arch.NAME]
+BASE_CMDLINE = _RECIPE.data["cmdline"]["base"]
 INITRD_NAME = "initrd.cpio"   # uncompressed: cheaper under TCG than any decompressor
-# A kexec_crash child is a crash kernel: the options kdump set-ups give one (it
-# boots with the crashed parent's devices in whatever state they were left).
-CRASH_CMDLINE = "irqpoll nr_cpus=1 reset_devices"
-# Memory its parent reserves for it when the scenario does not say how much.
-CRASHKERNEL = "crashkernel=384M"
-# The modules that drive the virtio-rng device, by the bus it sits on; their
-# dependencies come along (see harness.kmod). Built-in ones are skipped.
-RNG_MODULES = {"pci": ("virtio_pci", "virtio_rng"), "mmio": ("virtio_mmio", "virtio_rng")}
+CRASH_CMDLINE = _RECIPE.data["cmdline"]["crash_child"]
+CRASHKERNEL = _RECIPE.data["cmdline"]["crashkernel"]
+RNG_MODULES = {bus: tuple(names) for bus, names in _RECIPE.data["kernel_modules"].items()}
 MODULES_DIR = "seedchain/modules"
 
 

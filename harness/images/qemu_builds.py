@@ -36,13 +36,15 @@ from harness.images import debian
 from harness.images.cache import Cache
 from harness.errors import ImageError, QemuError
 from harness.arch import x86_64 as arch
+from harness.images import recipes
 from harness.proc import die_with_parent
 
 log = logging.getLogger(__name__)
 
 DEBIAN_SUITES = ("bullseye", "bookworm", "trixie", "sid")
-PACKAGE = arch.QEMU_PACKAGE
-BINARY = f"/usr/bin/{arch.QEMU_BINARY}"
+_RECIPE = recipes.qemu_suite()       # images/qemu/debian-suite.yaml
+PACKAGE = _RECIPE.data["package"]
+BINARY = _RECIPE.data["binary"]
 OVMF_DIR = "/usr/share/OVMF"   # firmware comes from the host, bound in when present
 ROOT_LAYOUT = "qemu-root/v1"   # bump when the root file system's recipe changes
 INFO = "qemu-build.json"
@@ -51,8 +53,7 @@ INFO = "qemu-build.json"
 # below never need a mount point inside the cached tree.
 SYSTEM_DIRS = ("usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 # Paths excluded from the packages: the root file system only has to run QEMU.
-_DPKG_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*",
-                  "/usr/share/locale/*", "/usr/share/lintian/*")
+_DPKG_EXCLUDES = tuple(_RECIPE.data["mmdebstrap"]["dpkg_excludes"])
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def _debian(suite: str, cache: Cache) -> QemuBuild:
     apt = debian.Apt(suite, cache)
     apt.ensure_lists()
     pkg = apt.candidates([PACKAGE])[PACKAGE]
-    key = [ROOT_LAYOUT, suite, f"{pkg.name}={pkg.version}:{pkg.sha256}"]
+    key = [ROOT_LAYOUT, _RECIPE.digest, suite, f"{pkg.name}={pkg.version}:{pkg.sha256}"]
     entry = cache.build("qemu-root", key, lambda d: _build_root(apt, pkg, d))
     info = json.loads((entry / INFO).read_text())
     root = entry / "root"
@@ -169,7 +170,7 @@ def _build_root(apt: debian.Apt, pkg: debian.Package, entry: Path) -> None:
         raise ImageError(f"mmdebstrap is needed to build {label}'s QEMU and is not installed",
                          where="qemu.build", hint="apt-get install mmdebstrap")
     root = entry / "root"
-    argv = [mmdebstrap, "--variant=apt", f"--include={PACKAGE}", f"--architectures={arch.DEBIAN_ARCH}",
+    argv = [mmdebstrap, f"--variant={_RECIPE.data['mmdebstrap']['variant']}", f"--include={PACKAGE}", f"--architectures={arch.DEBIAN_ARCH}",
             # Only Debian's keyring: neither the host's trusted.gpg nor trusted.gpg.d.
             f"--keyring={debian.KEYRING}", f"--keyring={apt.dir / 'empty'}",
             '--aptopt=Acquire::Languages "none"',

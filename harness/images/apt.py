@@ -1,0 +1,361 @@
+"""Debian's archive under a private apt configuration: package lists, versions, downloads.
+
+Only apt-get/apt-cache (under a private apt configuration per suite, kept in the
+cache directory, so the host's apt state is never read or written) and dpkg-deb
+are used. Every download lands in a content-addressed cache entry.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import logging
+import os
+import re
+import subprocess
+import tarfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.images.cache import Cache, sha256_file
+from harness.errors import ImageError
+
+log = logging.getLogger(__name__)
+
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+RELEASES = ("bullseye", "bookworm", "trixie")
+SUITES = (*RELEASES, *(f"{r}-backports" for r in RELEASES), "sid")
+REFRESH_SECONDS = 24 * 3600
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+DEFAULT_SECURITY = "http://deb.debian.org/debian-security"
+
+
+# ---------------------------------------------------------------- packages
+
+@dataclass(frozen=True)
+class Package:
+    name: str
+    version: str
+    sha256: str
+    size: int
+    archive: str  # e.g. "bookworm-security"
+
+
+# ---------------------------------------------------------------- versions
+
+def _order(c: str) -> int:
+    # dpkg's ordering of non-digit characters: ~ before everything (even the
+    # end of the string), then letters, then the rest.
+    if c == "~":
+        return -1
+    return ord(c) if c.isalpha() else ord(c) + 256
+
+
+def _compare_part(a: str, b: str) -> int:
+    while a or b:
+        na, nb = re.match(r"\D*", a).group(), re.match(r"\D*", b).group()
+        for k in range(max(len(na), len(nb))):
+            ca = _order(na[k]) if k < len(na) else 0
+            cb = _order(nb[k]) if k < len(nb) else 0
+            if ca != cb:
+                return ca - cb
+        a, b = a[len(na):], b[len(nb):]
+        da, db = re.match(r"\d*", a).group(), re.match(r"\d*", b).group()
+        if int(da or 0) != int(db or 0):
+            return int(da or 0) - int(db or 0)
+        a, b = a[len(da):], b[len(db):]
+    return 0
+
+
+def _split_version(v: str) -> tuple[int, str, str]:
+    epoch, _, rest = v.partition(":") if ":" in v else ("0", "", v)
+    upstream, _, revision = rest.rpartition("-") if "-" in rest else (rest, "", "0")
+    return int(epoch or 0), upstream, revision
+
+
+def compare_versions(a: str, b: str) -> int:
+    """Debian version comparison (like `dpkg --compare-versions`): <0, 0 or >0."""
+    ea, ua, ra = _split_version(a)
+    eb, ub, rb = _split_version(b)
+    return (ea - eb) or _compare_part(ua, ub) or _compare_part(ra, rb)
+
+
+version_key = functools.cmp_to_key(compare_versions)
+
+
+def upstream_version(v: str) -> str:
+    """'1:2.0.25-3+deb12u3' -> '2.0.25'."""
+    return _split_version(v)[1]
+
+
+# ---------------------------------------------------------------- subprocess
+
+def _run(argv: Sequence[str], *, what: str, hint: str, env: dict | None = None,
+         cwd: Path | None = None) -> str:
+    """Run a tool; any failure becomes an ImageError carrying the tool's last words."""
+    try:
+        proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
+    except FileNotFoundError:
+        package = {"dpkg-deb": "dpkg", "apt-get": "apt", "apt-cache": "apt"}.get(argv[0])
+        raise ImageError(f"{argv[0]} was not found", where=argv[0],
+                         hint=f"apt-get install {package}" if package else hint) from None
+    if proc.returncode != 0:
+        tail = "\n    ".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
+        raise ImageError(f"{what} failed ({argv[0]} exit {proc.returncode}):\n    {tail}",
+                         where=argv[0], hint=hint, transient=argv[0] == "apt-get")
+    return proc.stdout
+
+
+# ---------------------------------------------------------------- private apt
+
+def _atomic_write(path: Path, text: str) -> bool:
+    """Write if different; True if the file changed."""
+    try:
+        if path.read_text() == text:
+            return False
+    except OSError:
+        pass
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return True
+
+
+class Apt:
+    """apt-get/apt-cache for one suite with its own configuration under CACHE/apt/SUITE.
+
+    Its own sources list, lists, archives and an empty dpkg status; APT_CONFIG
+    points at its own apt.conf and Dir::Etc::Parts at an empty folder, so neither
+    the host's sources nor its apt.conf.d snippets (proxies, Contents fetching,
+    ...) nor its dpkg database come into play.
+    """
+
+    def __init__(self, suite: str, cache: Cache):
+        if suite not in SUITES:
+            raise ImageError(f"unknown Debian suite {suite!r}", where=suite,
+                             hint=f"use one of: {', '.join(SUITES)}")
+        self.suite = suite
+        self.dir = cache.root / "apt" / suite
+        self.mirror = os.environ.get("SEEDCHAIN_DEBIAN_MIRROR") or DEFAULT_MIRROR
+        self.security = os.environ.get("SEEDCHAIN_DEBIAN_SECURITY") or DEFAULT_SECURITY
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "APT_CONFIG": str(self.dir / "apt.conf"), "LC_ALL": "C"}
+
+    def sources(self) -> str:
+        opts = f"[signed-by={KEYRING} arch=amd64]"
+        if self.suite == "sid":
+            lines = [f"deb {opts} {self.mirror} sid main"]
+        else:
+            base = self.suite.removesuffix("-backports")
+            lines = [f"deb {opts} {self.mirror} {base} main",
+                     f"deb {opts} {self.mirror} {base}-updates main",
+                     f"deb {opts} {self.security} {base}-security main"]
+            if self.suite.endswith("-backports"):
+                lines.append(f"deb {opts} {self.mirror} {self.suite} main")
+        return "\n".join(lines) + "\n"
+
+    def conf(self) -> str:
+        d = self.dir
+        lines = [
+            f'Dir::Etc::main "{d}/apt.conf";',
+            f'Dir::Etc::Parts "{d}/empty";',
+            f'Dir::Etc::SourceList "{d}/sources.list";',
+            f'Dir::Etc::SourceParts "{d}/empty";',
+            f'Dir::Etc::Preferences "{d}/empty/preferences";',
+            f'Dir::Etc::PreferencesParts "{d}/empty";',
+            f'Dir::Etc::TrustedParts "{d}/empty";',
+            f'Dir::State "{d}/state";',
+            f'Dir::State::lists "{d}/lists";',
+            f'Dir::State::status "{d}/status";',
+            f'Dir::Cache "{d}/cache";',
+            'Dir::Cache::srcpkgcache "";',  # a 50 MB copy of pkgcache.bin we never need
+            'APT::Architecture "amd64";',
+            'APT::Architectures { "amd64"; };',
+            'Acquire::Languages "none";',
+            # As root apt would download as _apt, who cannot write into our cache.
+            'APT::Sandbox::User "root";',
+        ]
+        if self.suite == "sid":
+            # sid's Release file is served past its Valid-Until date.
+            lines.append('Acquire::Check-Valid-Until "false";')
+        return "\n".join(lines) + "\n"
+
+    def _has_lists(self) -> bool:
+        # "updated" is touched only after a complete `apt-get update`.
+        return (self.dir / "updated").exists() and any((self.dir / "lists").glob("*_Packages*"))
+
+    def _fresh(self) -> bool:
+        try:
+            age = time.time() - (self.dir / "updated").stat().st_mtime
+        except OSError:
+            return False
+        return age < REFRESH_SECONDS and self._has_lists()
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        with open(self.dir / "seedchain.lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
+
+    def ensure_lists(self) -> None:
+        """Fetch the package lists when missing or older than a day (once, under a lock)."""
+        offline = os.environ.get("SEEDCHAIN_OFFLINE") == "1"
+        if (self._fresh() or (offline and self._has_lists())) and self._config_current():
+            return
+        try:
+            for sub in ("empty", "state", "lists/partial", "cache/archives/partial"):
+                (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ImageError(f"cannot create {self.dir}: {err.strerror}", where="cache",
+                             hint="set SEEDCHAIN_CACHE to a writable directory with free space"
+                             ) from None
+        with self._lock():
+            changed = _atomic_write(self.dir / "sources.list", self.sources())
+            changed |= _atomic_write(self.dir / "apt.conf", self.conf())
+            (self.dir / "status").touch()  # an empty dpkg status: nothing is installed
+            if changed:
+                (self.dir / "updated").unlink(missing_ok=True)
+            had_lists = self._has_lists()
+            if self._fresh() or (offline and had_lists):
+                return
+            if offline:
+                raise ImageError(f"no package lists for {self.suite} yet and SEEDCHAIN_OFFLINE=1",
+                                 where=self.suite, hint="run once without SEEDCHAIN_OFFLINE=1")
+            try:
+                # --error-on=any: without it a mirror that cannot be reached is a mere warning.
+                self.get("update", "--error-on=any", what=f"fetching the {self.suite} package lists")
+            except ImageError as err:
+                if "does not have a Release file" in err.what:
+                    err.hint = (f"the mirror {self.mirror} does not carry {self.suite} (any more): "
+                                "old suites move to archive.debian.org; set "
+                                "SEEDCHAIN_DEBIAN_MIRROR to a mirror that has it")
+                if not had_lists:
+                    raise
+                # Keep working from the old lists rather than fail offline, and try
+                # again in an hour, not on every call (apt's retries take seconds).
+                log.warning("%s\nusing the %s package lists from before", err, self.suite)
+                retry = time.time() - REFRESH_SECONDS + 3600
+                os.utime(self.dir / "updated", (retry, retry))
+                return
+            (self.dir / "updated").touch()
+
+    def _config_current(self) -> bool:
+        try:
+            return ((self.dir / "sources.list").read_text() == self.sources()
+                    and (self.dir / "apt.conf").read_text() == self.conf())
+        except OSError:
+            return False
+
+    def get(self, *args: str, what: str, cwd: Path | None = None, hint: str | None = None) -> str:
+        return _run(["apt-get", "-q", *args], env=self.env, cwd=cwd, what=what, hint=hint or (
+            f"check the network and the mirror ({self.mirror}, {self.security}; "
+            "set SEEDCHAIN_DEBIAN_MIRROR / SEEDCHAIN_DEBIAN_SECURITY to use another)"))
+
+    def query(self, *args: str) -> str:
+        return _run(["apt-cache", *args], env=self.env, what=f"apt-cache {args[0]} ({self.suite})",
+                    hint=f"remove {self.dir} to fetch the package lists again")
+
+    def show(self, *pins: str) -> dict[str, Package]:
+        """Index records for `name=version` pins, keyed by name."""
+        found: dict[str, Package] = {}
+        for stanza in self.query("show", *pins).split("\n\n"):
+            fields = dict(re.findall(r"^([\w-]+): (.*)$", stanza, re.M))
+            if "Package" in fields and fields["Package"] not in found:
+                found[fields["Package"]] = Package(
+                    fields["Package"], fields["Version"], fields.get("SHA256", ""),
+                    int(fields.get("Size", 0)), "")
+        return found
+
+    def madison(self, names: Sequence[str]) -> list[tuple[str, str, str]]:
+        """(name, version, archive) for every version of these packages in the lists."""
+        rows = []
+        for line in self.query("madison", *names).splitlines() if names else ():
+            name, version, source = (f.strip() for f in line.split("|"))
+            # source: "http://deb.debian.org/debian bookworm-backports/main amd64 Packages"
+            rows.append((name, version, source.split()[1].split("/")[0]))
+        return rows
+
+    def candidates(self, names: Sequence[str]) -> dict[str, Package]:
+        """The version apt would install of each package, with its index record."""
+        pins = []
+        for name in names:
+            m = re.search(r"^  Candidate: (\S+)$", self.query("policy", name), re.M)
+            if not m or m[1] == "(none)":
+                raise ImageError(f"package {name} is not in {self.suite}", where=self.suite,
+                                 hint="pick another suite")
+            pins.append(f"{name}={m[1]}")
+        return self.show(*pins)
+
+    def closure(self, names: Sequence[str]) -> list[Package]:
+        """names plus everything they depend on, as apt's resolver picks it (pre-depends
+        and depends, no recommends; one real package for each alternative or virtual
+        name), computed against the empty dpkg status: a simulated install."""
+        out = self.get("install", "--simulate", "--no-install-recommends", *names,
+                       what=f"resolving the dependencies of {', '.join(names)} in {self.suite}",
+                       hint=f"{self.suite} may be in flux (sid); try again later or another suite")
+        pins = [f"{n}={v}" for n, v in re.findall(r"^Inst (\S+) \((\S+) ", out, re.M)]
+        return list(self.show(*pins).values())
+
+
+# ---------------------------------------------------------------- downloads
+
+def _download(apt: Apt, packages: Sequence[Package], dest: Path) -> dict[str, Path]:
+    """`apt-get download` into dest; check each file against the index; {name: file}."""
+    dest.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    apt.get("download", *(f"{p.name}={p.version}" for p in packages), cwd=dest,
+            what=f"downloading {', '.join(p.name for p in packages)} from {apt.suite}")
+    files = {f.name.split("_")[0]: f for f in dest.glob("*.deb")}
+    for p in packages:
+        f = files.get(p.name)
+        if f is None or f.stat().st_size != p.size or sha256_file(f) != p.sha256:
+            raise ImageError(f"{p.name} {p.version} downloaded from {apt.suite} does not match "
+                             "its index (size or SHA256)", where=str(f or dest),
+                             hint="check the mirror; run again to download it anew", transient=True)
+    log.info("downloaded %d package(s) from %s in %.1f s", len(packages), apt.suite,
+             time.monotonic() - t0)
+    return files
+
+
+def _cached_deb(apt: Apt, pkg: Package, cache: Cache) -> Path:
+    """The .deb of one package, in its own cache entry keyed by name, version and SHA256."""
+    entry = cache.build("deb", [pkg.name, pkg.version, pkg.sha256],
+                        lambda d: _download(apt, [pkg], d))
+    return next(entry.glob("*.deb"))
+
+
+def _scan_deb(deb: Path, visit: Callable[[tarfile.TarFile, tarfile.TarInfo], bool]) -> None:
+    """Stream the data tar of a .deb (dpkg-deb --fsys-tarfile) through `visit(tar, member)`,
+    which returns True to stop early. Nothing but what visit extracts touches the disk."""
+    try:
+        proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError:
+        raise ImageError("dpkg-deb is not installed", where="dpkg-deb",
+                         hint="apt-get install dpkg") from None
+    stopped, tar_error = False, ""
+    try:
+        with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+            for member in tar:
+                if visit(tar, member):
+                    stopped = True
+                    break
+    except tarfile.TarError as err:
+        tar_error = str(err)
+    finally:
+        if stopped:
+            proc.kill()  # found what we wanted: no need to decompress the rest
+        proc.stdout.close()
+        stderr = proc.stderr.read().decode(errors="replace").strip()
+        proc.wait()
+    if not stopped and (proc.returncode != 0 or tar_error):
+        raise ImageError(f"dpkg-deb could not read {deb.name}: {stderr or tar_error}",
+                         where=str(deb),
+                         hint="remove its cache entry (the folder holding it) and run again")
+
+

@@ -1,0 +1,85 @@
+"""The recipes in the top-level images/ folder: what goes into or under a guest.
+
+Each recipe is a YAML file validated against a JSON Schema here, with the same
+file:line messages as scenarios; its digest goes into the cache keys of what is
+built from it, so editing a recipe rebuilds exactly what it describes.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import ImageError, ScenarioError
+from harness.paths import IMAGES
+from harness.scenario.load import load_document
+
+_WORDS = {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}}
+_PATHS = {"type": "object", "minProperties": 1, "additionalProperties": _WORDS}
+_TEXT = {"type": "string"}
+
+INITRAMFS_SCHEMA = {
+    "type": "object", "additionalProperties": False,
+    "required": ["agent", "userland", "kernel_modules", "cmdline"],
+    "properties": {
+        "agent": {"type": "object", "minProperties": 1, "additionalProperties": _TEXT,
+                  "description": "The agent file of each architecture, relative to images/."},
+        "userland": {"type": "object", "additionalProperties": False,
+                     "required": ["packages", "files", "libraries_of"],
+                     "properties": {"packages": _WORDS, "files": _PATHS, "libraries_of": _WORDS}},
+        "kernel_modules": {"type": "object", "additionalProperties": _WORDS,
+                           "description": "Modules for virtio-rng, by bus."},
+        "cmdline": {"type": "object", "additionalProperties": False,
+                    "required": ["base", "crash_child", "crashkernel"],
+                    "properties": {"base": _TEXT, "crash_child": _TEXT, "crashkernel": _TEXT}},
+    },
+}
+
+QEMU_SUITE_SCHEMA = {
+    "type": "object", "additionalProperties": False,
+    "required": ["package", "binary", "mmdebstrap"],
+    "properties": {
+        "package": _TEXT, "binary": _TEXT,
+        "mmdebstrap": {"type": "object", "additionalProperties": False,
+                       "required": ["variant", "dpkg_excludes"],
+                       "properties": {"variant": {"enum": ["apt", "essential", "minbase"]},
+                                      "dpkg_excludes": _WORDS}},
+    },
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    path: Path
+    data: dict
+
+    @property
+    def digest(self) -> str:
+        """Of the recipe's content, not its comments: for cache keys."""
+        return hashlib.sha256(json.dumps(self.data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _load(name: str, schema: dict) -> Recipe:
+    path = IMAGES / name
+    try:
+        data, _ = load_document(path, schema)
+    except ScenarioError as e:
+        raise ImageError(f"recipe {e.what}", where=e.where,
+                         hint=e.hint or "the recipes in images/ are part of seedchain: "
+                                        "restore it with git") from None
+    return Recipe(path, data)
+
+
+@functools.cache
+def initramfs() -> Recipe:
+    """images/initramfs.yaml: what every layer's initramfs carries."""
+    return _load("initramfs.yaml", INITRAMFS_SCHEMA)
+
+
+@functools.cache
+def qemu_suite() -> Recipe:
+    """images/qemu/debian-suite.yaml: a Debian suite's QEMU in a root file system."""
+    return _load("qemu/debian-suite.yaml", QEMU_SUITE_SCHEMA)
