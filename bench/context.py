@@ -1,0 +1,66 @@
+"""What every benchmark section shares: the run's context, the scenarios, the kernel's own milestones."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench._env import ROOT
+from bench.common import write_json
+from harness.images.cache import Cache
+from harness.scenario.load import load_scenario
+from harness.scenario.model import Scenario
+
+
+OVERHEAD_SCENARIOS = ("kexec-file-2", "kexec-file-4")
+OPTIONS_SCENARIO = "kexec-file-2"
+SECTIONS = ("overhead", "build", "options", "parallel")
+GOAL_OVERHEAD = 1.05
+GOAL_WARM_BUILD = 0.5
+GOAL_PARALLEL = 1.8
+
+_TS = r"^\[\s*(\d+\.\d+)\] "
+_RUN_INIT = re.compile(_TS + r"Run /init as init process", re.M)
+_UNPACK_START = re.compile(_TS + r"Trying to unpack rootfs image as initramfs", re.M)
+_UNPACK_END = re.compile(_TS + r"Freeing initrd memory", re.M)
+
+
+@dataclass
+class Context:
+    cache: Cache
+    artifacts: Path
+    bench_cache: Cache
+    repeat: int
+    results: dict
+    json_path: Path
+    scenarios: tuple[str, ...] = OVERHEAD_SCENARIOS    # for sections 1-3
+
+    def save(self) -> None:
+        write_json(self.json_path, self.results)
+
+
+def scenario(name: str) -> Scenario:
+    return load_scenario(ROOT / "scenarios" / f"{name}.yaml")
+
+
+def dmesg_times(dmesg: str) -> dict:
+    """Kernel timestamps (seconds since the kernel's clock started) of the boot's milestones."""
+    def first(pattern: re.Pattern) -> float | None:
+        m = pattern.search(dmesg)
+        return float(m[1]) if m else None
+    start, end = first(_UNPACK_START), first(_UNPACK_END)
+    return {"run_init": first(_RUN_INIT),
+            "unpack": end - start if start is not None and end is not None else None}
+
+
+def layer_timings(outdir: Path) -> list[dict]:
+    """Per layer, from the harness's facts: wall seconds and the kernel's own milestones."""
+    layers = []
+    for path in sorted(outdir.glob("layer-*.json"), key=lambda p: int(p.stem.split("-")[1])):
+        facts = json.loads(path.read_text())
+        dmesg = ((facts.get("report") or {}).get("fields") or {}).get("dmesg", "")
+        layers.append({"index": facts["index"], "seconds": facts.get("seconds") or None,
+                       "fault": facts.get("fault"), **dmesg_times(dmesg)})
+    return layers

@@ -1,0 +1,99 @@
+"""The tree is the pipeline: each stage of harness/ imports only the stages before it,
+and no module grows past the size a reader takes in at once."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HARNESS = ROOT / "harness"
+MAX_LINES = 400
+
+# What each part may import. The stages run scenario -> images -> boot -> facts ->
+# checks -> matrix -> reports. boot fills in the facts it is given (their types and
+# the guest report's parser live in facts), so it is the one stage that reaches one
+# ahead. The shared bottom (errors, paths, proc, yamldoc, arch) imports no stage.
+BOTTOM = {"errors", "paths", "proc", "yamldoc"}
+ALLOWED = {
+    "errors": set(), "paths": set(), "proc": set(), "yamldoc": {"errors"},
+    "arch": {"errors", "paths"},
+    "scenario": BOTTOM,
+    "images": BOTTOM | {"arch", "scenario"},
+    "boot": BOTTOM | {"arch", "scenario", "images", "facts"},
+    "facts": BOTTOM | {"arch"},
+    "checks": BOTTOM | {"arch", "scenario", "facts"},
+    "matrix": BOTTOM | {"scenario", "checks"},
+    "reports": BOTTOM | {"scenario", "checks", "matrix"},
+    "pipeline": BOTTOM | {"arch", "scenario", "images", "boot", "facts", "checks"},
+}
+FRONT_DOORS = {"cli", "pytest_plugin"}   # thin: may use every stage
+
+
+def _part(module: str) -> str:
+    return module.split(".")[1] if module.startswith("harness.") else ""
+
+
+def _modules():
+    for path in sorted(HARNESS.rglob("*.py")):
+        rel = path.relative_to(ROOT).with_suffix("")
+        name = ".".join(p for p in rel.parts if p != "__init__")
+        yield name, path
+
+
+def _imports(path: Path, package: str) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:   # relative: resolve against the module's package
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                found.add(".".join(base + ([node.module] if node.module else [])))
+            elif node.module:
+                found.add(node.module)
+                found |= {f"{node.module}.{a.name}" for a in node.names}
+    return {name for name in found if name.startswith("harness.")}
+
+
+@pytest.mark.parametrize("name,path", list(_modules()), ids=lambda v: str(v) if isinstance(v, str) else "")
+def test_stages_import_only_earlier_stages(name, path):
+    part = _part(name)
+    if part in FRONT_DOORS or name == "harness":
+        return
+    assert part in ALLOWED, f"{name}: harness/{part} is not a known stage; add it to ALLOWED"
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    wrong = sorted(i for i in _imports(path, package)
+                   if _part(i) not in ALLOWED[part] | {part} and _part(i) != "")
+    assert not wrong, f"{name} (stage {part}) imports {wrong}; allowed: {sorted(ALLOWED[part])}"
+
+
+def test_every_stage_is_a_package():
+    for stage in ("scenario", "images", "boot", "facts", "checks", "matrix", "reports", "arch"):
+        assert (HARNESS / stage / "__init__.py").is_file(), stage
+
+
+@pytest.mark.parametrize("path", sorted([*HARNESS.rglob("*.py"), *(ROOT / "bench").glob("*.py")]),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_module_is_over_400_lines(path):
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_LINES, f"{path.relative_to(ROOT)} has {lines} lines; split it by what it does"
+
+
+def test_the_layering_check_can_fail(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from harness.reports.matrix import merge\nfrom harness.boot import qemu\n")
+    assert _imports(bad, "harness.facts") == {"harness.reports.matrix", "harness.reports.matrix.merge",
+                                              "harness.boot", "harness.boot.qemu"}
+    assert {_part(i) for i in _imports(bad, "harness.facts")} - ALLOWED["facts"] == {"reports", "boot"}
+
+
+def test_every_architecture_has_the_whole_interface():
+    from harness import arch
+    for name, module in arch.ARCHES.items():
+        missing = [n for n in arch.INTERFACE if not hasattr(module, n)]
+        assert not missing, f"architecture {name} lacks {missing}"
+    with pytest.raises(KeyError, match="unknown architecture 'sparc'; known: x86_64"):
+        arch.get("sparc")
