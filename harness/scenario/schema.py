@@ -4,7 +4,7 @@ harness.scenario validates every file against SCHEMA, and editors read the
 same schema from scenarios/schema.json for completion and hover help, which is
 why every property has a description. Regenerate that file after a change:
 
-    python -m harness.schema > scenarios/schema.json
+    python -m harness.scenario.schema > scenarios/schema.json
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 # failure from here on ends in a power-off, which the host notices.
 halt() { echo "seedchain-agent: $*" >/dev/console; sync; poweroff -f; sleep 60; }
 
-# busybox's applets are symlinks made when the image was built (harness/images.py).
+# busybox's applets are symlinks made when the image was built (harness/images/initramfs.py).
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
