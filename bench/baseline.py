@@ -174,7 +174,7 @@ class PlainRun:
 
 
 def machine_args(q: QemuConfig, *, machine: str, accel: str, workdir: Path) -> list[str]:
-    """harness.qemu.base_args as the runner calls it (firmware and the run's folder are
+    """harness.boot.qemu.base_args as the pipeline calls it (firmware and the run's folder are
     passed when this version of base_args takes them)."""
     params = inspect.signature(base_args).parameters
     extra = {name: value for name, value in (("firmware", getattr(q, "firmware", "seabios")),
