@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness.errors import ImageError, ScenarioError
 from harness.paths import IMAGES
-from harness.scenario.load import load_document
+from harness.yamldoc import load_document
 
 _WORDS = {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}}
 _PATHS = {"type": "object", "minProperties": 1, "additionalProperties": _WORDS}

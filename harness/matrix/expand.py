@@ -12,7 +12,8 @@ from pathlib import Path
 
 from harness.errors import ScenarioError
 from harness.scenario.model import Scenario
-from harness.scenario.load import discover, line_of, load_document, load_scenario
+from harness.scenario.load import discover, load_scenario
+from harness.yamldoc import line_of, load_document
 
 # What each axis changes in a scenario.
 AXES = {

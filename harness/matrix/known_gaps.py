@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from jsonschema.exceptions import relevance
 
-from harness.scenario import load as _scenario
+from harness import yamldoc
 from harness.errors import ScenarioError, SeedchainError
 from harness.matrix.classify import (STATUSES, Classification, Contradiction, Finding,  # noqa: F401
                                      Values, classify, result_id)
@@ -161,7 +161,7 @@ _PATTERN_WORDS = {GAP_SCHEMA["properties"]["id"]["pattern"]:
 def load_gaps(path: str | os.PathLike) -> tuple[Gap, ...]:
     """Read and validate a known-gaps file; KnownGapsError names file:line."""
     try:
-        text = _scenario.read_text(path)     # the same size and encoding rules as scenarios
+        text = yamldoc.read_text(path)     # the same size and encoding rules as scenarios
     except ScenarioError as e:
         raise KnownGapsError(e.what, where=e.where, hint=e.hint) from None
     return parse_gaps(text, str(path))
@@ -170,7 +170,7 @@ def load_gaps(path: str | os.PathLike) -> tuple[Gap, ...]:
 def parse_gaps(text: str, where: str = "<known gaps>") -> tuple[Gap, ...]:
     """Validate and convert the text of a known-gaps file."""
     try:
-        root, data = _scenario._parse(text, where)
+        root, data = yamldoc.parse(text, where)
     except ScenarioError as e:
         hint = e.hint
         if e.what == "the file is empty":
@@ -178,7 +178,7 @@ def parse_gaps(text: str, where: str = "<known gaps>") -> tuple[Gap, ...]:
         raise KnownGapsError(e.what.replace("a scenario is a short file", "this is too long"),
                              where=e.where, hint=hint) from None
     if not isinstance(data, list):
-        raise KnownGapsError(f"top level: expected a list of gaps, got {_scenario._show(data, root)}",
+        raise KnownGapsError(f"top level: expected a list of gaps, got {yamldoc.show(data, root)}",
                              where=f"{where}:{root.start_mark.line + 1}",
                              hint="each gap is a list item: '- id: ...' with component, "
                                   "versions, checks, reason and source")
@@ -191,11 +191,11 @@ def parse_gaps(text: str, where: str = "<known gaps>") -> tuple[Gap, ...]:
     gaps, first_line = [], {}
     for position, raw in enumerate(data):
         def fail(keys: list, what: str, hint: str | None = None, _p=position):
-            line = _scenario._line(root, [_p, *keys])
-            raise KnownGapsError(f"{_scenario._keypath([_p, *keys], data)}: {what}",
+            line = yamldoc.line_at(root, [_p, *keys])
+            raise KnownGapsError(f"{yamldoc.keypath([_p, *keys], data)}: {what}",
                                  where=f"{where}:{line}", hint=hint)
 
-        line = _scenario._line(root, [position], of_value=True)
+        line = yamldoc.line_at(root, [position], of_value=True)
         if raw["id"] in first_line:
             fail(["id"], f"duplicate id {raw['id']!r}", f"it is already used on line {first_line[raw['id']]}")
         first_line[raw["id"]] = line
@@ -244,15 +244,15 @@ def _values(value) -> Values:
     return tuple(value) if isinstance(value, list) else (value,)
 
 
-_VALIDATOR = _scenario._Validator({"type": "array", "items": GAP_SCHEMA})
+_VALIDATOR = yamldoc.Validator({"type": "array", "items": GAP_SCHEMA})
 
 
 def _explain(error, data, root) -> tuple[int, str, str | None]:
-    """scenario._explain, with this file's words where they differ."""
+    """yamldoc.explain, with this file's words where they differ."""
     if error.validator == "pattern" and error.schema.get("pattern") in _PATTERN_WORDS:
         keys = list(error.absolute_path)
-        return (_scenario._line(root, keys),
-                f"{_scenario._keypath(keys, data)}: {error.instance!r} is not valid; allowed: "
+        return (yamldoc.line_at(root, keys),
+                f"{yamldoc.keypath(keys, data)}: {error.instance!r} is not valid; allowed: "
                 f"{_PATTERN_WORDS[error.schema['pattern']]}", None)
     if error.validator == "anyOf":
         # A wrong item inside a list that is allowed (source: [a, 3]): name the item.
@@ -260,23 +260,23 @@ def _explain(error, data, root) -> tuple[int, str, str | None]:
         if deeper:
             return _explain(max(deeper, key=lambda e: len(e.relative_path)), data, root)
         keys = list(error.absolute_path)
-        node = _scenario._locate(root, keys)[1]
+        node = yamldoc.locate(root, keys)[1]
         if any(e.validator in ("minItems", "minLength") for e in error.context):
-            return (_scenario._line(root, keys), f"{_scenario._keypath(keys, data)}: must not be empty",
-                    _scenario._uncap(error.schema.get("description", "")) or None)
+            return (yamldoc.line_at(root, keys), f"{yamldoc.keypath(keys, data)}: must not be empty",
+                    yamldoc.uncap(error.schema.get("description", "")) or None)
         if not isinstance(error.instance, (str, list, dict)) and error.instance is not None and any(
                 "string" in str(s.get("type")) for s in error.schema.get("anyOf", [])):
-            written = _scenario._clip(getattr(node, "value", str(error.instance)))
-            return (_scenario._line(root, keys),
-                    f"{_scenario._keypath(keys, data)}: expected text, got "
-                    f"{_scenario._show(error.instance, node)}",
+            written = yamldoc.clip(getattr(node, "value", str(error.instance)))
+            return (yamldoc.line_at(root, keys),
+                    f"{yamldoc.keypath(keys, data)}: expected text, got "
+                    f"{yamldoc.show(error.instance, node)}",
                     f"YAML does not read {written} as text; put it in quotes: '{written}'")
         description = error.schema.get("description")
         if not description and keys and isinstance(keys[-1], str):
             # the anyOf of a check value sits inside the check map's properties
             description = _CHECK_VALUE["description"]
-        node = _scenario._locate(root, keys)[1]
-        return (_scenario._line(root, keys),
-                f"{_scenario._keypath(keys, data)}: {_scenario._show(error.instance, node)} "
-                f"is not allowed here", _scenario._uncap(description or "") or None)
-    return _scenario._explain(error, data, root)
+        node = yamldoc.locate(root, keys)[1]
+        return (yamldoc.line_at(root, keys),
+                f"{yamldoc.keypath(keys, data)}: {yamldoc.show(error.instance, node)} "
+                f"is not allowed here", yamldoc.uncap(description or "") or None)
+    return yamldoc.explain(error, data, root)
