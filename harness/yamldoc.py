@@ -75,8 +75,6 @@ def check_size(size: int, where: str) -> None:
                             hint="a scenario is a short file; is this the right one?")
 
 
-# --- YAML text to node tree and data ---------------------------------------------------
-
 class _Loader(yaml.SafeLoader):
     """SafeLoader that stops early at MAX_DEPTH nesting (the composer recurses,
     so deep input would end in RecursionError) or MAX_NODES values (composing is
@@ -217,8 +215,6 @@ def _children(node: Node, keys: list, fail):
             yield keys + [name], key
             yield keys + [name], value
 
-
-# --- schema validation and messages ----------------------------------------------------
 
 def _ecma_pattern(validator, pattern, instance, schema):
     # JSON Schema regexes follow ECMA 262, where `$` is the very end of the text;
