@@ -1,0 +1,131 @@
+"""Golden files: every recorded real run replayed through the whole pure pipeline.
+
+For each folder under tests/fixtures/runs/, the raw agent channel (agent.log) goes
+through the report parser, the facts are rebuilt with it, the checks run and the
+verdict is judged against the scenario, and the result JSON is compared whole with
+the folder's expected.json. A change of any verdict, key or value then shows up as
+a reviewed diff of expected.json.
+
+Regenerate after an intended change, then review with git:
+
+    SEEDCHAIN_REGEN_GOLDEN=1 .venv/bin/pytest tests/test_golden.py
+    git diff tests/fixtures/runs/
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from harness.checks.verdict import judge
+from harness.facts.layer import LayerFacts
+from harness.facts.report import parse_loader, parse_report, take_block
+from harness.scenario.load import load_scenario
+from recorded import RUNS, names
+
+ROOT = Path(__file__).resolve().parent.parent
+REGENERATE = os.environ.get("SEEDCHAIN_REGEN_GOLDEN") == "1"
+
+
+def _channel(name: str) -> tuple[list, list]:
+    """(reports, loader records) parsed from the recorded agent channel, in order."""
+    stream = (RUNS / name / "agent.log").read_bytes()
+    reports, loaders = [], []
+    while True:
+        block, rest = take_block(stream, b"@begin ", b"@end " + str(len(reports) + 1).encode())
+        if block is None:
+            return reports, loaders
+        reports.append(parse_report(block))
+        loader, after = take_block(rest, b"@loader ", b"@end-loader")
+        if loader is not None:
+            loaders.append(parse_loader(loader))
+            rest = after
+        stream = rest
+
+
+def replay(name: str) -> dict:
+    """The result JSON of a recorded run, computed again from its recorded inputs.
+
+    From agent.log: every report and loader record (through the real parser). From
+    layer-N.json: what the host measured, not the guest said (the RAM reads, faults,
+    the console tail, the timing, the components). From result.json: what describes
+    the run, not the verdict (QEMU's version, binary, arguments, accel, the artifacts
+    folder, the wall time). The scenario is the shipped one of the same name."""
+    recorded = json.loads((RUNS / name / "result.json").read_text())
+    files = sorted((RUNS / name).glob("layer-*.json"), key=lambda p: int(p.stem.split("-")[1]))
+    saved = [LayerFacts.from_json(json.loads(p.read_text())) for p in files]
+    reports, loaders = _channel(name)
+    facts = []
+    for position, f in enumerate(saved):
+        report = reports[position] if position < len(reports) else None
+        loader = loaders[position] if position < len(loaders) else None
+        facts.append(replace(f, report=report, loader_record=loader))
+    scenario = load_scenario(ROOT / "scenarios" / f"{recorded['scenario']}.yaml")
+    q = recorded.get("qemu") or {}
+    result = judge(scenario, facts, qemu_version=q.get("version", ""), qemu_binary=q.get("binary", ""),
+                   accel=q.get("accel", ""), artifacts=recorded.get("artifacts", ""),
+                   seconds=recorded.get("seconds", 0.0), qemu_args=q.get("args", []),
+                   retries=recorded.get("retries", [])).to_json()
+    result["file"] = os.path.relpath(result["file"], ROOT)     # the same on every checkout
+    return result
+
+
+@pytest.mark.parametrize("name", names())
+def test_replayed_run_matches_its_golden_file(name):
+    expected_file = RUNS / name / "expected.json"
+    got = json.dumps(replay(name), indent=2, sort_keys=True) + "\n"
+    if REGENERATE:
+        old = expected_file.read_text() if expected_file.exists() else ""
+        if old != got:
+            expected_file.write_text(got)
+            print(f"rewrote {expected_file.relative_to(ROOT)}")
+        return
+    assert expected_file.exists(), (f"{expected_file.relative_to(ROOT)} is missing; create it with "
+                                    "SEEDCHAIN_REGEN_GOLDEN=1 and review it")
+    want = expected_file.read_text()
+    if got != want:
+        diff = list(difflib.unified_diff(want.splitlines(), got.splitlines(), "expected.json", "replayed",
+                                         lineterm=""))
+        pytest.fail(f"{name}: the replayed result differs from its golden file "
+                    f"(regenerate with SEEDCHAIN_REGEN_GOLDEN=1 if intended):\n" + "\n".join(diff[:80]))
+
+
+@pytest.mark.parametrize("name", names())
+def test_the_parser_rebuilds_the_recorded_facts(name):
+    """What the agent said, parsed again, is what the run recorded."""
+    files = sorted((RUNS / name).glob("layer-*.json"), key=lambda p: int(p.stem.split("-")[1]))
+    saved = [json.loads(p.read_text()) for p in files]
+    reports, loaders = _channel(name)
+    booted = [s for s in saved if s.get("report")]
+    assert len(reports) == len(booted), name
+    for report, facts in zip(reports, booted):
+        assert report.layer == facts["report"]["layer"]
+        assert report.fields == facts["report"]["fields"]
+    for loader, facts in zip(loaders, saved):
+        assert facts["loader_record"] is not None
+        assert loader == LayerFacts.from_json(facts).loader_record
+
+
+@pytest.mark.parametrize("name", names())
+def test_golden_verdicts_agree_with_the_recorded_run(name):
+    """The golden file's verdicts are the ones the real run printed (older result files
+    lack some keys; every check both have must agree)."""
+    recorded = json.loads((RUNS / name / "result.json").read_text())
+    expected = json.loads((RUNS / name / "expected.json").read_text())
+    assert expected["passed"] == recorded["passed"], name
+    for want, got in zip(recorded["layers"], expected["layers"]):
+        for key in ("booted", "received", "zeroed_sysfs", "zeroed_ram", "credited", "exposed", "passed_on"):
+            assert got[key] == want[key], f"{name} layer {want['index']}: {key}"
+
+
+def test_a_changed_verdict_shows_as_a_diff(monkeypatch):
+    """The comparison can fail: a check that decides differently breaks the golden file."""
+    from harness.checks import rules
+    monkeypatch.setitem(rules.FUNCTIONS, "zeroed_ram", lambda f, nxt=None: None)
+    got = json.dumps(replay("kexec-file-2"), indent=2, sort_keys=True) + "\n"
+    assert got != (RUNS / "kexec-file-2" / "expected.json").read_text()
