@@ -1,5 +1,6 @@
 """The nightly workflow: it parses, and every command it runs exists in the repository."""
 
+import re
 import shlex
 from pathlib import Path
 
@@ -65,3 +66,11 @@ def test_the_jobs_cover_every_cell_once():
         assert mine, f"job qemu={label} would run no cell"
         covered += mine
     assert sorted(covered) == sorted(c.id for c in cells)
+
+
+def test_the_image_cache_key_hashes_files_that_exist():
+    text = (ROOT / ".github" / "workflows" / "nightly.yml").read_text()
+    patterns = [p for call in re.findall(r"hashFiles\(([^)]*)\)", text) for p in re.findall(r"'([^']+)'", call)]
+    assert patterns
+    for pattern in patterns:
+        assert list(ROOT.glob(pattern)), f"hashFiles('{pattern}') matches no file: the cache key ignores it"
