@@ -56,7 +56,7 @@ def run(scenario: Scenario, *, cache: Cache, artifacts: Path,
 
     result = judge(scenario, facts, qemu_version=version, qemu_binary=build.label, accel=accel,
                    artifacts=str(outdir), seconds=time.monotonic() - started,
-                   qemu_args=machine.args, retries=retries)
+                   qemu_args=machine.args, retries=retries, qemu_source=build.source)
     write_result(outdir, result)
     return result
 
@@ -73,9 +73,10 @@ def prepare_artifacts(scenario: Scenario, artifacts: Path) -> Path:
 
 def prepare_qemu(scenario: Scenario, cache: Cache, progress: Progress) -> qemu_builds.QemuBuild:
     """The QEMU build the scenario names, its root file system made first if needed."""
-    if scenario.qemu.build.startswith("debian:"):
+    if scenario.qemu.build.startswith(("debian:", "source:")):
         progress(f"{scenario.name}: preparing QEMU {scenario.qemu.build}")
-    return qemu_builds.resolve(scenario.qemu.build, cache)
+    return qemu_builds.resolve(scenario.qemu.build, cache,
+                               lambda message: progress(f"{scenario.name}: {message}"))
 
 
 def empty_facts(scenario: Scenario, images: list[LayerImage]) -> list[LayerFacts]:

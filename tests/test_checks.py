@@ -32,6 +32,9 @@ OBSERVED = {
     "crash-kernel":    [(Y, N, NA, NA, N, N, Y), (Y, Y, Y, Y, Y, N, NA)],
     "machine-pc":      [(Y, N, NA, NA, N, N, Y), (Y, Y, Y, Y, Y, N, NA)],
     "microvm":         [(Y, N, NA, NA, N, N, Y), (Y, Y, Y, Y, Y, N, NA)],
+    # QEMU 7.2.0 from source: layer 1 seeded by QEMU itself, then kexec_file_load, kexec_load.
+    "qemu720-chain":   [(Y, Y, Y, Y, Y, N, Y), (Y, Y, Y, Y, Y, N, Y), (Y, Y, Y, Y, Y, N, NA)],
+    "qemu720-old-machine": [(Y, N, NA, NA, N, N, NA)],
 }
 
 

@@ -258,9 +258,13 @@ def test_every_recorded_run_passes(gaps):
     for name in synth_names():
         classification = classify(real(name), gaps)
         assert classification.status == "pass", classification.lines()
-        # layer 1 of every SeaBIOS run is QEMU's no-seed gap, confirmed and expected by the
-        # scenario (under OVMF layer 1 gets an EFI seed instead)
-        if real(name)["qemu"].get("firmware", "seabios") == "seabios":
+        # layer 1 of every SeaBIOS run of a packaged QEMU is QEMU's no-seed gap, confirmed and
+        # expected by the scenario (under OVMF layer 1 gets an EFI seed instead); QEMU 7.2.0
+        # is the release outside the gap's range, and no gap matches its layer 1
+        qemu = real(name)["qemu"]
+        if qemu["version"] == "7.2.0":
+            assert 1 not in dict(classification.matched), name
+        elif qemu.get("firmware", "seabios") == "seabios":
             assert dict(classification.matched)[1] == ("qemu-no-seed",)
 
 

@@ -113,6 +113,7 @@ class RunResult:
     error: str | None = None                       # a harness-level failure, not a verdict
     qemu_args: list[str] = field(default_factory=list)
     retries: list[dict] = field(default_factory=list)   # infrastructure steps tried again
+    qemu_source: dict | None = None                # a source:VERSION build: what it was built from
 
     @property
     def passed(self) -> bool:
@@ -147,7 +148,7 @@ class RunResult:
             "qemu": {"version": self.qemu_version, "binary": self.qemu_binary,
                      "machine": s.qemu.machine, "cpu": s.qemu.cpu, "memory": s.qemu.memory,
                      "rng": s.qemu.rng, "firmware": s.qemu.firmware, "accel": self.accel,
-                     "args": self.qemu_args},
+                     "args": self.qemu_args, "source": self.qemu_source},
             "artifacts": self.artifacts,
             "seconds": round(self.seconds, 2),
             "retries": self.retries,

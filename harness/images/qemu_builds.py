@@ -36,7 +36,7 @@ from harness.images import debian
 from harness.images.cache import Cache
 from harness.errors import ImageError, QemuError
 from harness.arch import x86_64 as arch
-from harness.images import recipes
+from harness.images import qemu_source, recipes
 from harness.proc import die_with_parent
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ class QemuBuild:
     extra_args: tuple[str, ...] = ()    # options the binary always needs (-L DIR)
     package_version: str = ""           # Debian version of qemu-system-x86 in the root fs
     root: Path | None = None            # the root file system (debian:SUITE only)
+    source: dict | None = None          # what a source:VERSION build was built from
 
     @property
     def host_binary(self) -> str:
@@ -103,7 +104,7 @@ class QemuBuild:
                                  f"/{top} (e.g. SEEDCHAIN_CACHE, --artifacts)")
 
 
-def resolve(build: str, cache: Cache) -> QemuBuild:
+def resolve(build: str, cache: Cache, progress=lambda message: None) -> QemuBuild:
     """The QEMU a `qemu.build` string names, built (debian:SUITE) if need be."""
     text = build.strip()
     if not text:
@@ -113,6 +114,15 @@ def resolve(build: str, cache: Cache) -> QemuBuild:
         return QemuBuild(label="system", binary=arch.find_qemu("system"))
     if text.startswith("debian:"):
         return _debian(text.removeprefix("debian:"), cache)
+    if text.startswith("source:"):
+        binary, source = qemu_source.build(text.removeprefix("source:"), cache, progress)
+        dirs = [d for d in recipes.qemu_source(f"qemu-{source['version']}.yaml").data["firmware"]["dirs"]]
+        missing = [d for d in dirs if not Path(d).is_dir()]
+        if missing:
+            raise QemuError(f"firmware folders for {text} are missing: {', '.join(missing)}",
+                            where="qemu.build", hint="apt-get install seabios qemu-system-data")
+        return QemuBuild(label=text, binary=str(binary), source=source,
+                         extra_args=tuple(a for d in dirs for a in ("-L", d)))
     binary = arch.find_qemu(text)
     return QemuBuild(label=text, binary=binary, extra_args=_pc_bios_args(Path(binary)))
 

@@ -73,6 +73,32 @@ def _load(name: str, schema: dict) -> Recipe:
     return Recipe(path, data)
 
 
+_STRING_LIST = {"type": "array", "items": {"type": "string", "minLength": 1}}
+
+QEMU_SOURCE_SCHEMA = {
+    "type": "object", "additionalProperties": False,
+    "required": ["version", "source", "build_depends", "configure", "target", "firmware"],
+    "properties": {
+        "version": _TEXT,
+        "source": {"type": "object", "additionalProperties": False,
+                   "required": ["suite", "package", "tarball"],
+                   "properties": {"suite": _TEXT, "package": _TEXT, "tarball": {"enum": ["orig"]}}},
+        "build_depends": _WORDS, "configure": _WORDS, "target": _TEXT,
+        "edits": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False, "required": ["file", "replace", "with"],
+            "properties": {"file": _TEXT, "replace": _TEXT, "with": _TEXT}}},
+        "firmware": {"type": "object", "additionalProperties": False, "required": ["packages", "dirs"],
+                     "properties": {"packages": _STRING_LIST, "dirs": _STRING_LIST}},
+    },
+}
+
+
+@functools.cache
+def qemu_source(name: str) -> Recipe:
+    """images/qemu/NAME: a QEMU release built from a Debian source package's tarball."""
+    return _load(f"qemu/{name}", QEMU_SOURCE_SCHEMA)
+
+
 @functools.cache
 def initramfs() -> Recipe:
     """images/initramfs.yaml: what every layer's initramfs carries."""

@@ -60,7 +60,7 @@ def _build(data: dict, root: "Node", where: str) -> Scenario:
     qemu = dict(data.get("qemu", {}))
     if "memory" in qemu:
         qemu["memory"] = int(qemu["memory"])          # 2048.0 is a valid integer to JSON Schema
-    if "build" in qemu and qemu["build"] != "system" and not qemu["build"].startswith("debian:"):
+    if "build" in qemu and qemu["build"] != "system" and not qemu["build"].startswith(("debian:", "source:")):
         qemu["build"] = os.path.abspath(folder / qemu["build"])
     if "extra_args" in qemu:
         qemu["extra_args"] = tuple(qemu["extra_args"])

@@ -175,7 +175,9 @@ SCHEMA: dict = {
                     "default": _QEMU.build,
                     "description": "'system' for qemu-system-x86_64 on PATH, 'debian:SUITE' "
                                    "(e.g. debian:trixie) for that Debian suite's QEMU run in a "
-                                   "root file system of its own, or a path to a "
+                                   "root file system of its own, 'source:VERSION' (e.g. "
+                                   "source:7.2.0) for a release built from Debian's source "
+                                   "package by images/qemu/qemu-VERSION.yaml, or a path to a "
                                    "qemu-system-x86_64 binary (relative to this file's folder).",
                 },
                 "machine": {
