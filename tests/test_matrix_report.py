@@ -21,7 +21,8 @@ import pytest
 from harness.errors import SeedchainError
 from harness.matrix.known_gaps import load_gaps
 from harness.reports import matrix as matrix_report
-from harness.reports.matrix import main, merge, render_html, write_report
+from harness.reports.matrix import main, merge, write_report
+from harness.reports.render import render_html
 from test_known_gaps import GAPS_FILE, ROOT, synth
 
 MATRIX = Path(__file__).parent / "fixtures" / "matrix"
