@@ -1,1 +1,1 @@
-"""boot"""
+"""Stage 3, boot: one QEMU boot that follows the chain, filling each layer's facts."""

@@ -1,1 +1,1 @@
-"""checks"""
+"""Stage 5, checks: pure checks over the facts, and the verdict against expectations."""

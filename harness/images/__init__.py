@@ -1,1 +1,1 @@
-"""images"""
+"""Stage 2, images: kernels, userland and QEMU builds from Debian, per-layer initramfs, the cache."""

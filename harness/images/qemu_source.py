@@ -24,6 +24,7 @@ from harness.errors import ImageError, QemuError
 from harness.images import recipes
 from harness.images.apt import KEYRING, Apt
 from harness.images.cache import Cache, sha256_file
+from harness.paths import IMAGES
 from harness.proc import die_with_parent
 
 INFO = "build.json"
@@ -50,7 +51,6 @@ class SourceApt(Apt):
 
 def versions() -> dict[str, Path]:
     """The source builds the recipes in images/qemu/ describe: version -> recipe file."""
-    from harness.paths import IMAGES
     return {p.stem.removeprefix("qemu-"): p for p in sorted((IMAGES / "qemu").glob("qemu-*.yaml"))}
 
 

@@ -1,1 +1,1 @@
-"""matrix"""
+"""Stage 6, matrix: scenarios times versions, and results judged against the known gaps."""

@@ -1,1 +1,1 @@
-"""reports"""
+"""Stage 7, reports: the verdict tables, and the matrix report as JSON, Markdown and HTML."""
