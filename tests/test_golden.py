@@ -48,14 +48,49 @@ def _channel(name: str) -> tuple[list, list]:
         stream = rest
 
 
+# judge()'s run_info: RunResult's fields besides the scenario and the layers. None of
+# them follows from what the guest said; each describes the run (the host's QEMU, where
+# the artifacts went, how long it took, what was retried), so the replay takes every
+# one from the recorded result.json: key in result.json -> RunResult field.
+RUN_INFO = {
+    ("qemu", "version"): "qemu_version",
+    ("qemu", "binary"): "qemu_binary",
+    ("qemu", "accel"): "accel",
+    ("qemu", "args"): "qemu_args",
+    ("qemu", "source"): "qemu_source",      # a source:VERSION build's recipe, else null
+    ("artifacts",): "artifacts",
+    ("seconds",): "seconds",
+    ("retries",): "retries",
+    ("error",): "error",                    # a harness failure; null in every recorded run
+}
+
+
+def _run_info(recorded: dict) -> dict:
+    info = {}
+    for keys, name in RUN_INFO.items():
+        value = recorded
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None:               # older result files lack some keys
+            info[name] = value
+    return info
+
+
+def _scenario(name: str, recorded: dict):
+    """The scenario the run was judged against: the copy the runner keeps in the run
+    folder if the fixture has one, else the shipped scenarios/NAME.yaml."""
+    copy = RUNS / name / "scenario.yaml"
+    return load_scenario(copy if copy.is_file() else ROOT / "scenarios" / f"{recorded['scenario']}.yaml")
+
+
 def replay(name: str) -> dict:
     """The result JSON of a recorded run, computed again from its recorded inputs.
 
-    From agent.log: every report and loader record (through the real parser). From
-    layer-N.json: what the host measured, not the guest said (the RAM reads, faults,
-    the console tail, the timing, the components). From result.json: what describes
-    the run, not the verdict (QEMU's version, binary, arguments, accel, the artifacts
-    folder, the wall time). The scenario is the shipped one of the same name."""
+    From agent.log: every report and loader record (through the real parser), and so
+    whether a layer booted. From layer-N.json: what the host measured, not the guest
+    said (the RAM reads and their errors, faults, the console tail, each layer's
+    seconds, the components the images were built from). From result.json: judge's
+    run_info (RUN_INFO above) and the scenario's "file" (where it was at run time)."""
     recorded = json.loads((RUNS / name / "result.json").read_text())
     files = sorted((RUNS / name).glob("layer-*.json"), key=lambda p: int(p.stem.split("-")[1]))
     saved = [LayerFacts.from_json(json.loads(p.read_text())) for p in files]
@@ -64,26 +99,30 @@ def replay(name: str) -> dict:
     for position, f in enumerate(saved):
         report = reports[position] if position < len(reports) else None
         loader = loaders[position] if position < len(loaders) else None
-        facts.append(replace(f, report=report, loader_record=loader))
-    scenario = load_scenario(ROOT / "scenarios" / f"{recorded['scenario']}.yaml")
-    q = recorded.get("qemu") or {}
-    result = judge(scenario, facts, qemu_version=q.get("version", ""), qemu_binary=q.get("binary", ""),
-                   accel=q.get("accel", ""), artifacts=recorded.get("artifacts", ""),
-                   seconds=recorded.get("seconds", 0.0), qemu_args=q.get("args", []),
-                   retries=recorded.get("retries", [])).to_json()
-    result["file"] = os.path.relpath(result["file"], ROOT)     # the same on every checkout
+        facts.append(replace(f, booted=report is not None, report=report, loader_record=loader))
+    result = judge(_scenario(name, recorded), facts, **_run_info(recorded)).to_json()
+    result["file"] = recorded["file"]
     return result
 
 
+def test_every_run_info_field_is_replayed():
+    """A new RunResult field must be added to RUN_INFO (or the golden files would
+    silently hold its default instead of the recorded value)."""
+    from dataclasses import fields
+    from harness.checks.verdict import RunResult
+    assert {f.name for f in fields(RunResult)} - {"scenario", "layers"} == set(RUN_INFO.values())
+
+
 @pytest.mark.parametrize("name", names())
-def test_replayed_run_matches_its_golden_file(name):
+def test_replayed_run_matches_its_golden_file(name, capsys):
     expected_file = RUNS / name / "expected.json"
     got = json.dumps(replay(name), indent=2, sort_keys=True) + "\n"
     if REGENERATE:
         old = expected_file.read_text() if expected_file.exists() else ""
         if old != got:
             expected_file.write_text(got)
-            print(f"rewrote {expected_file.relative_to(ROOT)}")
+            with capsys.disabled():         # shown even though the test passes
+                print(f"\nrewrote {expected_file.relative_to(ROOT)}")
         return
     assert expected_file.exists(), (f"{expected_file.relative_to(ROOT)} is missing; create it with "
                                     "SEEDCHAIN_REGEN_GOLDEN=1 and review it")
@@ -92,7 +131,8 @@ def test_replayed_run_matches_its_golden_file(name):
         diff = list(difflib.unified_diff(want.splitlines(), got.splitlines(), "expected.json", "replayed",
                                          lineterm=""))
         pytest.fail(f"{name}: the replayed result differs from its golden file "
-                    f"(regenerate with SEEDCHAIN_REGEN_GOLDEN=1 if intended):\n" + "\n".join(diff[:80]))
+                    f"(regenerate with SEEDCHAIN_REGEN_GOLDEN=1 if intended):\n" + "\n".join(diff[:80]),
+                    pytrace=False)
 
 
 @pytest.mark.parametrize("name", names())
