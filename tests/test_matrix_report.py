@@ -22,7 +22,7 @@ from harness.errors import SeedchainError
 from harness.matrix.known_gaps import load_gaps
 from harness.reports import matrix as matrix_report
 from harness.reports.matrix import main, merge, write_report
-from harness.reports.render import render_html
+from harness.reports.render import environment, render_html
 from test_known_gaps import GAPS_FILE, ROOT, synth
 
 MATRIX = Path(__file__).parent / "fixtures" / "matrix"
@@ -286,6 +286,33 @@ def test_html_links_use_an_existing_artifacts_folder(tmp_path, gaps):
                      "../../runs/kexec-file-2%20%5Bx%5D/agent.log": False,
                      "../../runs/kexec-file-2%20%5Bx%5D/result.json": False}
     assert "<script>alert(1)" not in text and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in text
+
+
+def test_html_escapes_every_value_and_markdown_does_not(tmp_path, gaps):
+    # values from result files are data: markup in them reaches the page as text
+    evil = "<script>alert(1)</script>"
+    result = synth.real("kexec-file-2")
+    result["id"] = f"kexec-file-2[qemu={evil}]"
+    result["cell"] = {"qemu": evil, "kernel": f'6.1 "{evil}"', "userland": evil}
+    result["error"] = f"{evil} & more"
+    result["qemu"] = {**result["qemu"], "version": f"7.2 {evil}", "machine": evil}
+    for layer in result["layers"]:
+        layer["kernel_version"], layer["fault"] = evil, evil
+    write_report([result], gaps, tmp_path)
+    text = (tmp_path / "matrix.html").read_text()
+    assert "<script>alert" not in text and text.count("&lt;script&gt;alert(1)&lt;/script&gt;") > 10
+    parser = Page()
+    parser.feed(text)
+    assert [tag for tag, _ in parser.tags].count("script") == 1      # only the page's own
+    assert parser.cards[result["id"]]["status"] == "error"
+    assert parser.columns["kexec-file-2"] == [evil]
+    assert parser.rows["kexec-file-2"] == [f'6.1 "{evil}"']
+    # the Markdown is not HTML: no entities in it
+    markdown = (tmp_path / "matrix.md").read_text()
+    assert "&lt;" not in markdown and f"harness error: {evil} & more" in markdown
+    env = environment()
+    assert env.autoescape("matrix.html.j2") and env.autoescape("grid.html.j2")
+    assert not env.autoescape("matrix.md.j2")
 
 
 def test_a_scenario_in_two_groups_gets_a_grid_per_set_of_axes(tmp_path, results, gaps):

@@ -1,6 +1,6 @@
 """The matrix report: every cell's result classified against the known gaps.
 
-    python -m harness.matrix_report OUT_DIR RESULT_DIRS_OR_FILES... [--gaps FILE]
+    seedchain report OUT_DIR RESULT_DIRS_OR_FILES... [--gaps FILE]
 
 writes into OUT_DIR:
 
@@ -243,7 +243,7 @@ def write_report(results: Sequence[dict], gaps: Sequence[Gap], out_dir: Path) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m harness.matrix_report",
+        prog="seedchain report",
         description="Classify matrix results against the known gaps; write matrix.json, "
                     "matrix.md and matrix.html into OUT_DIR.")
     parser.add_argument("out_dir", type=Path, metavar="OUT_DIR")
