@@ -1,11 +1,12 @@
-"""The one loader of the project's YAML files with line numbers (scenarios, the
-matrix, the known gaps, the recipes in images/). Any problem is a ScenarioError
-naming `file:line`, the key path (`layers[2].expect.seed`, counted from 1), what is
-wrong and what is allowed: `read_text` caps and decodes, `parse` composes a node
-tree (lines, duplicate keys, alias bombs, depth), `validate` checks a JSON Schema
-(`Validator`: ECMA regexes, finite numbers) and `explain`s the first error in file
-order; `load_document` does all three. The size and emptiness messages speak of
-scenarios; other loaders reword them (see harness.matrix.known_gaps)."""
+"""The one loader of the project's YAML files with line numbers (scenarios, matrix,
+known gaps, images/ recipes). Every problem is an `error` (ScenarioError unless the caller
+passes its own SeedchainError class) naming `file:line`, the key path (`layers[2].expect.seed`,
+items from 1), what is wrong and what is allowed. `read_text` caps (MAX_BYTES) and decodes;
+`parse` makes (node tree, data), refusing duplicate keys, alias bombs and deep nesting;
+`validate` words, via `explain`, the first error in file order of a `Validator` (JSON Schema,
+ECMA regexes, finite numbers); `load_document` does all three. `line_of`, `line_at`, `locate`,
+`keypath`, `show`, `clip`, `uncap`, `did_you_mean` help word other messages. `Words`: what
+messages say about one kind of file (pattern words, hints); its defaults fit any file."""
 
 from __future__ import annotations
 
@@ -13,53 +14,63 @@ import difflib
 import math
 import os
 import re
+from dataclasses import dataclass, field
 
 import jsonschema
 import yaml
 from jsonschema.exceptions import relevance
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from harness.errors import ScenarioError
+from harness.errors import ScenarioError, SeedchainError
 
 MAX_BYTES = 256 * 1024
 MAX_DEPTH = 32          # a real scenario nests 5 deep
 MAX_NODES = 10_000      # values after alias expansion; a real scenario has ~100
 
-_MERGE = "tag:yaml.org,2002:merge"
-_INT = "tag:yaml.org,2002:int"
-_STR = "tag:yaml.org,2002:str"
-_NULL = "tag:yaml.org,2002:null"
+_MERGE, _INT, _STR, _NULL = (f"tag:yaml.org,2002:{tag}" for tag in ("merge", "int", "str", "null"))
 
 
-def read_text(path: str | os.PathLike) -> str:
-    """A project YAML file's text; any problem reading it is a ScenarioError."""
+@dataclass(frozen=True)
+class Words:
+    too_long: str = "this is too long"              # "more than 10000 values; ..."
+    size_hint: str | None = "is this the right file?"
+    empty_hint: str | None = None                   # for "the file is empty"
+    top_hint: str | None = None                     # the top level has the wrong type
+    patterns: dict = field(default_factory=dict)    # schema pattern -> what it allows
+
+
+PLAIN = Words()
+Error = type[SeedchainError]
+
+
+def read_text(path: str | os.PathLike, words: Words = PLAIN, error: Error = ScenarioError) -> str:
+    """A project YAML file's text; any problem reading it is an `error`."""
     where = str(path)
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
-        raise ScenarioError("no such file", where=where) from None
+        raise error("no such file", where=where) from None
     except IsADirectoryError:
-        raise ScenarioError("is a folder, not a file", where=where) from None
+        raise error("is a folder, not a file", where=where) from None
     except (OSError, ValueError) as e:  # ValueError: a NUL in the path
-        raise ScenarioError(f"cannot read the file: {getattr(e, 'strerror', None) or e}",
-                            where=where) from None
-    check_size(len(raw), where)
+        raise error(f"cannot read the file: {getattr(e, 'strerror', None) or e}", where=where) from None
+    check_size(len(raw), where, words, error)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-        raise ScenarioError(f"not valid UTF-8: byte 0x{raw[e.start]:02x} at column {column}",
-                            where=f"{where}:{line}", hint="save the file as UTF-8") from None
+        raise error(f"not valid UTF-8: byte 0x{raw[e.start]:02x} at column {column}",
+                    where=f"{where}:{line}", hint="save the file as UTF-8") from None
 
 
-def load_document(path: str | os.PathLike, schema: dict) -> tuple[object, "Node"]:
-    """Any of the project's YAML files (matrix, known gaps), validated against its own
-    JSON Schema with the same file:line messages as scenarios. Returns (data, node tree)."""
+def load_document(path: str | os.PathLike, schema: dict, words: Words = PLAIN,
+                  error: Error = ScenarioError) -> tuple[object, "Node"]:
+    """Read, parse and validate a file against its JSON Schema: (data, node tree)."""
     where = str(path)
-    root, data = parse(read_text(path), where)
-    validate(data, root, where, Validator(schema))
+    root, data = parse(read_text(path, words, error), where, words, error)
+    validate(data, root, where, Validator(schema), words, error)
     return data, root
 
 
@@ -68,21 +79,19 @@ def line_of(root: "Node", keys: list) -> int:
     return line_at(root, keys, of_value=True)
 
 
-def check_size(size: int, where: str) -> None:
+def check_size(size: int, where: str, words: Words = PLAIN, error: Error = ScenarioError) -> None:
     # Also caps the time a hostile file can cost.
     if size > MAX_BYTES:
-        raise ScenarioError(f"file is larger than {MAX_BYTES // 1024} KiB", where=where,
-                            hint="a scenario is a short file; is this the right one?")
+        raise error(f"file is larger than {MAX_BYTES // 1024} KiB", where=where, hint=words.size_hint)
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that stops early at MAX_DEPTH nesting (the composer recurses,
-    so deep input would end in RecursionError) or MAX_NODES values (composing is
-    slow), and remembers the node being constructed (some constructors raise
-    plain exceptions, without a line)."""
+    """SafeLoader that stops at MAX_DEPTH nesting (the composer recurses: deep input would
+    end in RecursionError) or MAX_NODES values (composing is slow), and remembers the node
+    being constructed (some constructors raise plain exceptions, without a line)."""
 
-    def __init__(self, text: str, where: str):
-        self.where, self.depth, self.nodes = where, 0, 0
+    def __init__(self, text: str, where: str, words: Words, error: Error):
+        self.where, self.words, self.error, self.depth, self.nodes = where, words, error, 0, 0
         self.current: Node | None = None
         super().__init__(text)      # checks for control characters already
 
@@ -90,9 +99,9 @@ class _Loader(yaml.SafeLoader):
         self.nodes += 1
         if self.depth >= MAX_DEPTH or self.nodes > MAX_NODES:
             problem = (f"nested more than {MAX_DEPTH} levels deep" if self.depth >= MAX_DEPTH
-                       else f"more than {MAX_NODES} values; a scenario is a short file")
+                       else f"more than {MAX_NODES} values; {self.words.too_long}")
             line = self.peek_event().start_mark.line + 1
-            raise ScenarioError(problem, where=f"{self.where}:{line}")
+            raise self.error(problem, where=f"{self.where}:{line}")
         self.depth += 1
         try:
             return super().compose_node(parent, index)
@@ -104,45 +113,42 @@ class _Loader(yaml.SafeLoader):
         return super().construct_object(node, deep)
 
 
-def parse(text: str, where: str) -> tuple[Node, object]:
+def parse(text: str, where: str, words: Words = PLAIN, error: Error = ScenarioError) -> tuple[Node, object]:
     try:
-        loader = _Loader(text, where)
+        loader = _Loader(text, where, words, error)
     except yaml.YAMLError as e:
-        raise _yaml_error(e, text, where) from None
+        raise _yaml_error(e, text, where, error) from None
     try:
         try:
             root = loader.get_single_node()
         except yaml.YAMLError as e:
-            raise _yaml_error(e, text, where) from None
+            raise _yaml_error(e, text, where, error) from None
         if root is None or (root.tag == _NULL and root.value == ""):   # "" or "---" alone
-            raise ScenarioError("the file is empty", where=f"{where}:1",
-                                hint="a scenario needs at least name, description and layers")
-        _check_tree(root, where)
+            raise error("the file is empty", where=f"{where}:1", hint=words.empty_hint)
+        _check_tree(root, where, error)
         try:
             data = loader.construct_document(root)
         except yaml.YAMLError as e:
-            raise _yaml_error(e, text, where) from None
+            raise _yaml_error(e, text, where, error) from None
         except Exception as e:  # e.g. `!!timestamp x` raises AttributeError inside PyYAML
             line = loader.current.start_mark.line + 1 if loader.current else 1
-            raise ScenarioError(f"invalid YAML: cannot read this value ({type(e).__name__})",
-                                where=f"{where}:{line}") from None
+            raise error(f"invalid YAML: cannot read this value ({type(e).__name__})",
+                        where=f"{where}:{line}") from None
     finally:
         loader.dispose()
     return root, data
 
 
-def _yaml_error(e: yaml.YAMLError, text: str, where: str) -> ScenarioError:
+def _yaml_error(e: yaml.YAMLError, text: str, where: str, error: Error) -> SeedchainError:
     if isinstance(e, yaml.reader.ReaderError):
         # Raised for control characters; it carries a position, not a mark.
         line = text.count("\n", 0, e.position) + 1
         column = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
         char = e.character if isinstance(e.character, int) else ord(e.character)
-        return ScenarioError(f"invalid YAML: character U+{char:04X} is not allowed",
-                             where=f"{where}:{line}:{column}")
+        return error(f"invalid YAML: character U+{char:04X} is not allowed", where=f"{where}:{line}:{column}")
     mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
     problem = getattr(e, "problem", None) or str(e)
-    context = getattr(e, "context", None)
-    started = getattr(e, "context_mark", None)
+    context, started = getattr(e, "context", None), getattr(e, "context_mark", None)
     if context and not context.startswith("while"):   # "expected X" + "but found Y"
         what = f"invalid YAML: {context}, {problem}"
     elif context:
@@ -152,22 +158,19 @@ def _yaml_error(e: yaml.YAMLError, text: str, where: str) -> ScenarioError:
         what = f"invalid YAML: {problem} ({context})"
     else:
         what = f"invalid YAML: {problem}"
-    if mark is None:
-        return ScenarioError(what, where=where)
-    return ScenarioError(what, where=f"{where}:{mark.line + 1}:{mark.column + 1}")
+    return error(what, where=where if mark is None else f"{where}:{mark.line + 1}:{mark.column + 1}")
 
 
-def _check_tree(root: Node, where: str) -> None:
-    """Refuse duplicate keys, recursive or exploding aliases, and huge integers.
-
-    Aliases make the tree a graph: each node is walked once and its expanded
-    size and height are remembered, so a billion-laughs file costs nothing."""
+def _check_tree(root: Node, where: str, error: Error) -> None:
+    """Refuse duplicate keys, recursive or exploding aliases, and huge integers. Aliases
+    make the tree a graph: each node is walked once and its expanded size and height
+    remembered, so a billion-laughs file costs nothing."""
     done: dict[int, tuple[int, int]] = {}   # id(node) -> (expanded size, height)
     busy: set[int] = set()
 
     def fail(node: Node, keys: list, what: str, hint: str | None = None):
-        raise ScenarioError(f"{keypath(keys) or 'top level'}: {what}",
-                            where=f"{where}:{node.start_mark.line + 1}", hint=hint)
+        raise error(f"{keypath(keys) or 'top level'}: {what}",
+                    where=f"{where}:{node.start_mark.line + 1}", hint=hint)
 
     def walk(node: Node, keys: list, depth: int) -> tuple[int, int]:
         if id(node) in busy:
@@ -232,32 +235,30 @@ def _finite_number(checker, instance) -> bool:
 
 
 Validator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator,
-    validators={"pattern": _ecma_pattern},
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("number", _finite_number),
-)
+    jsonschema.Draft202012Validator, validators={"pattern": _ecma_pattern},
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("number", _finite_number))
 
 _TYPE_WORDS = {"string": "a string", "integer": "a whole number", "number": "a number",
                "boolean": "true/false", "null": "null", "object": "a mapping", "array": "a list"}
 
 
 def validate(data: object, root: Node, where: str, validator: "jsonschema.Validator",
-             pattern_words: dict[str, str] | None = None) -> None:
-    """Raise a ScenarioError for the first schema error in file order, naming file:line."""
+             words: Words = PLAIN, error: Error = ScenarioError, explainer=None) -> None:
+    """Raise an `error` for the first schema error in file order, naming file:line;
+    `explainer` (default explain) words each one: (error, data, root, words)."""
     errors = sorted(validator.iter_errors(data), key=relevance, reverse=True)
     if not errors:
         return
-    # The first problem in the file. A missing key (shown at its mapping's first line)
-    # comes last: an unknown key in the same mapping is likely it, misspelt, and the
-    # better thing to report. Ties keep jsonschema's relevance order.
+    # The first problem in the file; a missing key (shown at its mapping's first line) comes
+    # last, as an unknown key in the same mapping is likely it, misspelt. Ties keep relevance.
     _, line, what, hint = min(
-        ((e.validator == "required", *explain(e, data, root, pattern_words)) for e in errors),
+        ((e.validator == "required", *(explainer or explain)(e, data, root, words)) for e in errors),
         key=lambda m: m[:2])
-    raise ScenarioError(what, where=f"{where}:{line}", hint=hint)
+    raise error(what, where=f"{where}:{line}", hint=hint)
 
 
 def explain(error: jsonschema.ValidationError, data: object, root: Node,
-            pattern_words: dict[str, str] | None = None) -> tuple[int, str, str | None]:
+            words: Words = PLAIN) -> tuple[int, str, str | None]:
     """(line, what, hint) for one schema error."""
     keys = list(error.absolute_path)
     kind, schema, value = error.validator, error.schema, error.instance
@@ -282,7 +283,7 @@ def explain(error: jsonschema.ValidationError, data: object, root: Node,
             types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
             what = f"expected {' or '.join(_TYPE_WORDS[t] for t in types)}, got {shown}"
             if not keys:
-                hint = "a scenario is a mapping with the keys name, description, layers and maybe tags, qemu"
+                hint = words.top_hint
             elif "string" in types and isinstance(node, ScalarNode) and value is not None:
                 written = clip(node.value)
                 hint = f"YAML does not read {written} as text; put it in quotes: '{written}'"
@@ -293,8 +294,8 @@ def explain(error: jsonschema.ValidationError, data: object, root: Node,
             what = f"{shown} is not allowed; allowed: {', '.join(choices)}"
             hint = did_you_mean(value, choices)
         elif kind == "pattern":
-            words = (pattern_words or {}).get(schema["pattern"], f"text matching {schema['pattern']}")
-            what = f"{shown} is not valid; allowed: {words}"
+            allowed = words.patterns.get(schema["pattern"], f"text matching {schema['pattern']}")
+            what = f"{shown} is not valid; allowed: {allowed}"
         elif kind in ("minimum", "maximum"):
             what = f"{shown} is out of range; allowed: {_range(schema, 'minimum', 'maximum')}"
             hint = uncap(schema.get("description", "")) or None
@@ -387,8 +388,7 @@ def show(value: object, node: Node | None) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         kind = "not a finite number"
     else:
-        kind = {bool: "true/false", int: "a number", float: "a number"}.get(type(value),
-                                                                          type(value).__name__)
+        kind = {bool: "true/false", int: "a number", float: "a number"}.get(type(value), type(value).__name__)
     return f"{clip(written)} ({kind})"
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from harness.errors import ScenarioError
 from harness.scenario.model import Scenario
 from harness.scenario.load import discover, load_scenario
-from harness.yamldoc import line_of, load_document
+from harness.scenario.schema import PATTERN_WORDS
+from harness.yamldoc import Words, line_of, load_document
 
 # What each axis changes in a scenario.
 AXES = {
@@ -70,6 +71,7 @@ SCHEMA = {
 }
 
 MAX_CELLS = 2000
+_WORDS = Words(patterns=PATTERN_WORDS)     # scenario and matrix names follow the same rule
 
 
 def default_label(axis: str, value: str) -> str:
@@ -100,7 +102,7 @@ def apply(scenario: Scenario, values: dict[str, str], labels: dict[str, str]) ->
 
 def expand(matrix_file: Path, name: str) -> list[Scenario]:
     """Every cell of matrix `name`, in file order, ids unique."""
-    data, root = load_document(matrix_file, SCHEMA)
+    data, root = load_document(matrix_file, SCHEMA, _WORDS)
     matrices = data["matrices"]
     if name not in matrices:
         raise ScenarioError(f"no matrix named {name!r}", where=str(matrix_file),

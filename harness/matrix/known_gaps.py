@@ -8,16 +8,13 @@ observed values. harness.matrix.classify judges a result against them.
 Only load_gaps() reads a file.
 """
 
-
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
-from jsonschema.exceptions import relevance
-
 from harness import yamldoc
-from harness.errors import ScenarioError, SeedchainError
+from harness.errors import SeedchainError
 from harness.matrix.classify import (STATUSES, Classification, Contradiction, Finding,  # noqa: F401
                                      Values, classify, result_id)
 from harness.matrix.versions import (VersionRange, component_version, describe_layer,  # noqa: F401
@@ -26,8 +23,7 @@ from harness.scenario.model import CHECKS, LOADERS
 
 COMPONENTS = ("qemu", "kernel", "parent-kernel", "kexec-tools")
 LAYER_SELECTORS = ("first",)
-MAX_BYTES = 256 * 1024
-
+MAX_BYTES = yamldoc.MAX_BYTES          # the same size rule as scenarios
 
 
 class KnownGapsError(SeedchainError):
@@ -35,8 +31,6 @@ class KnownGapsError(SeedchainError):
 
 
 # --- the gaps ----------------------------------------------------------------------------
-
-
 
 @dataclass(frozen=True)
 class Gap:
@@ -154,40 +148,28 @@ GAP_SCHEMA: dict = {
     },
 }
 
-_PATTERN_WORDS = {GAP_SCHEMA["properties"]["id"]["pattern"]:
-                  "lower-case letters, digits, '.' and '-', starting with a letter or digit"}
+# What yamldoc's messages say about this file.
+_WORDS = yamldoc.Words(
+    empty_hint="write [] for no known gaps, or a list of entries starting with '- id: ...'",
+    patterns={GAP_SCHEMA["properties"]["id"]["pattern"]:
+              "lower-case letters, digits, '.' and '-', starting with a letter or digit"})
 
 
 def load_gaps(path: str | os.PathLike) -> tuple[Gap, ...]:
     """Read and validate a known-gaps file; KnownGapsError names file:line."""
-    try:
-        text = yamldoc.read_text(path)     # the same size and encoding rules as scenarios
-    except ScenarioError as e:
-        raise KnownGapsError(e.what, where=e.where, hint=e.hint) from None
-    return parse_gaps(text, str(path))
+    # the same size and encoding rules as scenarios
+    return parse_gaps(yamldoc.read_text(path, _WORDS, KnownGapsError), str(path))
 
 
 def parse_gaps(text: str, where: str = "<known gaps>") -> tuple[Gap, ...]:
     """Validate and convert the text of a known-gaps file."""
-    try:
-        root, data = yamldoc.parse(text, where)
-    except ScenarioError as e:
-        hint = e.hint
-        if e.what == "the file is empty":
-            hint = "write [] for no known gaps, or a list of entries starting with '- id: ...'"
-        raise KnownGapsError(e.what.replace("a scenario is a short file", "this is too long"),
-                             where=e.where, hint=hint) from None
+    root, data = yamldoc.parse(text, where, _WORDS, KnownGapsError)
     if not isinstance(data, list):
         raise KnownGapsError(f"top level: expected a list of gaps, got {yamldoc.show(data, root)}",
                              where=f"{where}:{root.start_mark.line + 1}",
                              hint="each gap is a list item: '- id: ...' with component, "
                                   "versions, checks, reason and source")
-    errors = sorted(_VALIDATOR.iter_errors(data), key=relevance, reverse=True)
-    if errors:
-        _, line, what, hint = min(
-            ((e.validator == "required", *_explain(e, data, root)) for e in errors),
-            key=lambda m: m[:2])
-        raise KnownGapsError(what, where=f"{where}:{line}", hint=hint)
+    yamldoc.validate(data, root, where, _VALIDATOR, _WORDS, KnownGapsError, explainer=_explain)
     gaps, first_line = [], {}
     for position, raw in enumerate(data):
         def fail(keys: list, what: str, hint: str | None = None, _p=position):
@@ -247,18 +229,18 @@ def _values(value) -> Values:
 _VALIDATOR = yamldoc.Validator({"type": "array", "items": GAP_SCHEMA})
 
 
-def _explain(error, data, root) -> tuple[int, str, str | None]:
+def _explain(error, data, root, words: yamldoc.Words = _WORDS) -> tuple[int, str, str | None]:
     """yamldoc.explain, with this file's words where they differ."""
-    if error.validator == "pattern" and error.schema.get("pattern") in _PATTERN_WORDS:
-        keys = list(error.absolute_path)
+    if error.validator == "pattern" and error.schema.get("pattern") in words.patterns:
+        keys = list(error.absolute_path)        # the whole id, where explain would clip it
         return (yamldoc.line_at(root, keys),
                 f"{yamldoc.keypath(keys, data)}: {error.instance!r} is not valid; allowed: "
-                f"{_PATTERN_WORDS[error.schema['pattern']]}", None)
+                f"{words.patterns[error.schema['pattern']]}", None)
     if error.validator == "anyOf":
         # A wrong item inside a list that is allowed (source: [a, 3]): name the item.
         deeper = [e for e in error.context if e.relative_path]
         if deeper:
-            return _explain(max(deeper, key=lambda e: len(e.relative_path)), data, root)
+            return _explain(max(deeper, key=lambda e: len(e.relative_path)), data, root, words)
         keys = list(error.absolute_path)
         node = yamldoc.locate(root, keys)[1]
         if any(e.validator in ("minItems", "minLength") for e in error.context):
@@ -279,4 +261,4 @@ def _explain(error, data, root) -> tuple[int, str, str | None]:
         return (yamldoc.line_at(root, keys),
                 f"{yamldoc.keypath(keys, data)}: {yamldoc.show(error.instance, node)} "
                 f"is not allowed here", yamldoc.uncap(description or "") or None)
-    return yamldoc.explain(error, data, root)
+    return yamldoc.explain(error, data, root, words)

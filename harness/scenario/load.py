@@ -9,19 +9,26 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
+from harness import yamldoc
 from harness.errors import ScenarioError
 from harness.scenario.model import Expect, Layer, QemuConfig, Scenario
 from harness.scenario.schema import PATTERN_WORDS, SCHEMA
-from harness.yamldoc import (MAX_BYTES, Validator, check_size, line_at, line_of,  # noqa: F401 (re-exported)
-                             load_document, parse, read_text, validate)
+from harness.yamldoc import MAX_BYTES, Validator, Words, line_at, line_of, load_document  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from yaml.nodes import Node
 
 _VALIDATOR = Validator(SCHEMA)
+# What yamldoc's messages say about a scenario file.
+WORDS = Words(
+    too_long="a scenario is a short file",
+    size_hint="a scenario is a short file; is this the right one?",
+    empty_hint="a scenario needs at least name, description and layers",
+    top_hint="a scenario is a mapping with the keys name, description, layers and maybe tags, qemu",
+    patterns=PATTERN_WORDS,
+)
 
 NOT_SCENARIOS = {"matrix.yaml", "known-gaps.yaml"}
 
@@ -43,13 +50,18 @@ def load_scenario(path: str | os.PathLike) -> Scenario:
     return load_text(read_text(path), str(path))
 
 
+def read_text(path: str | os.PathLike) -> str:
+    """A scenario file's text (yamldoc.read_text with the scenario words)."""
+    return yamldoc.read_text(path, WORDS)
+
+
 def load_text(text: str, path: str | os.PathLike) -> Scenario:
     """Validate and convert scenario text; `path` is used for messages and to
     resolve relative kernel paths."""
     where = str(path)
-    check_size(len(text.encode("utf-8", "surrogatepass")), where)
-    root, data = parse(text, where)
-    validate(data, root, where, _VALIDATOR, PATTERN_WORDS)
+    yamldoc.check_size(len(text.encode("utf-8", "surrogatepass")), where, WORDS)
+    root, data = yamldoc.parse(text, where, WORDS)
+    yamldoc.validate(data, root, where, _VALIDATOR, WORDS)
     return _build(data, root, where)
 
 
