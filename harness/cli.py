@@ -1,7 +1,12 @@
-"""The command line: `seedchain run SCENARIO.yaml`, `check FILE...`, `list`, `report OUT RESULTS...`.
+"""The command line: `seedchain run SCENARIO.yaml`, `check FILE...`, `list`, `report OUT RESULTS...`, `matrix NAME`, `ledger show|clear`.
+
+`report --kcidb OUT.json RESULTS...` writes the results as KCIDB data instead;
+`matrix NAME` lists a matrix's cells, `matrix NAME --github` its CI jobs as JSON.
 
 Exit status: 0 every expectation held, 1 a verdict failed, 2 the input or the
 set-up is wrong (the message says where and what to do), 130 interrupted.
+`check`, `list`, `matrix` and `report --kcidb` exit 0 or 2; `report --check` 1 on a
+failing cell.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import sys
 from pathlib import Path
 
 from harness.images.cache import Cache
+from harness.matrix.github import MATRIX_FILE, print_matrix
 from .errors import SeedchainError
 from harness.reports.terminal import summary
 from harness.pipeline import run
@@ -41,8 +47,18 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", add_help=False,
                          help="merge result.json files into a matrix report (see: seedchain report --help)")
     rep.add_argument("rest", nargs=argparse.REMAINDER)
+    led = sub.add_parser("ledger", help="show or clear the digests of the seeds earlier runs were handed")
+    led.add_argument("action", choices=("show", "clear"))
+    led.add_argument("scenario", nargs="?", help="one scenario's entries (default: every scenario)")
+    led.add_argument("--cache", type=Path, help="image cache (default: $SEEDCHAIN_CACHE or ~/.cache/seedchain)")
     ls = sub.add_parser("list", help="list the scenarios in a folder")
     ls.add_argument("folder", nargs="?", type=Path, default=Path("scenarios"))
+    m = sub.add_parser("matrix", help="list a matrix's cells, or with --github its CI jobs as JSON")
+    m.add_argument("name", help="a matrix in the matrix file, e.g. nightly")
+    m.add_argument("--github", action="store_true",
+                   help='print {"include":[{"qemu":LABEL},...]} for GitHub Actions\' fromJSON')
+    m.add_argument("--by", default="qemu", metavar="AXIS", help="one job per label of AXIS (default: %(default)s)")
+    m.add_argument("--file", type=Path, default=MATRIX_FILE, help="matrix file (default: %(default)s)")
     return p
 
 
@@ -59,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
                 s = load_scenario(path)
                 print(f"{path}: ok ({s.name}, {len(s.layers)} layers)")
             return 0
+        if args.command == "matrix":
+            return print_matrix(args.name, args.file, github=args.github, axis=args.by)
+        if args.command == "ledger":
+            return _ledger(args)
         if args.command == "list":
             for path in discover(args.folder):
                 s = load_scenario(path)
@@ -71,6 +91,29 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("seedchain: interrupted; QEMU stopped, logs kept", file=sys.stderr)
         return 130
+
+
+def _ledger(args) -> int:
+    """`ledger show [SCENARIO]`: per run, when and the digest of each layer's seed;
+    `ledger clear [SCENARIO]`: forget them (fresh then compares within a run only)."""
+    from harness.facts import ledger
+    root = Cache(args.cache).root
+    if args.action == "clear":
+        cleared = ledger.clear(root, args.scenario)
+        print(f"cleared the ledger of {', '.join(cleared)}" if cleared else "the ledger was empty")
+        return 0
+    names = [args.scenario] if args.scenario else ledger.scenarios(root)
+    if not names:
+        print(f"the ledger is empty ({ledger.folder(root)})")
+    for name in names:
+        entries = ledger.runs(root, name)
+        print(f"{name}: {len(entries)} run{'s' * (len(entries) != 1)}")
+        for entry in entries[-20:]:
+            layers = "  ".join(f"{k}:{v[:16]}" for k, v in sorted(entry["layers"].items()))
+            print(f"  {entry.get('when', '?')}  {layers}")
+        if len(entries) > 20:
+            print(f"  ({len(entries) - 20} older runs not shown)")
+    return 0
 
 
 def _run(args) -> int:

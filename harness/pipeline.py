@@ -16,6 +16,7 @@ from typing import Callable
 from harness.boot.chain import boot_chain, choose_accel, qemu_args, save_facts, start_machine
 from harness.checks.verdict import RunResult, judge
 from harness.errors import SeedchainError
+from harness.facts import ledger
 from harness.facts.layer import Component, LayerFacts
 from harness.images import qemu_builds
 from harness.images.cache import Cache
@@ -40,9 +41,28 @@ def run(scenario: Scenario, *, cache: Cache, artifacts: Path,
     images = _retrying("images", lambda: build_chain(scenario, cache), retries, progress)
     build = prepare_qemu(scenario, cache, progress)
     accel = choose_accel(scenario.qemu.accel, build, images[0].kernel.path, cache, outdir)
+    for number in range(1, scenario.repeat):
+        progress(f"{scenario.name}: boot {number} of {scenario.repeat} (the last one is judged)")
+        earlier, _, _ = boot_once(scenario, images, build, accel, outdir / f"boot-{number}", cache, retries, progress)
+        ledger.record(cache.root, scenario.name, scenario.id, earlier)
+    facts, version, machine_args = boot_once(scenario, images, build, accel, outdir, cache, retries, progress)
+
+    result = judge(scenario, facts, qemu_version=version, qemu_binary=build.label, accel=accel,
+                   artifacts=str(outdir), seconds=time.monotonic() - started,
+                   qemu_args=machine_args, retries=retries, qemu_source=build.source)
+    ledger.record(cache.root, scenario.name, scenario.id, facts)
+    write_result(outdir, result)
+    return result
+
+
+def boot_once(scenario: Scenario, images: list[LayerImage], build: qemu_builds.QemuBuild, accel: str,
+              outdir: Path, cache: Cache, retries: list[dict],
+              progress: Progress) -> tuple[list[LayerFacts], str, list[str]]:
+    """One boot of the chain into `outdir`: its facts (each caught seed set beside the
+    ledger's earlier runs), the QEMU version and QEMU's arguments."""
+    outdir.mkdir(parents=True, exist_ok=True)
     command = build.command(outdir, cache.root, [images[0].kernel.path, images[0].initrd])
     args = qemu_args(scenario, images, build, accel, outdir)
-
     facts = empty_facts(scenario, images)
     machine = _retrying("qemu-start", lambda: start_machine(command, args, outdir), retries, progress)
     version = ""
@@ -51,14 +71,10 @@ def run(scenario: Scenario, *, cache: Cache, artifacts: Path,
             version = machine.query_version()
             progress(f"{scenario.name}: QEMU {version} ({accel}, {scenario.qemu.machine}) started")
             boot_chain(scenario, machine, facts, outdir, progress)
+        ledger.annotate(facts, ledger.runs(cache.root, scenario.name))
     finally:
         save_facts(outdir, facts)
-
-    result = judge(scenario, facts, qemu_version=version, qemu_binary=build.label, accel=accel,
-                   artifacts=str(outdir), seconds=time.monotonic() - started,
-                   qemu_args=machine.args, retries=retries, qemu_source=build.source)
-    write_result(outdir, result)
-    return result
+    return facts, version, machine.args
 
 
 def prepare_artifacts(scenario: Scenario, artifacts: Path) -> Path:

@@ -16,6 +16,10 @@ INTERFACE, per module:
   machine_cmdline(machine)  kernel options a machine type needs
   read_seed_records(read, head)   raw seed records walked from guest RAM
   read_efi_seed(read, address)    (size, bytes) of the EFI random seed table
+  first_entry(machine, firmware)  where QEMU enters layer 1's kernel (None and why when unknown)
+  next_entry(*texts)              where a kexec'd kernel is entered, from the loader's words
+  read_handover(read, boot_params)  the seed records handed over at that entry
+  GDB_REGISTERS, BOOT_PARAMS_REGISTER   the debugger's register numbers; which holds boot_params
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from harness.arch import x86_64
 
 INTERFACE = ("NAME", "DEBIAN_ARCH", "QEMU_BINARY", "QEMU_PACKAGE", "KERNEL_PACKAGES",
              "LOADER", "LIBDIR", "FIRMWARES", "find_qemu", "read_kernel", "machine_args",
-             "machine_cmdline", "read_seed_records", "read_efi_seed")
+             "machine_cmdline", "read_seed_records", "read_efi_seed", "first_entry", "next_entry",
+             "read_handover", "GDB_REGISTERS", "BOOT_PARAMS_REGISTER")
 ARCHES: dict[str, ModuleType] = {x86_64.NAME: x86_64}
 DEFAULT = x86_64.NAME
 

@@ -207,3 +207,58 @@ def read_efi_seed(read: Read, address: int) -> tuple[int, bytes]:
     size = int.from_bytes(read(address, EFI_SEED_HEADER_SIZE), "little")
     count = min(size, EFI_SEED_MAX)
     return size, read(address + EFI_SEED_HEADER_SIZE, count) if count else b""
+
+
+# ---------------------------------------------------------------- the hand-over, caught in flight
+# A kernel is entered with the physical address of its boot_params in %rsi (%esi):
+# - QEMU's -kernel (SeaBIOS or qboot) loads a bzImage's protected-mode part at 0x100000,
+#   and the kernel's real-mode setup code jumps there (code32_start) in 32-bit mode;
+# - kexec's purgatory enters a kexec'd kernel at its load address + 0x200 (startup_64),
+#   identity-mapped. The load address is logged as "Loaded 64bit kernel at 0x..." by
+#   kexec-tools with -d (kexec_load) and by the kernel's kexec-bzimage64.c (kexec_file_load
+#   and the crash kernel: a pr_debug up to 6.7, kexec_dprintk from 6.8; both show when
+#   dynamic debug is on for that file).
+QEMU_KERNEL_ENTRY = 0x100000
+KEXEC_ENTRY_OFFSET = 0x200
+# (offset, size) in the stub's "g" reply, GDB's x86_64 layout: rax rbx rcx rdx rsi rdi rbp rsp
+# r8..r15 rip, 8 bytes each (QEMU answers "p" only to a client that read its target XML).
+GDB_REGISTERS = {"rsi": (4 * 8, 8), "rip": (16 * 8, 8)}
+BOOT_PARAMS_REGISTER = "rsi"
+SETUP_DATA_POINTER = 0x250                # boot_params.hdr.setup_data
+HEADER_MAGIC_AT = 0x202                   # boot_params.hdr.header = "HdrS"
+_LOADED_KERNEL = re.compile(r"Loaded 64bit kernel at (0x[0-9a-fA-F]+)")
+
+
+def first_entry(machine: str, firmware: str) -> tuple[int | None, str]:
+    """Where QEMU's -kernel boot enters layer 1's kernel, and how that is known; None
+    with the reason where it cannot be known before the boot."""
+    if firmware == "ovmf":
+        return None, ("OVMF starts the kernel through its EFI stub, at an address the firmware "
+                      "chooses at run time; QEMU passes no setup_data seed on that path")
+    return QEMU_KERNEL_ENTRY, (f"QEMU -kernel: the protected-mode entry at {QEMU_KERNEL_ENTRY:#x} "
+                               f"(code32_start), where {('qboot' if is_microvm(machine) else 'SeaBIOS')}'s "
+                               "boot hands over")
+
+
+def next_entry(*texts: str) -> tuple[int | None, str]:
+    """Where purgatory enters the kernel a loader just loaded: the last "Loaded 64bit
+    kernel at" in the loader's output or the kernel log, + 0x200."""
+    for name, text in zip(("kexec -d", "the kernel log (kexec-bzimage64.c)"), texts):
+        found = _LOADED_KERNEL.findall(text or "")
+        if found:
+            load = int(found[-1], 16)
+            return load + KEXEC_ENTRY_OFFSET, (f"{name}: Loaded 64bit kernel at {found[-1]}; "
+                                               f"purgatory enters at +{KEXEC_ENTRY_OFFSET:#x}")
+    return None, ("no 'Loaded 64bit kernel at' line in kexec -d's output or the kernel log: from "
+                  "6.8 on, kexec_file_load logs it only when kexec-tools passes KEXEC_FILE_DEBUG "
+                  "(kexec -d, kexec-tools 2.0.28 or later, e.g. userland debian:trixie); before, "
+                  "with dynamic debug on for kexec-bzimage64.c")
+
+
+def read_handover(read: Read, boot_params: int) -> tuple[int, list[tuple[int, bytes]]]:
+    """At a hand-over: (hdr.setup_data, the seed records) of the boot_params at that
+    address. ValueError when the page there is no boot_params (a stop that was not one)."""
+    if read(boot_params + HEADER_MAGIC_AT, 4) != b"HdrS":
+        raise ValueError(f"no boot_params at {boot_params:#x} (no 'HdrS' at +{HEADER_MAGIC_AT:#x})")
+    head = int.from_bytes(read(boot_params + SETUP_DATA_POINTER, 8), "little")
+    return head, read_seed_records(read, head)

@@ -16,12 +16,15 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from harness.boot import gdb
 from harness.boot import qemu as qemu_control
+from harness.boot import ram as guest_ram
+from harness.boot.capture import Watch, not_caught
 from harness.images import qemu_builds
 from harness.images.cache import Cache
 from harness.arch import DEFAULT
 from harness.arch import get as get_arch
-from harness.facts.layer import EfiSeedRam, LayerFacts, RamEntry
+from harness.facts.layer import SEED_SIZE, SETUP_HEADER_SIZE, EfiSeedRam, LayerFacts, RamEntry
 from harness.images.initramfs import LayerImage
 from harness.scenario.model import Scenario
 from harness.facts.report import MAX_REPORT_BYTES, ReportError, parse_loader, parse_report, take_block
@@ -196,12 +199,23 @@ def start_machine(command: list[str], args: list[str], outdir: Path) -> qemu_con
     return machine
 
 
+def ram_file(outdir: Path) -> Path:
+    """The guest's RAM on the host's tmpfs, one file per run folder."""
+    tag = hashlib.sha256(str(outdir.resolve()).encode()).hexdigest()[:16]
+    return guest_ram.shm_folder() / f"seedchain-{tag}.ram"
+
+
 def qemu_args(scenario: Scenario, images: list[LayerImage], build: qemu_builds.QemuBuild,
               accel: str, outdir: Path) -> list[str]:
-    """QEMU's options for the chain: the machine, then layer 1's kernel, initramfs and command line."""
+    """QEMU's options for the chain: the machine, the gdbstub and the RAM file when the
+    seeds are caught in flight, then layer 1's kernel, initramfs and command line."""
     q = scenario.qemu
     args = qemu_control.base_args(machine=q.machine, cpu=q.cpu, memory=q.memory, accel=accel, rng=q.rng,
                                   firmware=q.firmware, workdir=outdir)
+    if scenario.capture.seed_in_flight:
+        args += gdb.qemu_args()
+        if scenario.capture.ram_search:
+            args += guest_ram.qemu_args(ram_file(outdir), q.memory)
     args += build.extra_args
     args += ["-kernel", str(images[0].kernel.path), "-initrd", str(images[0].initrd),
              "-append", images[0].cmdline, *q.extra_args]
@@ -214,14 +228,24 @@ def boot_chain(scenario: Scenario, machine: qemu_control.Machine, facts: list[La
     recorded in the facts of the layer that showed it, never raised."""
     console = Console(machine.console_path)
     stream = AgentStream(machine, outdir / "agent.log")
+    watch = None
+    if scenario.capture.seed_in_flight:
+        watch = _watch(scenario, machine, outdir)
+        watch.first_hop(facts[0])
+    else:
+        for f in facts:
+            f.seed_in_flight = not_caught("capture: {seed_in_flight: false} in the scenario")
     try:
         for i, layer in enumerate(scenario.layers):
             f = facts[i]
             start = time.monotonic()
             failed = i
             try:
-                _boot_layer(layer.index, layer.timeout, machine, stream, console, f,
-                            intended_panic=layer.loader == "kexec_crash")
+                deadline = start + layer.timeout
+                if watch:
+                    watch.hand_over(f, deadline, stream, console)
+                _boot_layer(layer.index, max(5.0, deadline - time.monotonic()), machine, stream, console, f,
+                            intended_panic=layer.loader == "kexec_crash", watch=watch, facts=facts)
                 f.seconds = time.monotonic() - start
                 progress(f"layer {layer.index}: booted {f.field('kernel_release')} "
                          f"in {f.seconds:.1f} s via {layer.loader}; "
@@ -230,7 +254,8 @@ def boot_chain(scenario: Scenario, machine: qemu_control.Machine, facts: list[La
                 if i + 1 < len(scenario.layers):
                     # From here a fault is the child's to show: the parent itself booted.
                     failed = i + 1
-                    _hand_over(machine, stream, console, f, scenario.layers[i + 1].index)
+                    _hand_over(machine, stream, console, f, scenario.layers[i + 1],
+                               watch=watch, child=facts[i + 1])
             except Fault as fault:
                 facts[failed].fault, facts[failed].fault_detail = fault.kind, fault.detail
                 facts[failed].console_tail = console.tail()
@@ -242,12 +267,25 @@ def boot_chain(scenario: Scenario, machine: qemu_control.Machine, facts: list[La
         machine.wait_exit(POWEROFF_TIMEOUT)
     finally:
         stream.close()
+        if watch:
+            watch.close()
+
+
+def _watch(scenario: Scenario, machine: qemu_control.Machine, outdir: Path) -> Watch:
+    """The gdbstub connection (and the RAM file, opened and unlinked at once: it goes
+    away with QEMU, whatever happens to this process)."""
+    path = ram_file(outdir) if scenario.capture.ram_search else None
+    try:
+        return Watch(scenario, machine, path, DEFAULT)
+    finally:
+        if path is not None:
+            path.unlink(missing_ok=True)
 
 
 def _boot_layer(index: int, timeout: float, machine, stream, console, f: LayerFacts,
-                intended_panic: bool = False) -> None:
-    if not intended_panic:
-        console.mark()   # else keep the hand-over's mark, set before the parent could panic
+                intended_panic: bool = False, watch: Watch | None = None,
+                facts: list[LayerFacts] | None = None) -> None:
+    # The console's mark was set for layer 1 at the start, for the others at their hand-over.
     block = _wait_block(machine, stream, console, b"@begin ", f"@end {index}".encode(),
                         timeout, f"report from layer {index}", intended_panic=intended_panic)
     try:
@@ -266,10 +304,21 @@ def _boot_layer(index: int, timeout: float, machine, stream, console, f: LayerFa
             f.efi_seed_ram = read_efi_seed(machine, f.efi_rng_address)
         except Exception as exc:  # as above
             f.ram_error = (f"{f.ram_error}; " if f.ram_error else "") + f"EFI seed: {type(exc).__name__}: {exc}"
+    caught = f.seed_in_flight
+    if caught is not None and caught.caught:
+        try:     # the cross-check: what became of the very entry that was handed over
+            f.handed_entry_after = RamEntry.parse(
+                caught.address, machine.read_memory(caught.address, SETUP_HEADER_SIZE + SEED_SIZE))
+        except Exception as exc:  # as above
+            f.ram_error = (f"{f.ram_error}; " if f.ram_error else "") + f"handed entry: {type(exc).__name__}: {exc}"
+    if watch:
+        watch.search_ram(f, facts)
     machine.answer_agent("go")
 
 
-def _hand_over(machine, stream, console, f: LayerFacts, next_index: int) -> None:
+def _hand_over(machine, stream, console, f: LayerFacts, child_layer, watch: Watch | None = None,
+               child: LayerFacts | None = None) -> None:
+    next_index = child_layer.index
     console.mark()
     block = _wait_block(machine, stream, console, b"@loader ", b"@end-loader",
                         LOADER_TIMEOUT, f"loader record from layer {f.index}")
@@ -277,6 +326,11 @@ def _hand_over(machine, stream, console, f: LayerFacts, next_index: int) -> None
         f.loader_record = parse_loader(block)
     except ReportError as exc:
         raise Fault("bad-report", f"layer {f.index}'s loader record is malformed: {exc}") from None
+    if f.loader_record.rc == 0:
+        if watch:
+            watch.arm_next(f, child)
+        if child_layer.loader != "kexec_crash":
+            console.mark()   # the child's console starts here; a crash keeps the earlier mark
     machine.answer_agent("go")
     if f.loader_record.rc != 0:
         kind = "out-of-memory" if _OOM.search(console.since_mark()) else "load-failed"

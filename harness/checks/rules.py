@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from harness.facts.layer import SEED_SIZE, LayerFacts
+from harness.facts.layer import SEED_SIZE, SETUP_RNG_SEED, LayerFacts
 from harness.scenario.model import CHECKS
 
 _CRNG_DONE = re.compile(r"random: crng init done")
@@ -45,6 +45,56 @@ def received(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
     return bool(received_via(f))
 
 
+def fresh_findings(f: LayerFacts) -> list[str]:
+    """What is wrong with the seed caught at the layer's hand-over: all zero, the same
+    bytes as another seed of this run or of an earlier run (the ledger's `same_as`), or
+    not the entry the kernel listed afterwards (a disagreement between the two views)."""
+    caught = f.seed_in_flight
+    if caught is None or not caught.caught:
+        return []
+    findings = []
+    if not any(caught.data):
+        findings.append("all 32 bytes are zero")
+    findings += [f"the same bytes as {other}" for other in caught.same_as]
+    later = {e.address for e in f.ram_seeds}
+    if f.booted and later and caught.address not in later:
+        findings.append(f"caught at {caught.address:#x}, but the kernel's setup_data list later "
+                        f"had its seed at {', '.join(f'{a:#x}' for a in sorted(later))}")
+    if f.booted and not received(f):
+        after = f.handed_entry_after
+        if after is not None and after.type != SETUP_RNG_SEED:
+            findings.append(f"the entry handed over at {caught.address:#x} was overwritten before the "
+                            f"kernel read it (it now says next {after.next:#x}, type {after.type:#x}, "
+                            f"len {after.len:#x}): the kernel saw no seed")
+        else:
+            findings.append(f"caught at {caught.address:#x}, but the kernel showed no seed afterwards")
+    return findings
+
+
+def fresh(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
+    """The setup_data seed caught at the hand-over is fresh: not all zero, unlike every
+    other seed of the run and this scenario's seeds in earlier runs, and the entry the
+    kernel later listed (None: not booted, or no seed was caught, see seed_in_flight)."""
+    caught = f.seed_in_flight
+    if not f.booted:
+        return None
+    if caught is None or not caught.stopped:
+        return None
+    if not caught.caught:
+        # Stopped at the hand-over and no seed there: one found later came from elsewhere.
+        return False if f.sysfs_seeds or f.ram_seeds else None
+    return not fresh_findings(f)
+
+
+def lingering(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
+    """A copy (16 or more consecutive bytes) of a seed caught so far in the chain is in
+    the layer's RAM after it reported, outside the seed's own setup_data entry (None:
+    RAM not searched)."""
+    if not f.booted or not f.ram_searched:
+        return None
+    return bool(f.ram_copies)
+
+
 def zeroed_sysfs(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
     """Every type-9 entry's sysfs data file is empty or all zero bytes (None: no
     setup_data seed; the EFI table has no sysfs view)."""
@@ -58,8 +108,12 @@ def zeroed_ram(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
     table's bits are all zero (None: nothing received, or none of it read from RAM)."""
     if not received(f):
         return None
+    entries = list(f.ram_seeds)
+    after = f.handed_entry_after
+    if after is not None and after.type == SETUP_RNG_SEED and after.address not in {e.address for e in entries}:
+        entries.append(after)     # the entry caught in flight, though the kernel's list no longer leads there
     verdicts = [e.len == 0 and len(e.data) >= SEED_SIZE and not any(e.data[:SEED_SIZE])
-                for e in f.ram_seeds]
+                for e in entries]
     efi = f.efi_seed_ram
     if efi is not None and EFI in received_via(f):
         verdicts.append(efi.size > 0 and not any(efi.data))

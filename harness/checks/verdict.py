@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.checks.rules import SETUP_DATA, credit_attributable_to, other_entropy_sources, received_via, run_checks
+from harness.checks.rules import (SETUP_DATA, credit_attributable_to, fresh_findings, other_entropy_sources,
+                                  received_via, run_checks)
+from harness.facts.copies import describe
 from harness.facts.layer import SETUP_RNG_SEED, Component, LayerFacts
 from harness.scenario.model import CHECKS, Scenario
 
@@ -21,6 +23,7 @@ class LayerResult:
     expect: dict[str, bool | None]
     observed: dict[str, bool | None]
     loaded_by: Component | None = None      # the parent's components, for kexec'd layers
+    chain: list[LayerFacts] = field(default_factory=list)   # every layer's facts, for cross-layer views
 
     @property
     def mismatches(self) -> list[str]:
@@ -98,6 +101,30 @@ class LayerResult:
             "console_tail": f.console_tail,
             "ram_error": f.ram_error,
             "seconds": round(f.seconds, 2),
+            "seed_in_flight": self.seed_in_flight(),
+            "ram_search": None if not (f.ram_searched or f.ram_search_error) else {
+                "searched": f.ram_searched, "error": f.ram_search_error,
+                "seconds": round(f.ram_search_seconds, 3),
+                "copies": [{"address": f"{c.address:#x}", "seed_of_layer": c.seed_layer,
+                            "seed_bytes": [c.offset, c.offset + c.length], "length": c.length,
+                            "what": describe(c, f, self.chain)} for c in f.ram_copies]},
+        }
+
+    def seed_in_flight(self) -> dict | None:
+        """The seed caught at this layer's hand-over, or why none was; None when nobody tried."""
+        caught = self.facts.seed_in_flight
+        if caught is None:
+            return None
+        def address(value: int | None) -> str | None:
+            return None if value is None else f"{value:#x}"
+        return {
+            "caught": caught.caught, "stopped": caught.stopped, "reason": caught.reason or None,
+            "stop_address": address(caught.stop_address), "stop_how": caught.stop_how,
+            "boot_params": address(caught.boot_params), "setup_data_head": address(caught.setup_data_head),
+            "address": address(caught.address), "len": caught.len, "entries": caught.entries,
+            "bytes": caught.data.hex() if caught.caught else None, "sha256": caught.sha256 or None,
+            "same_as": caught.same_as, "findings": fresh_findings(self.facts),
+            "stopped_seconds": round(caught.stopped_seconds, 3),
         }
 
 
@@ -128,6 +155,15 @@ class RunResult:
             wrong = ", ".join(f"{name} expected {_word(layer.expect[name])} observed "
                               f"{_word(layer.observed[name])}" for name in layer.mismatches)
             lines.append(f"{layer.blame()}: {wrong}")
+            if "fresh" in layer.mismatches:
+                caught = layer.facts.seed_in_flight
+                why = fresh_findings(layer.facts) or [caught.reason if caught and caught.reason
+                                                      else "no seed was caught at the hand-over"]
+                lines.append(f"  fresh: {'; '.join(why)}")
+            if "lingering" in layer.mismatches:
+                for c in layer.facts.ram_copies[:5]:
+                    lines.append(f"  copy of layer {c.seed_layer}'s seed ({c.length} bytes) at "
+                                 f"{c.address:#x}: {describe(c, layer.facts, layer.chain)}")
             if layer.facts.fault:
                 lines.append(f"  fault: {layer.facts.fault}: {layer.facts.fault_detail}")
         if self.error:
@@ -165,6 +201,6 @@ def judge(scenario: Scenario, facts: list[LayerFacts], **run_info) -> RunResult:
     """Checks over the facts, set beside each layer's expectations."""
     observed = run_checks(facts)
     layers = [LayerResult(facts=f, expect=layer.expect.as_dict(), observed=obs,
-                          loaded_by=facts[i - 1].component if i else None)
+                          loaded_by=facts[i - 1].component if i else None, chain=facts)
               for i, (layer, f, obs) in enumerate(zip(scenario.layers, facts, observed))]
     return RunResult(scenario=scenario, layers=layers, **run_info)

@@ -6,6 +6,7 @@ again over it later (the unit tests do exactly that with recorded runs).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -45,6 +46,55 @@ class EfiSeedRam:
     data: bytes             # bits[0 .. min(size, EFI_SEED_MAX)]
 
 
+@dataclass
+class SeedInFlight:
+    """The seed a layer was handed, read with the guest stopped at the hand-over (the
+    kernel's entry, before it ran), or why it could not be."""
+
+    stopped: bool = False            # the guest was stopped at the hand-over
+    reason: str = ""                 # why not, when not
+    stop_address: int | None = None  # the breakpoint: the receiving kernel's entry
+    stop_how: str = ""               # how that address was found
+    boot_params: int | None = None   # %rsi at the stop
+    setup_data_head: int | None = None
+    address: int | None = None       # the type-9 entry handed over (None: the hand-over had none)
+    len: int = 0                     # its len field
+    data: bytes = b""                # its 32 seed bytes
+    entries: int = 0                 # type-9 entries at the hand-over
+    stopped_seconds: float = 0.0     # how long the guest stood still for it
+    # Filled in after the boot, from this run and the ledger of earlier runs (harness/facts/ledger.py):
+    same_as: list[str] = field(default_factory=list)
+
+    @property
+    def caught(self) -> bool:
+        return self.stopped and self.address is not None
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest() if self.caught else ""
+
+    def to_json(self) -> dict:
+        return dict(asdict(self), data=self.data.hex(), sha256=self.sha256)
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> "SeedInFlight | None":
+        if data is None:
+            return None
+        data = {k: v for k, v in data.items() if k != "sha256"}
+        return cls(**dict(data, data=bytes.fromhex(data.get("data", ""))))
+
+
+@dataclass(frozen=True)
+class RamCopy:
+    """Seed bytes found in a layer's RAM after it reported, outside the entry that held them."""
+
+    address: int                     # guest-physical address of the first matching byte
+    seed_layer: int                  # whose seed: the layer it was handed to
+    offset: int                      # where in that seed the match starts
+    length: int                      # matching bytes (>= 16)
+    context: bytes = b""             # the 64-byte-aligned 256 bytes around it, to say what it is
+
+
 @dataclass(frozen=True)
 class Component:
     """Where a layer's parts came from, so a broken chain names them."""
@@ -71,6 +121,12 @@ class LayerFacts:
     efi_seed_ram: EfiSeedRam | None = None       # the EFI RNG seed table in RAM (when dmesg names one)
     loader_record: LoaderRecord | None = None    # how this layer loaded the next one
     seconds: float = 0.0                         # hand-over to report
+    seed_in_flight: SeedInFlight | None = None   # None: nobody tried (a recording older than capture)
+    handed_entry_after: RamEntry | None = None   # the entry caught in flight, read again after the report
+    ram_searched: bool = False                   # RAM was searched for the chain's seeds after the report
+    ram_search_error: str | None = None
+    ram_copies: list[RamCopy] = field(default_factory=list)
+    ram_search_seconds: float = 0.0
 
     # Convenience views over the report -------------------------------------------------
     def field(self, name: str) -> str:
@@ -105,6 +161,10 @@ class LayerFacts:
         data["ram_entries"] = [dict(asdict(e), data=e.data.hex()) for e in self.ram_entries]
         if self.efi_seed_ram is not None:
             data["efi_seed_ram"] = dict(asdict(self.efi_seed_ram), data=self.efi_seed_ram.data.hex())
+        data["seed_in_flight"] = None if self.seed_in_flight is None else self.seed_in_flight.to_json()
+        after = self.handed_entry_after
+        data["handed_entry_after"] = None if after is None else dict(asdict(after), data=after.data.hex())
+        data["ram_copies"] = [dict(asdict(c), context=c.context.hex()) for c in self.ram_copies]
         return data
 
     @classmethod
@@ -124,7 +184,18 @@ class LayerFacts:
             efi_seed_ram=_efi_seed_ram(data.get("efi_seed_ram")),
             loader_record=LoaderRecord(**loader) if loader else None,
             seconds=data.get("seconds", 0.0),
+            seed_in_flight=SeedInFlight.from_json(data.get("seed_in_flight")),
+            handed_entry_after=_ram_entry(data.get("handed_entry_after")),
+            ram_searched=data.get("ram_searched", False),
+            ram_search_error=data.get("ram_search_error"),
+            ram_copies=[RamCopy(**dict(c, context=bytes.fromhex(c["context"])))
+                        for c in data.get("ram_copies", [])],
+            ram_search_seconds=data.get("ram_search_seconds", 0.0),
         )
+
+
+def _ram_entry(data: dict | None) -> RamEntry | None:
+    return None if data is None else RamEntry(**dict(data, data=bytes.fromhex(data["data"])))
 
 
 def _efi_seed_ram(data: dict | None) -> EfiSeedRam | None:

@@ -60,6 +60,7 @@ class LoaderRecord:
     rc: int
     rng_ready: bool
     output: str = field(default="")
+    dmesg: str = field(default="")      # the kernel's kexec lines while loading (dynamic debug)
 
 
 def _decode(raw: bytes) -> list[str]:
@@ -163,4 +164,5 @@ def parse_loader(raw: bytes) -> LoaderRecord:
         raise ReportError("loader record is not closed by '@end-loader'")
     fields = _fields(lines[1:-1])
     return LoaderRecord(loader=head.group(1), rc=int(head.group(2)),
-                        rng_ready=head.group(3) == "yes", output=fields.get("loader_output", ""))
+                        rng_ready=head.group(3) == "yes", output=fields.get("loader_output", ""),
+                        dmesg=fields.get("loader_dmesg", ""))

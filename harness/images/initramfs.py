@@ -8,7 +8,9 @@ everything in it, so a warm run builds nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import shutil
 import shlex
 import stat
 import subprocess
@@ -139,6 +141,24 @@ def _write_initrd(out_dir: Path, userland: debian.Userland, conf: bytes,
         cpio.write(out, entries)
 
 
+def padded(kernel: debian.KernelImage, mib: int, cache: Cache, where: str) -> debian.KernelImage:
+    """The kernel file with zero bytes appended up to `mib` MiB (boot loaders load the
+    whole file; the kernel never reads past its own image)."""
+    size = mib << 20
+    have = kernel.path.stat().st_size
+    if have > size:
+        raise ImageError(f"the kernel is {have / 2**20:.1f} MiB, more than pad_kernel: {mib}",
+                         where=where, hint="give a pad_kernel larger than the kernel file, or 0")
+
+    def write(out: Path) -> None:
+        with open(kernel.path, "rb") as src, open(out / kernel.path.name, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+            dst.truncate(size)
+
+    entry = cache.build("kernel-padded", ["padded/v1", sha256_file(kernel.path), str(size)], write)
+    return dataclasses.replace(kernel, path=entry / kernel.path.name, spec=f"{kernel.spec} padded to {mib} MiB")
+
+
 def build_chain(scenario: Scenario, cache: Cache) -> list[LayerImage]:
     """Kernels, userlands and nested initramfs images for every layer, layer 1 first."""
     kernels = {}
@@ -151,6 +171,8 @@ def build_chain(scenario: Scenario, cache: Cache) -> list[LayerImage]:
             except ImageError as exc:
                 exc.where = where       # the message names the file or package itself
                 raise
+        if layer.pad_kernel and (layer.kernel, layer.pad_kernel) not in kernels:
+            kernels[layer.kernel, layer.pad_kernel] = padded(kernels[layer.kernel], layer.pad_kernel, cache, where)
         suite = _suite(layer.userland, where)
         if suite not in userlands:
             userlands[suite] = debian.userland(suite, cache)
@@ -166,7 +188,7 @@ def build_chain(scenario: Scenario, cache: Cache) -> list[LayerImage]:
     for i in range(len(layers) - 1, -1, -1):
         layer = layers[i]
         next_layer = layers[i + 1] if i + 1 < len(layers) else None
-        kernel = kernels[layer.kernel]
+        kernel = kernels[(layer.kernel, layer.pad_kernel) if layer.pad_kernel else layer.kernel]
         userland = userlands[_suite(layer.userland, "")]
         if layer.kernel not in modules:
             modules[layer.kernel] = rng_modules(scenario, layer, cache)

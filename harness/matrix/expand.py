@@ -30,7 +30,7 @@ _VALUE = {
     "oneOf": [
         {"type": "string", "minLength": 1},
         {"type": "object", "additionalProperties": False, "required": ["value"],
-         "properties": {"value": {"type": "string", "minLength": 1},
+         "properties": {"value": {"type": "string", "minLength": 1, "description": "The axis's value."},
                         "label": {"type": "string", "pattern": r"^[A-Za-z0-9._+-]+$"}}},
     ],
     "description": "A value, or {value, label}: the label names the cell in test ids.",
@@ -44,6 +44,7 @@ SCHEMA = {
     "required": ["matrices"],
     "properties": {"matrices": {
         "type": "object",
+        "description": "The matrices by name, each a list of groups.",
         "minProperties": 1,
         "propertyNames": {"pattern": r"^[a-z0-9][a-z0-9-]*$"},
         "additionalProperties": {
@@ -52,14 +53,17 @@ SCHEMA = {
             "required": ["groups"],
             "properties": {
                 "description": {"type": "string"},
-                "groups": {"type": "array", "minItems": 1, "items": {
+                "groups": {"type": "array", "minItems": 1,
+                           "description": "Groups of scenarios, each run over its axes.", "items": {
                     "type": "object",
                     "additionalProperties": False,
                     "required": ["scenarios", "axes"],
                     "properties": {
                         "scenarios": {"type": "array", "minItems": 1,
+                                      "description": "Names of scenarios in the matrix file's folder.",
                                       "items": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9-]*$"}},
                         "axes": {"type": "object", "minProperties": 1, "additionalProperties": False,
+                                 "description": f"What the cells vary: {', '.join(AXES)}.",
                                  "properties": {axis: {"type": "array", "minItems": 1, "maxItems": 32,
                                                        "items": _VALUE, "description": words}
                                                 for axis, words in AXES.items()}},

@@ -12,6 +12,8 @@ writes into OUT_DIR:
                none), columns = the qemu axis; other axes are sub-rows
 
 merge() reads the result.json files of several runs (e.g. CI jobs) into one list.
+`seedchain report --kcidb OUT.json RESULTS...` writes them as KCIDB data instead
+(harness.reports.kcidb).
 
 This module is the data side: merging, the cell records, counting, writing the
 files and the command line. harness.reports.render turns the cell records into
@@ -242,10 +244,16 @@ def write_report(results: Sequence[dict], gaps: Sequence[Gap], out_dir: Path) ->
 # --- command line ------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(arg.startswith("--kcidb") for arg in argv):
+        from harness.reports.kcidb import main as kcidb_main    # KCIDB data instead of the report
+        return kcidb_main(argv)
     parser = argparse.ArgumentParser(
         prog="seedchain report",
         description="Classify matrix results against the known gaps; write matrix.json, "
-                    "matrix.md and matrix.html into OUT_DIR.")
+                    "matrix.md and matrix.html into OUT_DIR.",
+        epilog="seedchain report --kcidb OUT.json RESULTS... writes the results as KCIDB data "
+               "instead (see seedchain report --kcidb OUT.json --help).")
     parser.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     parser.add_argument("results", nargs="+", metavar="RESULTS",
                         help="result.json files or folders holding them (searched recursively); "

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from harness import yamldoc
 from harness.errors import ScenarioError
-from harness.scenario.model import Expect, Layer, QemuConfig, Scenario
+from harness.scenario.model import Capture, Expect, Layer, QemuConfig, Scenario
 from harness.scenario.schema import PATTERN_WORDS, SCHEMA
 from harness.yamldoc import MAX_BYTES, Validator, Words, line_at, line_of, load_document  # noqa: F401 (re-exported)
 
@@ -76,19 +76,20 @@ def _build(data: dict, root: "Node", where: str) -> Scenario:
         qemu["build"] = os.path.abspath(folder / qemu["build"])
     if "extra_args" in qemu:
         qemu["extra_args"] = tuple(qemu["extra_args"])
+    capture = Capture(**data.get("capture", {}))
     layers = []
     for index, raw in enumerate(data["layers"], start=1):
         kernel = raw["kernel"]
         if not kernel.startswith("debian:"):
             kernel = os.path.abspath(folder / kernel)
-        optional = {key: raw[key] for key in ("userland", "cmdline") if key in raw}
+        optional = {key: raw[key] for key in ("userland", "cmdline", "pad_kernel") if key in raw}
         if "timeout" in raw:
             optional["timeout"] = float(raw["timeout"])
         layers.append(Layer(
             index=index,
             kernel=kernel,
             loader=raw["loader"] if index > 1 else "qemu",
-            expect=Expect.from_mapping(raw.get("expect", {})),
+            expect=Expect.from_mapping(raw.get("expect", {}), caught=capture.seed_in_flight),
             line=line_at(root, ["layers", index - 1], of_value=True),
             **optional,
         ))
@@ -99,4 +100,6 @@ def _build(data: dict, root: "Node", where: str) -> Scenario:
         qemu=QemuConfig(**qemu),
         layers=tuple(layers),
         tags=tuple(data.get("tags", ())),
+        capture=capture,
+        repeat=int(data.get("repeat", 1)),
     )

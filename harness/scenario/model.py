@@ -10,12 +10,13 @@ from dataclasses import dataclass, field, replace
 
 # The checks, in the order they are shown. Each is answered per layer with
 # True, False or None (None: not applicable, e.g. "zeroed" when nothing came).
-CHECKS = ("booted", "received", "zeroed_sysfs", "zeroed_ram", "credited", "exposed", "passed_on")
+CHECKS = ("booted", "received", "fresh", "zeroed_sysfs", "zeroed_ram", "credited", "exposed",
+          "lingering", "passed_on")
 
 # Shorthands for `expect: {seed: ...}`; explicit check keys override them.
 SEED_PRESETS: dict[str, dict[str, bool]] = {
-    # received, zeroed in sysfs and RAM, credited, not readable by users
-    "consumed": {"received": True, "zeroed_sysfs": True, "zeroed_ram": True,
+    # received, fresh (when caught in flight), zeroed in sysfs and RAM, credited, not readable by users
+    "consumed": {"received": True, "fresh": True, "zeroed_sysfs": True, "zeroed_ram": True,
                  "credited": True, "exposed": False},
     # no SETUP_RNG_SEED entry reached this layer
     "absent": {"received": False, "exposed": False},
@@ -37,22 +38,28 @@ class Expect:
 
     booted: bool | None = True
     received: bool | None = None
+    fresh: bool | None = None
     zeroed_sysfs: bool | None = None
     zeroed_ram: bool | None = None
     credited: bool | None = None
     exposed: bool | None = None
+    lingering: bool | None = None
     passed_on: bool | None = None
 
     def as_dict(self) -> dict[str, bool | None]:
         return {name: getattr(self, name) for name in CHECKS}
 
     @classmethod
-    def from_mapping(cls, data: dict) -> "Expect":
-        """Build from a scenario's `expect:` mapping (already schema-checked)."""
+    def from_mapping(cls, data: dict, caught: bool = True) -> "Expect":
+        """Build from a scenario's `expect:` mapping (already schema-checked). With the
+        seed not caught in flight (`capture: {seed_in_flight: false}`) a preset says
+        nothing about `fresh`, which then cannot be judged."""
         values: dict[str, bool | None] = {}
         preset = data.get("seed")
         if preset is not None:
             values.update(SEED_PRESETS[preset])
+            if not caught:
+                values.pop("fresh", None)
         for name in CHECKS:
             if name in data:
                 values[name] = data[name]
@@ -72,6 +79,14 @@ class QemuConfig:
 
 
 @dataclass(frozen=True)
+class Capture:
+    """What the runner looks at besides the agent's report."""
+
+    seed_in_flight: bool = True  # stop at each hand-over and read the seed (QEMU's gdbstub)
+    ram_search: bool = True      # after each report, search guest RAM for the chain's seeds
+
+
+@dataclass(frozen=True)
 class Layer:
     index: int                   # 1-based; layer 1 is started by QEMU
     kernel: str                  # "debian:SUITE/SERIES" or a path to a bzImage
@@ -79,6 +94,7 @@ class Layer:
     userland: str = "debian:bookworm"   # where busybox and kexec-tools come from
     cmdline: str = ""            # appended to the harness's own console options
     timeout: float = 120.0       # seconds from the parent's hand-over to this layer's report
+    pad_kernel: int = 0          # MiB: the kernel file padded with zeros to this size (0: as it is)
     expect: Expect = field(default_factory=Expect)
     line: int = 0                # line in the scenario file, for messages
 
@@ -91,6 +107,8 @@ class Scenario:
     qemu: QemuConfig
     layers: tuple[Layer, ...]
     tags: tuple[str, ...] = ()
+    capture: Capture = field(default_factory=Capture)
+    repeat: int = 1              # boots in a row; the last is judged, the earlier ones' seeds are in the ledger
     # In a matrix: (axis, label) pairs naming this cell, e.g. (("qemu", "10.0"),).
     cell: tuple[tuple[str, str], ...] = ()
     cell_values: tuple[tuple[str, str], ...] = ()   # (axis, value as in the matrix file)

@@ -45,10 +45,15 @@ _LAYER = Layer(index=1, kernel="", loader="qemu")
 CHECK_WORDS = {
     "booted": "The layer's kernel booted and reported back.",
     "received": "A SETUP_RNG_SEED entry reached this layer's kernel.",
+    "fresh": "The seed caught at the hand-over is not all zero, differs from every other seed "
+             "of the run and from this scenario's seeds in earlier runs, and is the entry the "
+             "kernel later left zeroed.",
     "zeroed_sysfs": "The seed reads as zeroes in the setup_data copy under /sys/kernel/boot_params.",
     "zeroed_ram": "The seed bytes in the setup_data in RAM were zeroed after use.",
     "credited": "The kernel credited the seed as entropy.",
     "exposed": "The seed stays readable by users after boot.",
+    "lingering": "A copy of a seed caught so far in the chain (16 or more of its bytes) is in "
+                 "this layer's RAM after it reported, besides the seed's own entry.",
     "passed_on": "This layer handed a fresh seed to the next kernel it kexec'd.",
 }
 assert set(CHECK_WORDS) == set(CHECKS)
@@ -131,6 +136,15 @@ def _layer(first: bool) -> dict:
                 "default": _LAYER.timeout,
                 "description": "Seconds from the hand-over to this layer until it must have "
                                "reported, 5 to 3600.",
+            },
+            "pad_kernel": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 256,
+                "default": 0,
+                "description": "Pad the kernel file with zero bytes to this many MiB (0: as it is). "
+                               "QEMU 7.2.0 puts its setup_data right after the kernel file, so this "
+                               "moves the seed (e.g. into the range the kernel decompresses into).",
             },
             "expect": _EXPECT,
         },
@@ -222,6 +236,35 @@ SCHEMA: dict = {
                     "items": {"type": "string"},
                     "default": [],
                     "description": "More QEMU arguments, passed as they are (quote numbers).",
+                },
+            },
+        },
+        "repeat": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 5,
+            "default": 1,
+            "description": "Boot the chain this many times in a row (1 to 5). Only the last boot "
+                           "is judged; the seeds of the earlier ones enter the ledger first, so "
+                           "fresh can see a seed handed over again.",
+        },
+        "capture": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "What the runner looks at besides the guest's own report.",
+            "properties": {
+                "seed_in_flight": {
+                    "type": "boolean",
+                    "default": True,
+                    "description": "Stop the guest where each kernel is entered (QEMU's gdbstub) "
+                                   "and read the seed handed over, for the fresh check. Off: "
+                                   "fresh is not judged, and seed: consumed does not imply it.",
+                },
+                "ram_search": {
+                    "type": "boolean",
+                    "default": True,
+                    "description": "After each layer reported, search its RAM for every seed "
+                                   "caught so far, for the lingering check (needs seed_in_flight).",
                 },
             },
         },

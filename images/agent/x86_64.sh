@@ -83,6 +83,7 @@ grep -m 1 '^flags' /proc/cpuinfo | field cpu_flags
 cat /sys/class/misc/hw_random/rng_current 2>/dev/null | field hwrng
 cut -d ' ' -f 1 /proc/modules 2>/dev/null | field modules
 { [ -d /sys/firmware/efi ] && echo yes || echo no; } | field efi
+long_field iomem </proc/iomem   # names the memory a lingering copy of a seed sits in
 crng_ready | field crng_ready
 dmesg | long_field dmesg
 { echo "$started"; read -r now _ </proc/uptime; echo "$now"; } | field agent_uptime
@@ -103,13 +104,20 @@ case "$NEXT_LOADER" in
 	kexec_crash) mode="-s -p" ;;   # a crash kernel: its seed is made now, at load time
 	*) halt "unknown loader $NEXT_LOADER" ;;
 esac
+# The host stops the guest where the next kernel is entered, to read its seed before
+# that kernel runs: kexec -d says where kexec_load put the kernel, and the kernel's own
+# kexec_file_load code says it in a debug message, switched on here.
+control=/proc/dynamic_debug/control
+[ -w $control ] || { mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null; control=/sys/kernel/debug/dynamic_debug/control; }
+echo 'file kexec-bzimage64.c +p' >$control 2>/dev/null
 # kexec_file_load only adds a seed when this kernel's RNG is ready right now.
 ready=$(crng_ready)
-kexec $mode /seedchain/next/bzImage --initrd=/seedchain/next/initrd \
+kexec -d $mode /seedchain/next/bzImage --initrd=/seedchain/next/initrd \
 	--command-line="$NEXT_CMDLINE" >/tmp/loader.out 2>&1
 rc=$?
 echo "@loader $NEXT_LOADER $rc $ready" >&3
 long_field loader_output </tmp/loader.out
+dmesg | grep 'Loaded 64bit kernel at' | long_field loader_dmesg
 echo "@end-loader" >&3
 # Wait until the host has this record: a tty buffer is not drained across kexec -e.
 read -r answer <&4

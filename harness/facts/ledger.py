@@ -1,0 +1,113 @@
+"""The ledger: SHA-256 digests of the seeds each scenario's layers were handed, run
+after run on this machine, so a seed handed over again is seen (never the bytes).
+
+One JSON file per scenario under CACHE/ledger/, changed under a lock and replaced
+atomically, so parallel workers and interrupted runs leave it whole. The digests of
+a run are entered after it was judged; `annotate` marks, before the checks, every
+caught seed that equals another of the run or one in the ledger (its `same_as`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from harness.facts.layer import LayerFacts
+
+FOLDER = "ledger"
+KEEP_RUNS = 1000            # per scenario; the oldest go first
+FORMAT = 1
+
+
+def folder(cache_root: Path) -> Path:
+    return Path(cache_root) / FOLDER
+
+
+def _file(cache_root: Path, scenario: str) -> Path:
+    safe = re.sub(r"[^a-z0-9-]", "_", scenario)
+    return folder(cache_root) / f"{safe}.json"
+
+
+@contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _read(path: Path) -> list[dict]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError):
+        return []                 # a damaged ledger is started afresh rather than trusted
+    runs = data.get("runs") if isinstance(data, dict) else None
+    return [r for r in runs if isinstance(r, dict) and isinstance(r.get("layers"), dict)] if isinstance(runs, list) else []
+
+
+def runs(cache_root: Path, scenario: str) -> list[dict]:
+    """The scenario's recorded runs, oldest first: {"when", "id", "layers": {index: sha256}}."""
+    path = _file(cache_root, scenario)
+    with _locked(path):
+        return _read(path)
+
+
+def scenarios(cache_root: Path) -> list[str]:
+    return sorted(p.stem for p in folder(cache_root).glob("*.json"))
+
+
+def annotate(facts: list[LayerFacts], earlier: list[dict]) -> None:
+    """Fill each caught seed's `same_as`: the other layers of this run and the earlier
+    runs' layers that were handed the same bytes."""
+    caught = [(f.index, f.seed_in_flight) for f in facts
+              if f.seed_in_flight is not None and f.seed_in_flight.caught]
+    for index, seed in caught:
+        same = [f"layer {other} of this run" for other, s in caught
+                if other != index and s.sha256 == seed.sha256]
+        for run in earlier:
+            same += [f"layer {layer} of the run of {run.get('when', '?')}"
+                     for layer, digest in sorted(run["layers"].items()) if digest == seed.sha256]
+        seed.same_as = same
+
+
+def record(cache_root: Path, scenario: str, run_id: str, facts: list[LayerFacts]) -> dict:
+    """Enter a run's caught seeds; returns the entry (nothing is written when none was caught)."""
+    entry = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "id": run_id,
+             "layers": {str(f.index): f.seed_in_flight.sha256 for f in facts
+                        if f.seed_in_flight is not None and f.seed_in_flight.caught}}
+    if not entry["layers"]:
+        return entry
+    path = _file(cache_root, scenario)
+    with _locked(path):
+        kept = (_read(path) + [entry])[-KEEP_RUNS:]
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ledger-")
+        with os.fdopen(fd, "w") as out:
+            json.dump({"format": FORMAT, "scenario": scenario, "runs": kept}, out, indent=1)
+            out.write("\n")
+        os.replace(tmp, path)
+    return entry
+
+
+def clear(cache_root: Path, scenario: str | None = None) -> list[str]:
+    """Forget one scenario's digests, or all; returns the scenarios cleared."""
+    names = [scenario] if scenario else scenarios(cache_root)
+    cleared = []
+    for name in names:
+        path = _file(cache_root, name)
+        with _locked(path):
+            if path.exists():
+                path.unlink()
+                cleared.append(name)
+        path.with_suffix(".lock").unlink(missing_ok=True)
+    return cleared
