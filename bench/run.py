@@ -10,6 +10,8 @@ Sections (see bench/README.md for what each number means):
   build     harness.images.build_chain, warm and cold
   options   on a 2-layer chain, baseline style: initramfs compression, console
             verbosity, -machine pc vs q35, each vs the current default
+  capture   qemu720-chain with capture off, seeds caught in flight, and caught plus the
+            RAM search: each layer's wall time against "off"
   parallel  pytest scenarios/ -n 2 vs -n 1 (only with --parallel: takes many minutes)
 """
 
@@ -29,6 +31,7 @@ import os  # noqa: E402
 
 from bench._env import ROOT  # noqa: E402
 from bench.building import bench_build, report_build  # noqa: E402
+from bench.capture import bench_capture, report_capture  # noqa: E402
 from bench.common import DEFAULT_ARTIFACTS, host_info, machine_state, say  # noqa: E402
 from bench.context import OVERHEAD_SCENARIOS, SECTIONS, Context, dmesg_times  # noqa: E402,F401 (dmesg_times: tests)
 from bench.options import bench_options, bench_parallel, report_options, report_parallel, summarize_options  # noqa: E402
@@ -39,7 +42,8 @@ from harness.images.cache import Cache  # noqa: E402
 # ---------------------------------------------------------------- main
 
 REPORTS = {"overhead": (summarize_overhead, report_overhead), "build": (None, report_build),
-           "options": (summarize_options, report_options), "parallel": (None, report_parallel)}
+           "options": (summarize_options, report_options), "capture": (None, report_capture),
+           "parallel": (None, report_parallel)}
 
 
 def reprint(path: Path) -> int:
@@ -118,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = {"overhead": (lambda: bench_overhead(ctx), lambda: report_overhead(ctx)),
              "build": (lambda: bench_build(ctx, args.cold_network), lambda: report_build(ctx)),
              "options": (lambda: bench_options(ctx), lambda: report_options(ctx)),
+             "capture": (lambda: bench_capture(ctx), lambda: report_capture(ctx)),
              "parallel": (lambda: bench_parallel(ctx, args.parallel_repeat, args.parallel_k),
                           lambda: report_parallel(ctx))}
     try:

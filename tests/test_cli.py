@@ -97,3 +97,37 @@ def test_list_and_unknown_command():
     proc = seedchain("list", "scenarios")
     assert proc.returncode == 0 and "kexec-file-4" in proc.stdout
     assert seedchain("frobnicate").returncode == 2
+
+
+def test_matrix_lists_the_cells_and_prints_the_github_job_list():
+    proc = seedchain("matrix", "smoke")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "kexec-file-2[qemu=5.2,kernel=6.1]", "kexec-file-2[qemu=5.2,kernel=7.2]",
+        "kexec-file-2[qemu=11.1,kernel=6.1]", "kexec-file-2[qemu=11.1,kernel=7.2]",
+        "4 cells in 2 jobs by qemu"]
+    proc = seedchain("matrix", "nightly", "--github")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ('{"include":[{"qemu":"5.2"},{"qemu":"7.2"},{"qemu":"10.0"},{"qemu":"11.1"},'
+                           '{"qemu":"7.2.0"},{"qemu":"-"}]}\n')
+
+
+def test_matrix_with_a_wrong_name_says_which_file_and_which_names_exist():
+    proc = seedchain("matrix", "nighty", "--github")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("seedchain: error: ") and "scenarios/matrix.yaml: no matrix named 'nighty'" in proc.stderr
+    assert "hint: known: nightly, smoke" in proc.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--file", "{tmp}/none.yaml"], "none.yaml: no such matrix file"),
+    (["--file", "{tmp}/bad.yaml"], "bad.yaml:1: matrixes: unknown key; allowed: matrices"),
+    (["--file", "{tmp}/empty.yaml"], "empty.yaml:1: top level: missing required key 'matrices'"),
+    (["--by", "cpu"], "unknown axis 'cpu'"),
+])
+def test_matrix_on_bad_input(tmp_path, args, message):
+    (tmp_path / "bad.yaml").write_text("matrixes: {}\n")
+    (tmp_path / "empty.yaml").write_text("{}\n")
+    proc = seedchain("matrix", "nightly", "--github", *[a.format(tmp=tmp_path) for a in args])
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    assert message in proc.stderr, proc.stderr

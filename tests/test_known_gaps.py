@@ -123,10 +123,13 @@ def test_a_range_that_only_touches_is_not_empty():
 
 def test_the_real_known_gaps(gaps):
     by_id = {g.id: g for g in gaps}
-    assert list(by_id) == ["qemu-no-seed", "kernel-ignores-seed",
+    assert list(by_id) == ["qemu-no-seed", "qemu-7.2.0-seeds-the-first-hop", "kernel-ignores-seed",
                            "parent-kernel-no-seed-on-kexec-file-load",
                            "kexec-tools-no-seed-on-kexec-load", "pvh-multiboot-no-seed",
-                           "qemu-5.2-tcg-cpu-max-resets-new-kernels"]
+                           "qemu-5.2-tcg-cpu-max-resets-new-kernels",
+                           "qemu-7.2.0-seed-copied-by-decompressor", "kexec-image-pages-keep-seed",
+                           "kexec-tools-buffer-keeps-seed", "crash-kernel-seed-in-crashed-kernel",
+                           "capture-needs-kexec-file-debug"]
     for gap in gaps:
         assert gap.reason and gap.source and gap.where.startswith(f"{GAPS_FILE}:")
 
@@ -263,7 +266,12 @@ def test_every_recorded_run_passes(gaps):
         # is the release outside the gap's range, and no gap matches its layer 1
         qemu = real(name)["qemu"]
         if qemu["version"] == "7.2.0":
-            assert 1 not in dict(classification.matched), name
+            first = dict(classification.matched).get(1, ())
+            assert "qemu-no-seed" not in first, name
+            # 7.2.0 seeds layer 1 on its own machine types, not on pc-q35-7.1; where the
+            # seed was lost on the way (overwritten) the entry says nothing
+            seeded = qemu["machine"] != "pc-q35-7.1" and real(name)["layers"][0]["received"]
+            assert ("qemu-7.2.0-seeds-the-first-hop" in first) == seeded, name
         elif qemu.get("firmware", "seabios") == "seabios":
             assert dict(classification.matched)[1] == ("qemu-no-seed",)
 
@@ -307,14 +315,14 @@ def test_a_gap_that_does_not_happen_is_an_unexpected_pass(gaps):
     (news,) = classification.unexpected
     assert (news.gap, news.layer, news.check, news.observed) == ("made-up-6x-no-seed", 2, "received", True)
     assert "made-up-6x-no-seed" in classification.summary()
-    assert "UNEXPECTED: known gap made-up-6x-no-seed (parent-kernel 6.1.192-2" in news.text()
+    assert "UNEXPECTED: known gap made-up-6x-no-seed (parent-kernel 6.1.192-3" in news.text()
 
 
 def test_qemu_passing_a_seed_again_is_news(gaps):
     result = real("kexec-file-2")
     result["qemu"]["version"] = "11.1.3 (Debian 1:11.1.3+ds-1)"
     layer = result["layers"][0]
-    layer.update(received=True, zeroed_sysfs=True, zeroed_ram=True)
+    layer.update(received=True, fresh=True, zeroed_sysfs=True, zeroed_ram=True)
     expect(layer, "consumed", passed_on=True, credited=None)
     classification = classify(rejudge(result), gaps)
     assert classification.status == "unexpected-pass"
@@ -339,7 +347,7 @@ def test_layer_one_expected_to_consume_under_packaged_qemu_is_a_known_gap(gaps):
     classification = classify(rejudge(result), gaps)
     assert classification.status == "known-gap", classification.lines()
     by_check = {f.check: f for f in classification.explained}
-    assert set(by_check) == {"received", "zeroed_sysfs", "zeroed_ram", "credited"}
+    assert set(by_check) == {"received", "fresh", "zeroed_sysfs", "zeroed_ram", "credited"}
     assert by_check["received"].gaps == ("qemu-no-seed",) and by_check["received"].via is None
     # nothing can be zeroed or credited without a seed: explained through `received`
     assert by_check["zeroed_sysfs"].via == "layer 1 received"
@@ -354,7 +362,7 @@ def test_a_seeding_qemu_build_has_no_gap(gaps):
     classification = classify(rejudge(result), gaps)
     assert classification.status == "fail"
     (headline, followers), = classification.headlines()
-    assert (headline.layer, headline.check, followers) == (1, "received", 3)
+    assert (headline.layer, headline.check, followers) == (1, "received", 4)
     assert "booted by QEMU 7.2.0" in headline.text()
 
 
@@ -471,7 +479,7 @@ def test_a_child_that_did_not_boot_fails_with_one_headline(gaps):
     expect(result["layers"][1], "consumed")
     classification = classify(rejudge(result), gaps)
     assert classification.status == "fail"
-    assert [(f.layer, f.check, n) for f, n in classification.headlines()] == [(2, "booted", 6)]
+    assert [(f.layer, f.check, n) for f, n in classification.headlines()] == [(2, "booted", 7)]
     follower = next(f for f in classification.unexplained if f.check == "passed_on")
     assert follower.via == "layer 2 booted" and "follows from layer 2 booted" in follower.text()
 
@@ -512,13 +520,13 @@ def test_a_combination_gap_needs_every_condition(gaps):
     result["qemu"]["version"] = "5.2.0 (Debian 1:5.2+dfsg-11+deb11u5)"
     for layer in result["layers"]:
         layer["kernel_version"] = "6.12.118-1"
-        layer.update(booted=False, received=None, zeroed_sysfs=None, zeroed_ram=None,
-                     credited=None, exposed=None, passed_on=None, outcome={})
+        layer.update(booted=False, received=None, fresh=None, zeroed_sysfs=None, zeroed_ram=None,
+                     credited=None, exposed=None, lingering=None, passed_on=None, outcome={})
     assert classify(result, gaps).status == "known-gap"
     other_cpu = copy.deepcopy(result)
     other_cpu["qemu"]["cpu"] = "qemu64"
     assert classify(other_cpu, gaps).status == "fail"
     older_kernel = copy.deepcopy(result)
     for layer in older_kernel["layers"]:
-        layer["kernel_version"] = "6.1.192-2"
+        layer["kernel_version"] = "6.1.192-3"
     assert classify(older_kernel, gaps).status == "fail"

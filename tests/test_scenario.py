@@ -61,8 +61,8 @@ def test_full_scenario_loads_every_field():
                   expect=Expect(received=False, exposed=False), line=14),
             Layer(index=2, kernel="debian:sid/7.2", loader="kexec_file_load",
                   userland="debian:bookworm-backports", timeout=300.5,
-                  expect=Expect(received=True, zeroed_sysfs=True, zeroed_ram=True, credited=False,
-                                exposed=False, passed_on=True), line=19),
+                  expect=Expect(received=True, fresh=True, zeroed_sysfs=True, zeroed_ram=True,
+                                credited=False, exposed=False, passed_on=True), line=19),
             Layer(index=3, kernel=os.path.abspath(FIXTURES / "kernels" / "bzImage-test"),
                   loader="kexec_load",
                   expect=Expect(booted=None, received=True, zeroed_sysfs=False, zeroed_ram=False,
@@ -71,6 +71,21 @@ def test_full_scenario_loads_every_field():
         tags=("default", "chain"),
     )
     hash(scenario)   # frozen all the way down: usable as a cache key
+
+
+def test_capture_repeat_and_padding():
+    scenario = load_text(dump(minimal(capture={"seed_in_flight": False}, repeat=2, layers=[
+        {"kernel": "debian:bookworm/6.1", "pad_kernel": 31, "expect": {"seed": "consumed"}}])), "t.yaml")
+    assert scenario.capture.seed_in_flight is False and scenario.repeat == 2
+    assert scenario.layers[0].pad_kernel == 31
+    # Seeds not caught: the preset cannot promise fresh, so it does not expect it.
+    assert scenario.layers[0].expect.fresh is None and scenario.layers[0].expect.zeroed_ram is True
+    assert load_text(dump(minimal(layers=[{"kernel": "debian:bookworm/6.1", "expect": {"seed": "consumed"}}])),
+                     "t.yaml").layers[0].expect.fresh is True
+    assert "t.yaml:5: repeat: 6 (a number) is out of range; allowed: 1 to 5" in error_of(
+        load_text, dump(minimal(repeat=6)), "t.yaml")
+    assert "capture.ram_serach: unknown key" in error_of(
+        load_text, dump(minimal(capture={"ram_serach": True})), "t.yaml")
 
 
 def test_explicit_check_overrides_seed_preset():
@@ -156,13 +171,13 @@ def test_limits(key, good, bad):
 BAD_CASES = [
     ("syntax-error.yaml", 2, [":2:42: invalid YAML", "mapping values are not allowed"]),
     ("syntax-unclosed.yaml", 5, ["invalid YAML", "flow sequence from line 4, column 13"]),
-    ("unknown-top-key.yaml", 2, ["descripton: unknown key; allowed: description, layers, name, qemu, tags",
+    ("unknown-top-key.yaml", 2, ["descripton: unknown key; allowed: capture, description, layers, name, qemu, repeat, tags",
                                  "did you mean 'description'?"]),
     ("unknown-qemu-key.yaml", 5, ["qemu.memroy: unknown key; allowed: accel, build, cpu, extra_args, "
                                   "firmware, machine, memory, rng", "did you mean 'memory'?"]),
     # lodaer is reported, not the "missing loader" it causes
     ("unknown-layer-key.yaml", 6, ["layers[2].lodaer: unknown key; allowed: cmdline, expect, kernel, "
-                                   "loader, timeout, userland\n  hint: did you mean 'loader'?"]),
+                                   "loader, pad_kernel, timeout, userland\n  hint: did you mean 'loader'?"]),
     ("unknown-expect-key.yaml", 7, ["layers[1].expect.credit: unknown key", "seed", "zeroed_ram",
                                     "did you mean 'credited'?"]),
     ("wrong-type.yaml", 4, ["qemu.memory: expected a whole number, got '2G'", "MiB"]),
@@ -295,7 +310,7 @@ def _objects(node, where="schema"):
 
 def test_schema_describes_every_property_and_allows_no_others():
     objects = list(_objects(SCHEMA))
-    assert len(objects) == 6     # top, qemu, two kinds of layer with an expect each
+    assert len(objects) == 7     # top, qemu, capture, two kinds of layer with an expect each
     for where, node in objects:
         assert node.get("additionalProperties") is False, where
         for name, prop in node["properties"].items():

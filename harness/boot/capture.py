@@ -62,7 +62,7 @@ class Catcher:
             stopped_at = time.monotonic()
             if reply.exited:
                 return self._missed(f"the gdbstub reported the guest gone ({reply.text})")
-            caught = self._read(address, how)
+            caught = self.read_handover(address, how)
             if caught is not None:
                 caught.stopped_seconds = time.monotonic() - stopped_at
                 self.stub.clear_breakpoint(address)
@@ -77,7 +77,8 @@ class Catcher:
             self.stub.set_breakpoint(address)
             self.stub.cont()
 
-    def _read(self, address: int, how: str) -> SeedInFlight | None:
+    def read_handover(self, address: int, how: str) -> SeedInFlight | None:
+        """The seed at a stop at `address`; None when the stop is no hand-over."""
         block = self.stub.registers()
 
         def register(name: str) -> int:

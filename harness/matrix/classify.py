@@ -29,7 +29,7 @@ Values = tuple  # of True / False / None: the observed values a check may take
 STATUSES = ("pass", "known-gap", "unexpected-pass", "fail", "error")
 
 # Checks whose value follows from `received` (None or False when nothing came).
-_NEEDS_SEED = ("zeroed_sysfs", "zeroed_ram", "credited", "exposed")
+_NEEDS_SEED = ("fresh", "zeroed_sysfs", "zeroed_ram", "credited", "exposed")
 
 
 

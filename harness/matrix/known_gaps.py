@@ -50,6 +50,7 @@ class Gap:
     also: tuple[tuple[str, tuple[VersionRange, ...]], ...] = ()
     cpu: tuple[str, ...] = ()
     firmware: tuple[str, ...] = ()                  # () = any; results before it are seabios
+    machine: tuple[str, ...] = ()                   # () = any; the type before options ("microvm,rtc=on")
 
     @property
     def predicts(self) -> dict[str, Values]:
@@ -77,6 +78,8 @@ class Gap:
                 return False
         if self.cpu and (result.get("qemu") or {}).get("cpu") not in self.cpu:
             return False
+        if self.machine and str((result.get("qemu") or {}).get("machine", "")).split(",", 1)[0] not in self.machine:
+            return False
         if self.firmware and (result.get("qemu") or {}).get("firmware", "seabios") not in self.firmware:
             return False
         return all(layer.get(name) in values for name, values in self.when)
@@ -86,7 +89,7 @@ class Gap:
                 "loader": list(self.loader), "layer": self.layer,
                 "when": {k: list(v) for k, v in self.when},
                 "also": {c: " or ".join(str(r) for r in rs) for c, rs in self.also},
-                "cpu": list(self.cpu),
+                "cpu": list(self.cpu), "machine": list(self.machine),
                 "checks": {k: list(v) for k, v in self.checks},
                 "reason": self.reason, "source": list(self.source),
                 "informational": self.informational, "where": self.where}
@@ -137,6 +140,8 @@ GAP_SCHEMA: dict = {
                  "description": "Other components whose versions must match too, e.g. "
                                 "{kernel: '>=6.12'}."},
         "cpu": {**_STRINGS, "description": "Only with this QEMU CPU model (qemu.cpu), one or a list."},
+        "machine": {**_STRINGS, "description": "Only on this QEMU machine type (qemu.machine without its "
+                                               "options, e.g. q35, pc-q35-7.1, microvm), one or a list."},
         "firmware": {**_STRINGS, "description": "Only with this firmware (qemu.firmware: seabios or "
                                                 "ovmf), one or a list."},
         "checks": _check_map("The checks this gap makes fail, with the value observed instead."),
@@ -218,7 +223,8 @@ def parse_gaps(text: str, where: str = "<known gaps>") -> tuple[Gap, ...]:
             also=tuple((component, tuple(VersionRange.parse(r) for r in _values(ranges)))
                        for component, ranges in (raw.get("also") or {}).items()),
             cpu=_values(raw["cpu"]) if "cpu" in raw else (),
-            firmware=_values(raw["firmware"]) if "firmware" in raw else ()))
+            firmware=_values(raw["firmware"]) if "firmware" in raw else (),
+            machine=_values(raw["machine"]) if "machine" in raw else ()))
     return tuple(gaps)
 
 
