@@ -215,3 +215,10 @@ def test_ram_above_4g_is_addressed_as_the_machine_maps_it():
     assert low_memory_limit("q35", 2048) == 2048 << 20
     assert low_memory_limit("q35", 4096) == 0x80000000
     assert low_memory_limit("pc-i440fx-7.2", 4096) == 0xC0000000
+
+
+def test_matrix_cells_search_ram():
+    from harness.matrix.expand import expand
+    cells = expand(ROOT / "scenarios" / "matrix.yaml", "nightly")
+    assert cells and all(c.capture.ram_search and c.capture.seed_in_flight for c in cells)
+    assert any(c.qemu.build == "source:7.2.0" for c in cells)

@@ -99,7 +99,9 @@ def apply(scenario: Scenario, values: dict[str, str], labels: dict[str, str]) ->
         if "userland" in values:
             changes["userland"] = values["userland"]
         layers.append(replace(layer, **changes))
-    return replace(scenario, qemu=qemu, layers=tuple(layers),
+    # Every cell searches RAM for lingering seeds (too slow to be on for every scenario).
+    capture = replace(scenario.capture, ram_search=scenario.capture.seed_in_flight)
+    return replace(scenario, qemu=qemu, layers=tuple(layers), capture=capture,
                    cell=tuple((axis, labels[axis]) for axis in values),
                    cell_values=tuple(values.items()))
 
