@@ -38,7 +38,9 @@ class Catcher:
         self.armed = (address, how)
 
     def resume(self) -> None:
-        self.stub.cont()
+        """Let a stopped guest go on (nothing to do when it runs)."""
+        if not self.stub.running:
+            self.stub.cont()
 
     def wait(self, deadline: float, stream, console) -> SeedInFlight:
         """Wait for the armed hand-over; read the seed there, disarm and let the guest go.
@@ -135,25 +137,21 @@ class Watch:
             from harness.boot.ram import GuestRam
             self.ram = GuestRam(ram_file, scenario.qemu.machine, scenario.qemu.memory)
 
-    def first_hop(self, f) -> None:
-        """Arm the breakpoint for layer 1 (QEMU started stopped) and let the guest run."""
-        q = self.scenario.qemu
-        entry, how = self.arch.first_entry(q.machine, q.firmware)
+    def _arm(self, f, entry: int | None, how: str) -> None:
+        """Arm the layer's hand-over, or record why it cannot be; the guest runs on."""
         if entry is None:
             f.seed_in_flight = not_caught(how)
         else:
             self.catcher.arm(entry, how)
         self.catcher.resume()
 
+    def first_hop(self, f) -> None:
+        """Arm the breakpoint for layer 1 (QEMU started stopped) and let the guest run."""
+        self._arm(f, *self.arch.first_entry(self.scenario.qemu.machine, self.scenario.qemu.firmware))
+
     def arm_next(self, parent, child) -> None:
         """After the parent loaded the child: arm the child's entry, from the loader's words."""
-        record = parent.loader_record
-        entry, how = self.arch.next_entry(record.output, record.dmesg)
-        if entry is None:
-            child.seed_in_flight = not_caught(how)
-        else:
-            self.catcher.arm(entry, how)
-            self.catcher.resume()
+        self._arm(child, *self.arch.next_entry(parent.loader_record.output, parent.loader_record.dmesg))
 
     def hand_over(self, f, deadline: float, stream, console) -> None:
         """Wait for the layer's hand-over, if armed, and record the seed found there."""
