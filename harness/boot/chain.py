@@ -115,10 +115,11 @@ class AgentStream:
 
 def _wait_block(machine: qemu_control.Machine, stream: AgentStream, console: Console,
                 start: bytes, end: bytes, timeout: float, what: str,
-                intended_panic: bool = False) -> bytes:
-    """Wait for a block from the agent. With intended_panic (a crash kernel's hand-over)
+                intended_panic: bool = False, deadline: float | None = None) -> bytes:
+    """Wait for a block from the agent, `timeout` seconds or until `deadline` (a layer's
+    timeout runs from its hand-over). With intended_panic (a crash kernel's hand-over)
     the first "Kernel panic" on the console is the parent's, on purpose: it is skipped."""
-    deadline = time.monotonic() + timeout
+    deadline = deadline if deadline is not None else time.monotonic() + timeout
     panic_seen: float | None = None
     while True:
         if intended_panic and console.skip_past("Kernel panic"):
@@ -244,8 +245,9 @@ def boot_chain(scenario: Scenario, machine: qemu_control.Machine, facts: list[La
                 deadline = start + layer.timeout
                 if watch:
                     watch.hand_over(f, deadline, stream, console)
-                _boot_layer(layer.index, max(5.0, deadline - time.monotonic()), machine, stream, console, f,
-                            intended_panic=layer.loader == "kexec_crash", watch=watch, facts=facts)
+                _boot_layer(layer.index, layer.timeout, machine, stream, console, f,
+                            intended_panic=layer.loader == "kexec_crash", watch=watch, facts=facts,
+                            deadline=max(deadline, time.monotonic() + 5.0))
                 f.seconds = time.monotonic() - start
                 progress(f"layer {layer.index}: booted {f.field('kernel_release')} "
                          f"in {f.seconds:.1f} s via {layer.loader}; "
@@ -284,10 +286,11 @@ def _watch(scenario: Scenario, machine: qemu_control.Machine, outdir: Path) -> W
 
 def _boot_layer(index: int, timeout: float, machine, stream, console, f: LayerFacts,
                 intended_panic: bool = False, watch: Watch | None = None,
-                facts: list[LayerFacts] | None = None) -> None:
+                facts: list[LayerFacts] | None = None, deadline: float | None = None) -> None:
     # The console's mark was set for layer 1 at the start, for the others at their hand-over.
     block = _wait_block(machine, stream, console, b"@begin ", f"@end {index}".encode(),
-                        timeout, f"report from layer {index}", intended_panic=intended_panic)
+                        timeout, f"report from layer {index}", intended_panic=intended_panic,
+                        deadline=deadline)
     try:
         report = parse_report(block)
     except ReportError as exc:
