@@ -222,3 +222,11 @@ def test_matrix_cells_search_ram():
     cells = expand(ROOT / "scenarios" / "matrix.yaml", "nightly")
     assert cells and all(c.capture.ram_search and c.capture.seed_in_flight for c in cells)
     assert any(c.qemu.build == "source:7.2.0" for c in cells)
+
+
+def test_the_matrix_report_shows_stale_and_lingering_seeds():
+    from harness.reports.matrix import layer_state
+    from recorded import result
+    assert layer_state(result("qemu720-replayed-seed")["layers"][0]) == "stale"
+    assert layer_state(result("qemu720-chain")["layers"][0]) == "lingering"
+    assert layer_state(result("kexec-file-2")["layers"][1]) == "consumed"

@@ -51,6 +51,8 @@ STATES = {
     "absent": "absent",
     "not-zeroed": "not zeroed",
     "exposed": "exposed",
+    "stale": "not fresh",
+    "lingering": "copy lingers",
     "did-not-boot": "did not boot",
     "unknown": "unknown",
 }
@@ -59,6 +61,8 @@ STATE_MEANING = {
     "absent": "no seed reached this layer",
     "not-zeroed": "a seed arrived and was left in place",
     "exposed": "a seed arrived and any user can read it in sysfs",
+    "stale": "the seed caught in flight was all zero, seen before, or not the one the kernel kept",
+    "lingering": "consumed, but a copy of a seed is still in the layer's RAM",
     "did-not-boot": "the layer did not report (panic, hang, load failure)",
     "unknown": "the checks could not tell",
 }
@@ -111,7 +115,7 @@ def _read_result(file: Path) -> dict:
 # --- one cell ----------------------------------------------------------------------------
 
 def layer_state(layer: dict) -> str:
-    """consumed, absent, not-zeroed, exposed, did-not-boot or unknown."""
+    """consumed, absent, not-zeroed, exposed, stale, lingering, did-not-boot or unknown."""
     if not layer.get("booted"):
         return "did-not-boot"
     if layer.get("received") is False:
@@ -120,6 +124,10 @@ def layer_state(layer: dict) -> str:
         return "exposed"
     if layer.get("zeroed_sysfs") is False or layer.get("zeroed_ram") is False:
         return "not-zeroed"
+    if layer.get("fresh") is False:
+        return "stale"
+    if layer.get("lingering"):
+        return "lingering"
     if layer.get("received"):
         return "consumed"
     return "unknown"
