@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from harness.errors import SeedchainError
 from harness.images.cache import Cache
+from harness.scenario.load import kernel_options
 
 pytest_plugins = ["harness.pytest_plugin"]
 
@@ -16,7 +17,9 @@ pytest_plugins = ["harness.pytest_plugin"]
 def pytest_addoption(parser):
     group = parser.getgroup("seedchain")
     group.addoption("--qemu", metavar="PATH", help="run every scenario on this qemu-system-x86_64")
-    group.addoption("--kernel", metavar="PATH", help="boot this bzImage in every layer")
+    group.addoption("--kernel", metavar="[N=]PATH", action="append", default=[],
+                    help="boot this bzImage in layer N, or without N= in every layer; repeat for "
+                         "several layers (N=PATH wins over PATH in its layer)")
     group.addoption("--artifacts", metavar="DIR", default=None,
                     help="folder for per-scenario logs and results (default: ROOT/seedchain-results)")
     group.addoption("--matrix", metavar="NAME", default=None,
@@ -33,7 +36,8 @@ class SeedchainSession:
     cache: Cache
     artifacts: Path
     qemu: str | None = None
-    kernel: str | None = None
+    kernel: str | None = None          # --kernel PATH: every layer
+    layer_kernels: dict = field(default_factory=dict)   # --kernel N=PATH: {N: path}
     results: list = field(default_factory=list)
     matrix: str | None = None
     matrix_cells: dict = field(default_factory=dict)
@@ -44,13 +48,18 @@ class SeedchainSession:
 
 def pytest_configure(config):
     artifacts = config.getoption("--artifacts") or config.rootpath / "seedchain-results"
+    try:
+        kernel, layer_kernels = kernel_options(config.getoption("--kernel"))
+    except SeedchainError as exc:
+        raise pytest.UsageError(str(exc)) from None
     config.seedchain = SeedchainSession(
         cache=Cache(Path(config.getoption("--seedchain-cache")) if config.getoption("--seedchain-cache") else None),
         artifacts=Path(artifacts).resolve(),
         qemu=config.getoption("--qemu"),
         matrix=config.getoption("--matrix"),
         cell_filters=[tuple(f.split("=", 1)) for f in config.getoption("--cell")],
-        kernel=os.path.abspath(config.getoption("--kernel")) if config.getoption("--kernel") else None,
+        kernel=kernel,
+        layer_kernels=layer_kernels,
     )
 
 

@@ -2,11 +2,27 @@
 
 `report --kcidb OUT.json RESULTS...` writes the results as KCIDB data instead;
 `matrix NAME` lists a matrix's cells, `matrix NAME --github` its CI jobs as JSON.
+`run -j N` boots N scenarios at once, each in a process of its own; `run --kernel
+N=PATH` puts a kernel file in layer N only (repeatable), `--kernel PATH` in every layer.
 
-Exit status: 0 every expectation held, 1 a verdict failed, 2 the input or the
-set-up is wrong (the message says where and what to do), 130 interrupted.
-`check`, `list`, `matrix` and `report --kcidb` exit 0 or 2; `report --check` 1 on a
-failing cell.
+Exit status of `run`, as `git bisect run` reads it:
+  0    every expectation held (bisect: good);
+  1    an expectation broke (bisect: bad);
+  125  the build could not be tested (bisect: skip): QEMU did not start, a download
+       failed, a kernel file is not a kernel or lacks what the harness needs, any other
+       set-up or input error (the message says where and what to do), and a crash of
+       seedchain itself;
+  130  interrupted (Ctrl-C, SIGTERM); `git bisect run` stops there.
+A scenario file or an option that is wrong also gives 125, not 2: it is wrong the same
+way at every commit, so it says nothing about the commit under test, and 2 would make
+bisect call that commit bad and go on to blame an innocent one. Skipped, every commit
+stays untested and bisect ends saying so (run `seedchain check` on the scenario before
+bisecting). Of several scenarios the worst counts, in the order 0 < 125 < 1 < 130: one
+broken expectation makes the build bad even if another scenario could not be tested.
+Nothing but an interrupt exits 128 or more, which `git bisect run` takes as "abort".
+
+`check`, `list`, `matrix`, `ledger` and `report --kcidb` exit 0, or 2 on bad input or
+set-up; `report --check` 1 on a failing cell.
 """
 
 from __future__ import annotations
@@ -15,14 +31,20 @@ import argparse
 import json
 import signal
 import sys
+import traceback
 from pathlib import Path
 
+from harness.checks.verdict import RunResult
 from harness.images.cache import Cache
+from harness.jobs import Outcome, run_all
 from harness.matrix.github import MATRIX_FILE, print_matrix
 from .errors import SeedchainError
 from harness.reports.terminal import summary
-from harness.pipeline import run
-from harness.scenario.load import discover, load_scenario
+from harness.scenario.load import discover, kernel_options, load_scenario
+
+PASSED, FAILED, UNTESTED, INTERRUPTED = 0, 1, 125, 130    # `run`, as git bisect run reads them
+BAD_INPUT = 2                                               # every other command
+_WORST = (PASSED, UNTESTED, FAILED, INTERRUPTED)            # of several scenarios, the last present
 
 
 def _on_sigterm(signum, frame):
@@ -30,10 +52,21 @@ def _on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the number of scenarios to boot at once (1 or more)")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="seedchain", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="run scenarios and print their verdicts")
+    r = sub.add_parser("run", help="run scenarios and print their verdicts (exit 0 good, 1 bad, "
+                                   "125 cannot test, for git bisect run)")
     r.add_argument("scenarios", nargs="+", type=Path, help="scenario files or folders of them")
     r.add_argument("--tag", help="from folders, only the scenarios with this tag")
     r.add_argument("--json", type=Path, help="write the results here (a list when several)")
@@ -41,7 +74,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="folder for console logs, reports and results (default: %(default)s)")
     r.add_argument("--cache", type=Path, help="image cache (default: $SEEDCHAIN_CACHE or ~/.cache/seedchain)")
     r.add_argument("--qemu", help="a qemu-system-x86_64 binary to use instead of the scenario's")
-    r.add_argument("--kernel", help="a bzImage to use for every layer instead of the scenario's")
+    r.add_argument("--kernel", action="append", default=[], metavar="[N=]PATH",
+                   help="a bzImage for layer N instead of the scenario's kernel, or without N=, "
+                        "for every layer; repeat for several layers")
+    r.add_argument("-j", "--jobs", type=_jobs, default=1, metavar="N",
+                   help="boot N scenarios at once, each in a process of its own (default: 1)")
     c = sub.add_parser("check", help="validate scenario files without running them")
     c.add_argument("scenarios", nargs="+", type=Path)
     rep = sub.add_parser("report", add_help=False,
@@ -67,7 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["report"]:
         from harness.reports.matrix import main as report_main
         return report_main(argv[1:])
-    args = _parser().parse_args(argv)
+    is_run = argv[:1] == ["run"]
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:
+        # argparse said what is wrong; for `run` a wrong option is the same at every commit
+        if is_run and exc.code == BAD_INPUT:
+            return UNTESTED
+        raise
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         if args.command == "check":
@@ -87,10 +131,21 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     except SeedchainError as exc:
         print(f"seedchain: error: {exc}", file=sys.stderr)
-        return 2
+        return UNTESTED if is_run else BAD_INPUT
     except KeyboardInterrupt:
         print("seedchain: interrupted; QEMU stopped, logs kept", file=sys.stderr)
-        return 130
+        return INTERRUPTED
+    except Exception:
+        if not is_run:
+            raise
+        _print_crash(traceback.format_exc())
+        return UNTESTED
+
+
+def _print_crash(text: str) -> None:
+    print(text.rstrip(), file=sys.stderr)
+    print("seedchain: internal error: seedchain itself failed (the traceback above), not the build "
+          "under test; exit status 125 (cannot test). Please report it with the traceback.", file=sys.stderr)
 
 
 def _ledger(args) -> int:
@@ -116,7 +171,7 @@ def _ledger(args) -> int:
     return 0
 
 
-def _run(args) -> int:
+def _scenarios(args) -> list:
     scenarios = []
     for path in args.scenarios:
         if path.is_dir():
@@ -127,21 +182,94 @@ def _run(args) -> int:
     if not scenarios:
         raise SeedchainError("no scenario to run", where=" ".join(map(str, args.scenarios)),
                              hint="name scenario files, or a folder with scenarios carrying the --tag given")
-    scenarios = [s.with_overrides(qemu_build=args.qemu, kernel=args.kernel) for s in scenarios]
-    cache = Cache(args.cache)
-    results = []
-    for scenario in scenarios:
-        result = run(scenario, cache=cache, artifacts=args.artifacts.resolve(),
-                     progress=lambda message: print(f"  {message}", flush=True))
-        print(summary(result) + "\n", flush=True)
-        results.append(result)
-    if len(results) > 1:
-        passed = sum(r.passed for r in results)
-        print(f"{passed} passed, {len(results) - passed} failed")
-    if args.json:
-        data = [r.to_json() for r in results]
+    every, layers = kernel_options(args.kernel)
+    scenarios = [s.with_overrides(qemu_build=args.qemu, kernel=every, layer_kernels=layers) for s in scenarios]
+    if args.jobs > 1:
+        seen: dict[str, str] = {}
+        for s in scenarios:
+            if s.slug in seen:
+                raise SeedchainError(f"scenario {s.id} is given twice ({seen[s.slug]} and {s.path}); at "
+                                     "once, its two runs would write the same artifacts folder",
+                                     where="-j", hint="name each scenario once, or run without -j")
+            seen[s.slug] = s.path
+    return scenarios
+
+
+def _run(args) -> int:
+    scenarios = _scenarios(args)
+    jobs = min(args.jobs, len(scenarios))
+    finished: dict[int, Outcome] = {}
+    width = max(len(s.id) for s in scenarios)
+
+    def progress(scenario, message: str) -> None:
+        if jobs == 1:
+            print(f"  {message}", flush=True)
+        else:       # one line per step, each prefixed by its scenario
+            print(f"{scenario.id:<{width}} | {message.removeprefix(f'{scenario.name}: ')}", flush=True)
+
+    def done(index: int, outcome: Outcome) -> None:
+        finished[index] = outcome
+        if jobs == 1:
+            _print_outcome(outcome)
+        else:
+            progress(outcome.scenario, _verdict_word(outcome))
+
+    try:
+        outcomes = run_all(scenarios, jobs=jobs, cache=Cache(args.cache), artifacts=args.artifacts.resolve(),
+                           progress=progress, done=done)
+    except KeyboardInterrupt:
+        if jobs > 1:
+            _print_all([finished[i] for i in sorted(finished)])
+        raise
+    if jobs > 1:
+        _print_all(outcomes)
+    if len(outcomes) > 1:
+        counts = [sum(1 for o in outcomes if _status(o) == status) for status in (PASSED, FAILED, UNTESTED)]
+        print(f"{counts[0]} passed, {counts[1]} failed" + (f", {counts[2]} could not be run" if counts[2] else ""))
+    if args.json and any(o.result for o in outcomes):
+        data = [(o.result or RunResult(scenario=o.scenario, layers=[], error=o.error or o.crash
+                                       or "interrupted")).to_json() for o in outcomes]
         args.json.write_text(json.dumps(data[0] if len(data) == 1 else data, indent=2) + "\n")
-    return 0 if all(r.passed for r in results) else 1
+    return exit_status(outcomes)
+
+
+def _status(outcome: Outcome) -> int:
+    if outcome.interrupted:
+        return INTERRUPTED
+    if outcome.result is None:
+        return UNTESTED
+    return PASSED if outcome.result.passed else FAILED
+
+
+def exit_status(outcomes: list[Outcome]) -> int:
+    """The worst of the scenarios' statuses, in the order 0 < 125 < 1 < 130."""
+    return max((_status(o) for o in outcomes), key=_WORST.index, default=PASSED)
+
+
+def _verdict_word(outcome: Outcome) -> str:
+    if outcome.result is not None:
+        return f"{'PASS' if outcome.result.passed else 'FAIL'} ({outcome.result.seconds:.1f} s)"
+    if outcome.interrupted:
+        return "interrupted"
+    return "could not be run (" + ("a bug in seedchain" if outcome.crash else "error") + ", see below)"
+
+
+def _print_outcome(outcome: Outcome) -> None:
+    if outcome.result is not None:
+        print(summary(outcome.result) + "\n", flush=True)
+    elif outcome.error:
+        print(f"seedchain: error: {outcome.error}", file=sys.stderr, flush=True)
+    elif outcome.crash:
+        _print_crash(outcome.crash)
+    else:
+        print(f"{outcome.scenario.id}: interrupted", file=sys.stderr, flush=True)
+
+
+def _print_all(outcomes: list[Outcome]) -> None:
+    """The verdict tables (and errors) at the end of a -j run, in the order given."""
+    print(flush=True)
+    for outcome in outcomes:
+        _print_outcome(outcome)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from harness.boot.chain import boot_chain, choose_accel, qemu_args, save_facts, start_machine
+from harness.boot.chain import boot_chain, choose_accel, qemu_args, ram_file, save_facts, start_machine
 from harness.checks.verdict import RunResult, judge
 from harness.errors import SeedchainError
 from harness.facts import ledger
@@ -21,6 +21,7 @@ from harness.facts.layer import Component, LayerFacts
 from harness.images import qemu_builds
 from harness.images.cache import Cache
 from harness.images.initramfs import LayerImage, build_chain
+from harness.images.kconfig import check_kernels
 from harness.scenario.model import Scenario
 
 Progress = Callable[[str], None]
@@ -37,6 +38,8 @@ def run(scenario: Scenario, *, cache: Cache, artifacts: Path,
     outdir = prepare_artifacts(scenario, artifacts)
     retries: list[dict] = []
 
+    for note in check_kernels(scenario):          # a user's kernel files, before anything boots
+        progress(f"{scenario.name}: {note}")
     progress(f"{scenario.name}: building images")
     images = _retrying("images", lambda: build_chain(scenario, cache), retries, progress)
     build = prepare_qemu(scenario, cache, progress)
@@ -64,7 +67,11 @@ def boot_once(scenario: Scenario, images: list[LayerImage], build: qemu_builds.Q
     command = build.command(outdir, cache.root, [images[0].kernel.path, images[0].initrd])
     args = qemu_args(scenario, images, build, accel, outdir)
     facts = empty_facts(scenario, images)
-    machine = _retrying("qemu-start", lambda: start_machine(command, args, outdir), retries, progress)
+    try:
+        machine = _retrying("qemu-start", lambda: start_machine(command, args, outdir), retries, progress)
+    except BaseException:
+        ram_file(outdir).unlink(missing_ok=True)      # QEMU may have made it before it died
+        raise
     version = ""
     try:
         with machine:
@@ -74,6 +81,7 @@ def boot_once(scenario: Scenario, images: list[LayerImage], build: qemu_builds.Q
         ledger.annotate(facts, ledger.runs(cache.root, scenario.name))
     finally:
         save_facts(outdir, facts)
+        ram_file(outdir).unlink(missing_ok=True)      # gone already, unless the watch never opened it
     return facts, version, machine.args
 
 

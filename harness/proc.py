@@ -8,6 +8,8 @@ import signal
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """For Popen's preexec_fn: the child gets SIGKILL when this process dies, however it dies."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """For Popen's preexec_fn: the child gets `sig` (SIGKILL) when this process dies, however
+    it dies. A child that unwinds by itself on SIGTERM (a worker of `seedchain run -j`) asks
+    for that instead, so it can quit its QEMU and keep its logs."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(sig))

@@ -56,3 +56,56 @@ def test_random_interruptions_leave_no_process(seedchain, tmp_path):
                 assert (folder / "layer-1.json").exists()
     assert left == [], f"{len(left)} processes left over {RUNS} interrupted runs: {left}"
     assert kept_logs, "no run was interrupted while QEMU was writing its console"
+
+
+def _until_none_left(folder: Path, timeout: float) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while (left := _leftovers(folder)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
+
+
+@pytest.mark.vm
+def test_interrupting_parallel_runs_stops_every_qemu(seedchain, tmp_path):
+    """`run -j 2` stopped at random moments: Ctrl-C (the terminal signals the whole process
+    group), SIGTERM to seedchain, or seedchain killed (its workers then get SIGTERM through
+    PR_SET_PDEATHSIG). No QEMU is left, and every run whose QEMU had started kept its console."""
+    rng = random.Random(int(os.environ.get("SEEDCHAIN_INTERRUPT_SEED", "0")) or None)
+    hows = ["ctrl-c", "sigterm", "sigkill"]
+    left = []
+    interrupted = 0
+    for attempt in range(max(RUNS, 3)):
+        artifacts = tmp_path / f"run{attempt}"
+        how = hows[attempt % len(hows)]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness.cli", "run", "-j", "2", "scenarios/kexec-file-2.yaml",
+             "scenarios/kexec-load.yaml", "--artifacts", str(artifacts)],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True, env={**os.environ, "SEEDCHAIN_CACHE": str(seedchain.cache.root)})
+        time.sleep(rng.uniform(0.5, 20.0))
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)
+        elif how == "sigterm":
+            proc.terminate()
+        else:
+            proc.kill()
+        out, err = proc.communicate(timeout=120)
+        left += _until_none_left(artifacts, 45)
+        assert b"Traceback" not in err, err.decode()
+        if proc.returncode in (0, 1):
+            continue                                 # both runs ended before the signal
+        interrupted += 1
+        if how != "sigkill":
+            assert proc.returncode == 130, (how, proc.returncode, err.decode())
+            assert b"interrupted" in err
+        for name in ("kexec-file-2", "kexec-load"):
+            folder = artifacts / name
+            if (folder / "qemu-cmdline.txt").exists():
+                assert (folder / "console.log").exists(), f"{how}: {name}'s console log lost"
+                # After SIGKILL the workers unwind on their own, maybe still saving the facts.
+                deadline = time.monotonic() + 30
+                while not (folder / "layer-1.json").exists() and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                assert (folder / "layer-1.json").exists(), f"{how}: {name} did not unwind"
+    assert left == [], f"{len(left)} processes left over: {left}"
+    assert interrupted, "no attempt was interrupted while running"

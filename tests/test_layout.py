@@ -28,6 +28,7 @@ ALLOWED = {
     "matrix": BOTTOM | {"scenario", "checks"},
     "reports": BOTTOM | {"scenario", "checks", "matrix"},
     "pipeline": BOTTOM | {"arch", "scenario", "images", "boot", "facts", "checks"},
+    "jobs": BOTTOM | {"scenario", "images", "checks", "pipeline"},   # several runs, a process each
 }
 FRONT_DOORS = {"cli", "pytest_plugin"}   # thin: may use every stage
 

@@ -12,6 +12,8 @@ INTERFACE, per module:
   FIRMWARES                 firmware names a scenario may ask for
   find_qemu(build)          the QEMU binary for 'system' or a path
   read_kernel(path)         check a kernel file; (release, version)
+  kexec_problems(path, loader)  what in a kernel file's header keeps that loader from starting it
+  kernel_payload(path)      the compressed kernel inside the file (or None and why)
   machine_args(...)         the machine's firmware, console and RNG device options
   machine_cmdline(machine)  kernel options a machine type needs
   read_seed_records(read, head)   raw seed records walked from guest RAM
@@ -29,9 +31,10 @@ from types import ModuleType
 from harness.arch import x86_64
 
 INTERFACE = ("NAME", "DEBIAN_ARCH", "QEMU_BINARY", "QEMU_PACKAGE", "KERNEL_PACKAGES",
-             "LOADER", "LIBDIR", "FIRMWARES", "find_qemu", "read_kernel", "machine_args",
-             "machine_cmdline", "read_seed_records", "read_efi_seed", "first_entry", "next_entry",
-             "read_handover", "GDB_REGISTERS", "BOOT_PARAMS_REGISTER")
+             "LOADER", "LIBDIR", "FIRMWARES", "find_qemu", "read_kernel", "kexec_problems",
+             "kernel_payload", "machine_args", "machine_cmdline", "read_seed_records",
+             "read_efi_seed", "first_entry", "next_entry", "read_handover", "GDB_REGISTERS",
+             "BOOT_PARAMS_REGISTER")
 ARCHES: dict[str, ModuleType] = {x86_64.NAME: x86_64}
 DEFAULT = x86_64.NAME
 

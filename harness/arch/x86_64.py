@@ -76,6 +76,65 @@ def read_kernel(path: Path) -> tuple[str, str]:
     return words[0], debian[1] if debian else words[0]
 
 
+# The setup header (Documentation/arch/x86/boot.rst): the fields a loader decides by.
+SETUP_SECTS_AT, PROTOCOL_AT, LOADFLAGS_AT, XLOADFLAGS_AT = 0x1F1, 0x206, 0x211, 0x236
+PAYLOAD_AT = 0x248                  # u32 payload_offset, u32 payload_length (protocol 2.08+)
+LOADED_HIGH = 1 << 0                # loadflags: the protected-mode part loads at 0x100000
+XLF_KERNEL_64, XLF_CAN_BE_LOADED_ABOVE_4G = 1 << 0, 1 << 1
+KEXEC_FILE_PROTOCOL = 0x020C        # 2.12: xloadflags, which kexec_file_load's 64-bit entry needs
+FILE_LOADERS = ("kexec_file_load", "kexec_crash")   # both load through kexec_file_load (kexec -s)
+
+
+def _header(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(0x400)
+
+
+def _protocol(head: bytes) -> tuple[int, str]:
+    version = int.from_bytes(head[PROTOCOL_AT:PROTOCOL_AT + 2], "little")
+    return version, f"{version >> 8}.{version & 0xFF:02d}"
+
+
+def kexec_problems(path: Path, loader: str) -> list[str]:
+    """What in a bzImage's header keeps `loader` from starting it (the kernel's own
+    kexec-bzimage64.c probe asks the same); [] when nothing does. Call after read_kernel."""
+    if loader not in FILE_LOADERS:
+        return []
+    head = _header(path)
+    version, text = _protocol(head)
+    if version < KEXEC_FILE_PROTOCOL:
+        return [f"its boot protocol is {text} (header offset {PROTOCOL_AT:#x}); kexec_file_load "
+                f"needs 2.12 or later, which has the 64-bit entry point it jumps to"]
+    xloadflags = int.from_bytes(head[XLOADFLAGS_AT:XLOADFLAGS_AT + 2], "little")
+    problems = []
+    if not head[LOADFLAGS_AT] & LOADED_HIGH:
+        problems.append("loadflags lacks LOADED_HIGH: a zImage, not a bzImage")
+    if not xloadflags & XLF_KERNEL_64:
+        problems.append(f"xloadflags ({xloadflags:#x}) lacks XLF_KERNEL_64: no 64-bit entry point "
+                        "(a 32-bit kernel?)")
+    if not xloadflags & XLF_CAN_BE_LOADED_ABOVE_4G:
+        problems.append(f"xloadflags ({xloadflags:#x}) lacks XLF_CAN_BE_LOADED_ABOVE_4G "
+                        "(built without CONFIG_RELOCATABLE?)")
+    return problems
+
+
+def kernel_payload(path: Path) -> tuple[bytes | None, str]:
+    """The compressed kernel inside a bzImage: payload_offset and payload_length count
+    from the protected-mode part, which starts at (setup_sects + 1) * 512 (setup_sects
+    0 means 4). (None, why) when the header has no payload fields or they point outside."""
+    data = Path(path).read_bytes()
+    version, text = _protocol(data)
+    if version < 0x0208:
+        return None, f"its boot protocol {text} predates the payload fields (2.08)"
+    start = ((data[SETUP_SECTS_AT] or 4) + 1) * 512
+    offset = int.from_bytes(data[PAYLOAD_AT:PAYLOAD_AT + 4], "little")
+    length = int.from_bytes(data[PAYLOAD_AT + 4:PAYLOAD_AT + 8], "little")
+    if not length or start + offset + length > len(data):
+        return None, (f"its payload ({length} bytes at {start:#x} + {offset:#x}) is not inside "
+                      f"the {len(data)}-byte file")
+    return data[start + offset:start + offset + length], ""
+
+
 def _describe(head: bytes) -> str:
     """What a file that is not a bzImage seems to be, for the error message."""
     kinds = [(b"\x7fELF", "an ELF file (a vmlinux? QEMU -kernel and kexec want the bzImage)"),

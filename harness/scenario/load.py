@@ -8,11 +8,13 @@ then converted: relative kernel and QEMU paths resolve against the file's folder
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import yamldoc
-from harness.errors import ScenarioError
+from harness.errors import ScenarioError, SeedchainError
 from harness.scenario.model import Capture, Expect, Layer, QemuConfig, Scenario
 from harness.scenario.schema import PATTERN_WORDS, SCHEMA
 from harness.yamldoc import MAX_BYTES, Validator, Words, line_at, line_of, load_document  # noqa: F401 (re-exported)
@@ -63,6 +65,37 @@ def load_text(text: str, path: str | os.PathLike) -> Scenario:
     root, data = yamldoc.parse(text, where, WORDS)
     yamldoc.validate(data, root, where, _VALIDATOR, WORDS)
     return _build(data, root, where)
+
+
+def kernel_options(values: Sequence[str]) -> tuple[str | None, dict[int, str]]:
+    """The --kernel values of a command line: PATH for every layer, N=PATH for layer N
+    (which wins over PATH there); paths made absolute against the current folder. A
+    file whose name starts with digits and '=' is written ./2=name."""
+    every: str | None = None
+    layers: dict[int, str] = {}
+    for value in values:
+        m = re.fullmatch(r"(\d+)=(.*)", value)
+        path = m[2] if m else value
+        if not path:
+            raise SeedchainError(f"--kernel {value} names no file", where="--kernel",
+                                 hint="write --kernel PATH (every layer) or --kernel N=PATH (layer N)")
+        path = os.path.abspath(os.path.expanduser(path))
+        if m is None:
+            if every is not None:
+                raise SeedchainError(f"--kernel for every layer is given twice ({every} and {path})",
+                                     where="--kernel", hint="give one PATH for every layer, and N=PATH "
+                                                            "for the layers that differ")
+            every = path
+            continue
+        n = int(m[1])
+        if n < 1:
+            raise SeedchainError(f"--kernel {value}: layers are numbered from 1", where="--kernel",
+                                 hint="layer 1 is the one QEMU boots, 2 the first kexec'd one")
+        if n in layers:
+            raise SeedchainError(f"--kernel {n}= is given twice ({layers[n]} and {path})", where="--kernel",
+                                 hint="give each layer one kernel")
+        layers[n] = path
+    return every, layers
 
 
 # --- validated data to the model -------------------------------------------------------

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from harness.errors import SeedchainError
+
 # The checks, in the order they are shown. Each is answered per layer with
 # True, False or None (None: not applicable, e.g. "zeroed" when nothing came).
 CHECKS = ("booted", "received", "fresh", "zeroed_sysfs", "zeroed_ram", "credited", "exposed",
@@ -126,10 +128,18 @@ class Scenario:
         """The id as a folder name."""
         return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in self.id.replace("[", "@").rstrip("]"))
 
-    def with_overrides(self, *, qemu_build: str | None = None, kernel: str | None = None) -> "Scenario":
-        """The same scenario on a user's QEMU binary and/or kernel (pytest --qemu/--kernel)."""
+    def with_overrides(self, *, qemu_build: str | None = None, kernel: str | None = None,
+                       layer_kernels: dict[int, str] | None = None) -> "Scenario":
+        """The same scenario on a user's QEMU binary and/or kernels (--qemu, --kernel [N=]PATH):
+        `kernel` in every layer, `layer_kernels` {layer number: path} in those (over `kernel`)."""
         qemu = replace(self.qemu, build=qemu_build) if qemu_build else self.qemu
-        layers = self.layers
-        if kernel:
-            layers = tuple(replace(layer, kernel=kernel) for layer in layers)
+        layer_kernels = layer_kernels or {}
+        absent = sorted(set(layer_kernels) - {layer.index for layer in self.layers})
+        if absent:
+            n, count = absent[0], len(self.layers)
+            raise SeedchainError(f"scenario {self.name} has {count} layer{'s' * (count > 1)}; --kernel "
+                                 f"{n}={layer_kernels[n]} names none", where=self.path,
+                                 hint=f"number its layers 1 to {count} (1 is the one QEMU boots)")
+        layers = tuple(replace(layer, kernel=layer_kernels.get(layer.index, kernel or layer.kernel))
+                       for layer in self.layers)
         return replace(self, qemu=qemu, layers=layers)
