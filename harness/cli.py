@@ -31,6 +31,7 @@ import argparse
 import json
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from harness.images.cache import Cache
 from harness.jobs import Outcome, run_all
 from harness.matrix.github import MATRIX_FILE, print_matrix
 from .errors import SeedchainError
+from harness.progress import TRANSIENT, UPDATE
 from harness.reports.terminal import summary
 from harness.scenario.load import discover, kernel_options, load_scenario
 
@@ -195,15 +197,44 @@ def _scenarios(args) -> list:
     return scenarios
 
 
+class _Terminal:
+    """Progress lines; on a terminal an in-between update is written over the last line
+    (at most every UPDATE seconds), elsewhere it is left out."""
+
+    def __init__(self, out):
+        self.out = out
+        self.tty = out.isatty()
+        self.pending = False
+        self.last = 0.0
+
+    def update(self, text: str) -> None:
+        now = time.monotonic()
+        if self.tty and now - self.last >= UPDATE:
+            self.last = now
+            self.out.write(f"\r{text[:200]}\x1b[K")
+            self.out.flush()
+            self.pending = True
+
+    def line(self, text: str) -> None:
+        self.out.write(("\r\x1b[K" if self.pending else "") + text + "\n")
+        self.out.flush()
+        self.pending = False
+
+
 def _run(args) -> int:
     scenarios = _scenarios(args)
     jobs = min(args.jobs, len(scenarios))
     finished: dict[int, Outcome] = {}
     width = max(len(s.id) for s in scenarios)
 
+    terminal = _Terminal(sys.stdout)
+
     def progress(scenario, message: str) -> None:
-        if jobs == 1:
-            print(f"  {message}", flush=True)
+        if message.startswith(TRANSIENT):
+            if jobs == 1:     # an in-between update: over the last line on a terminal, else left out
+                terminal.update(f"  {message.removeprefix(TRANSIENT)}")
+        elif jobs == 1:
+            terminal.line(f"  {message}")
         else:       # one line per step, each prefixed by its scenario
             print(f"{scenario.id:<{width}} | {message.removeprefix(f'{scenario.name}: ')}", flush=True)
 

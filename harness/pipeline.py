@@ -22,6 +22,7 @@ from harness.images import qemu_builds
 from harness.images.cache import Cache
 from harness.images.initramfs import LayerImage, build_chain
 from harness.images.kconfig import check_kernels
+from harness.progress import TRANSIENT, reporting
 from harness.scenario.model import Scenario
 
 Progress = Callable[[str], None]
@@ -34,28 +35,29 @@ def run(scenario: Scenario, *, cache: Cache, artifacts: Path,
         progress: Progress = lambda message: None) -> RunResult:
     """Run the scenario and judge it. Setup problems raise SeedchainError; guest faults
     are recorded per layer and become part of the verdict."""
-    started = time.monotonic()
-    outdir = prepare_artifacts(scenario, artifacts)
-    retries: list[dict] = []
+    with reporting(_sink(scenario, progress)):      # long steps deep in a stage report here
+        started = time.monotonic()
+        outdir = prepare_artifacts(scenario, artifacts)
+        retries: list[dict] = []
 
-    for note in check_kernels(scenario):          # a user's kernel files, before anything boots
-        progress(f"{scenario.name}: {note}")
-    progress(f"{scenario.name}: building images")
-    images = _retrying("images", lambda: build_chain(scenario, cache), retries, progress)
-    build = prepare_qemu(scenario, cache, progress)
-    accel = choose_accel(scenario.qemu.accel, build, images[0].kernel.path, cache, outdir)
-    for number in range(1, scenario.repeat):
-        progress(f"{scenario.name}: boot {number} of {scenario.repeat} (the last one is judged)")
-        earlier, _, _ = boot_once(scenario, images, build, accel, outdir / f"boot-{number}", cache, retries, progress)
-        ledger.record(cache.root, scenario.name, scenario.id, earlier)
-    facts, version, machine_args = boot_once(scenario, images, build, accel, outdir, cache, retries, progress)
+        for note in check_kernels(scenario):          # a user's kernel files, before anything boots
+            progress(f"{scenario.name}: {note}")
+        progress(f"{scenario.name}: building images")
+        images = _retrying("images", lambda: build_chain(scenario, cache), retries, progress)
+        build = prepare_qemu(scenario, cache, progress)
+        accel = choose_accel(scenario.qemu.accel, build, images[0].kernel.path, cache, outdir)
+        for number in range(1, scenario.repeat):
+            progress(f"{scenario.name}: boot {number} of {scenario.repeat} (the last one is judged)")
+            earlier, _, _ = boot_once(scenario, images, build, accel, outdir / f"boot-{number}", cache, retries, progress)
+            ledger.record(cache.root, scenario.name, scenario.id, earlier)
+        facts, version, machine_args = boot_once(scenario, images, build, accel, outdir, cache, retries, progress)
 
-    result = judge(scenario, facts, qemu_version=version, qemu_binary=build.label, accel=accel,
-                   artifacts=str(outdir), seconds=time.monotonic() - started,
-                   qemu_args=machine_args, retries=retries, qemu_source=build.source)
-    ledger.record(cache.root, scenario.name, scenario.id, facts)
-    write_result(outdir, result)
-    return result
+        result = judge(scenario, facts, qemu_version=version, qemu_binary=build.label, accel=accel,
+                       artifacts=str(outdir), seconds=time.monotonic() - started,
+                       qemu_args=machine_args, retries=retries, qemu_source=build.source)
+        ledger.record(cache.root, scenario.name, scenario.id, facts)
+        write_result(outdir, result)
+        return result
 
 
 def boot_once(scenario: Scenario, images: list[LayerImage], build: qemu_builds.QemuBuild, accel: str,
@@ -83,6 +85,15 @@ def boot_once(scenario: Scenario, images: list[LayerImage], build: qemu_builds.Q
         save_facts(outdir, facts)
         ram_file(outdir).unlink(missing_ok=True)      # gone already, unless the watch never opened it
     return facts, version, machine.args
+
+
+def _sink(scenario: Scenario, progress: Progress) -> Progress:
+    """Progress messages from inside the stages, named after the scenario; an in-between
+    update (TRANSIENT first) stays marked as one."""
+    def sink(message: str) -> None:
+        mark = TRANSIENT if message.startswith(TRANSIENT) else ""
+        progress(f"{mark}{scenario.name}: {message.removeprefix(TRANSIENT)}")
+    return sink
 
 
 def prepare_artifacts(scenario: Scenario, artifacts: Path) -> Path:

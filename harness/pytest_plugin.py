@@ -128,3 +128,43 @@ def pytest_sessionfinish(session, exitstatus):
     gaps = load_gaps(folder / "known-gaps.yaml")
     report = write_report(merge([artifacts]), gaps, artifacts / "matrix")
     config.seedchain.report_files = report.files
+
+
+# --- a matrix run's progress: cells done of total, time left (the controlling process) ---
+
+_MATRIX_PROGRESS: dict = {}
+
+
+def pytest_collection_finish(session):
+    config = session.config
+    if config.seedchain.matrix and not hasattr(config, "workerinput") and session.items:
+        _start_progress(config, sum(isinstance(i, ScenarioItem) for i in session.items))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """With -n, the controller collects nothing itself: a worker says how many cells there are."""
+    config = node.config
+    if config.seedchain.matrix and not _MATRIX_PROGRESS:
+        _start_progress(config, sum(1 for i in ids if ".yaml::" in i))
+
+
+def _start_progress(config, total: int) -> None:
+    import time
+    _MATRIX_PROGRESS.update(config=config, total=total, done=0, started=time.monotonic())
+
+
+def pytest_runtest_logreport(report):
+    state = _MATRIX_PROGRESS
+    if not state or ".yaml::" not in report.nodeid or report.when != "teardown":
+        return
+    import time
+    state["done"] += 1
+    done, total = state["done"], state["total"]
+    elapsed = time.monotonic() - state["started"]
+    left = elapsed / done * max(0, total - done)
+    writer = state["config"].pluginmanager.get_plugin("terminalreporter")
+    if writer is not None:
+        writer.ensure_newline()
+        writer.write_line(f"matrix {state['config'].seedchain.matrix}: {done}/{total} cells done "
+                          f"in {elapsed / 60:.1f} min, about {left / 60:.0f} min left")

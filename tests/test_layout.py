@@ -15,10 +15,10 @@ MAX_LINES = 400
 # What each part may import. The stages run scenario -> images -> boot -> facts ->
 # checks -> matrix -> reports. boot fills in the facts it is given (their types and
 # the guest report's parser live in facts), so it is the one stage that reaches one
-# ahead. The shared bottom (errors, paths, proc, yamldoc, arch) imports no stage.
-BOTTOM = {"errors", "paths", "proc", "yamldoc"}
+# ahead. The shared bottom (errors, paths, proc, progress, yamldoc, arch) imports no stage.
+BOTTOM = {"errors", "paths", "proc", "progress", "yamldoc"}
 ALLOWED = {
-    "errors": set(), "paths": set(), "proc": set(), "yamldoc": {"errors"},
+    "errors": set(), "paths": set(), "proc": set(), "progress": set(), "yamldoc": {"errors"},
     "arch": {"errors", "paths"},
     "scenario": BOTTOM,
     "images": BOTTOM | {"arch", "scenario"},

@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import tarfile
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from harness.images.cache import Cache, sha256_file
 from harness.errors import ImageError
+from harness.progress import Meter
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +96,14 @@ def upstream_version(v: str) -> str:
 # ---------------------------------------------------------------- subprocess
 
 def _run(argv: Sequence[str], *, what: str, hint: str, env: dict | None = None,
-         cwd: Path | None = None) -> str:
-    """Run a tool; any failure becomes an ImageError carrying the tool's last words."""
+         cwd: Path | None = None, meter: Meter | None = None, watch: Path | None = None) -> str:
+    """Run a tool; any failure becomes an ImageError carrying the tool's last words. With
+    a meter, the bytes under `watch` (a download's folder) are its progress meanwhile."""
     try:
-        proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
+        if meter is None:
+            proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
+        else:
+            proc = _metered(argv, env, cwd, meter, watch or Path(cwd or "."))
     except FileNotFoundError:
         package = {"dpkg-deb": "dpkg", "apt-get": "apt", "apt-cache": "apt"}.get(argv[0])
         raise ImageError(f"{argv[0]} was not found", where=argv[0],
@@ -107,6 +113,23 @@ def _run(argv: Sequence[str], *, what: str, hint: str, env: dict | None = None,
         raise ImageError(f"{what} failed ({argv[0]} exit {proc.returncode}):\n    {tail}",
                          where=argv[0], hint=hint, transient=argv[0] == "apt-get")
     return proc.stdout
+
+
+def _metered(argv: Sequence[str], env: dict | None, cwd: Path | None, meter: Meter,
+             watch: Path) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=err, text=True)
+        while proc.poll() is None:
+            time.sleep(0.25)
+            meter.update(sum(f.stat().st_size for f in watch.rglob("*") if f.is_file()))
+        meter.finish()
+        out.seek(0), err.seek(0)
+        return subprocess.CompletedProcess(argv, proc.returncode, out.read(), err.read())
+
+
+def _short(packages: Sequence[Package]) -> str:
+    names = [p.name for p in packages]
+    return ", ".join(names) if len(names) <= 2 else f"{names[0]} and {len(names) - 1} more packages"
 
 
 # ---------------------------------------------------------------- private apt
@@ -251,8 +274,10 @@ class Apt:
         except OSError:
             return False
 
-    def get(self, *args: str, what: str, cwd: Path | None = None, hint: str | None = None) -> str:
-        return _run(["apt-get", "-q", *args], env=self.env, cwd=cwd, what=what, hint=hint or (
+    def get(self, *args: str, what: str, cwd: Path | None = None, hint: str | None = None,
+            meter: Meter | None = None, watch: Path | None = None) -> str:
+        return _run(["apt-get", "-q", *args], env=self.env, cwd=cwd, what=what, meter=meter, watch=watch,
+                    hint=hint or (
             f"check the network and the mirror ({self.mirror}, {self.security}; "
             "set SEEDCHAIN_DEBIAN_MIRROR / SEEDCHAIN_DEBIAN_SECURITY to use another)"))
 
@@ -308,8 +333,10 @@ def _download(apt: Apt, packages: Sequence[Package], dest: Path) -> dict[str, Pa
     """`apt-get download` into dest; check each file against the index; {name: file}."""
     dest.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    apt.get("download", *(f"{p.name}={p.version}" for p in packages), cwd=dest,
-            what=f"downloading {', '.join(p.name for p in packages)} from {apt.suite}")
+    what = f"downloading {', '.join(p.name for p in packages)} from {apt.suite}"
+    apt.get("download", *(f"{p.name}={p.version}" for p in packages), cwd=dest, what=what,
+            meter=Meter(f"downloading {_short(packages)}", sum(p.size for p in packages)),
+            watch=dest)
     files = {f.name.split("_")[0]: f for f in dest.glob("*.deb")}
     for p in packages:
         f = files.get(p.name)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from harness.images import debian
 from harness.images.cache import Cache
+from harness.progress import say
 from harness.errors import ImageError, QemuError
 from harness.arch import x86_64 as arch
 from harness.images import qemu_source, recipes
@@ -172,6 +173,22 @@ def _sandbox(bwrap: str, root: Path) -> tuple[str, ...]:
     return tuple(argv)
 
 
+def _mmdebstrap(argv: list[str], env: dict, label: str) -> subprocess.CompletedProcess:
+    """Run mmdebstrap, its "I:" lines shown as progress (it prints a dozen or two)."""
+    say(f"{label}: building a root file system with mmdebstrap")
+    started, lines = time.monotonic(), []
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=die_with_parent)
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("I: "):
+            say(f"{label}: mmdebstrap ({time.monotonic() - started:.0f} s): {line[3:].strip()[:100]}",
+                transient=True)
+    rc = proc.wait()
+    say(f"{label}: mmdebstrap {'done' if rc == 0 else 'failed'} in {time.monotonic() - started:.0f} s")
+    return subprocess.CompletedProcess(argv, rc, "".join(lines), "")
+
+
 def _build_root(apt: debian.Apt, pkg: debian.Package, entry: Path) -> None:
     """mmdebstrap a root file system holding the suite's qemu-system-x86 into entry/root."""
     label = f"debian:{apt.suite}"
@@ -197,8 +214,7 @@ def _build_root(apt: debian.Apt, pkg: debian.Package, entry: Path) -> None:
     env["LC_ALL"] = "C"
     started = time.monotonic()
     log.info("building a %s root file system with %s %s", apt.suite, PACKAGE, pkg.version)
-    proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, preexec_fn=die_with_parent)
+    proc = _mmdebstrap(argv, env, label)
     if proc.returncode != 0:
         tail = "\n    ".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
         raise ImageError(f"mmdebstrap could not build {label}'s root file system "

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from harness.progress import say
 from harness.errors import ImageError, QemuError
 from harness.images import recipes
 from harness.images.apt import KEYRING, Apt
@@ -162,6 +163,8 @@ def _step(argv: list[str], cwd: Path, log: Path, what: str, progress: Progress) 
                 if done * 10 // total > shown:
                     shown = done * 10 // total
                     progress(f"building QEMU: {done}/{total} steps")
+                else:
+                    say(f"building QEMU: {done}/{total} steps", transient=True)
         rc = proc.wait()
     if rc != 0:
         tail = log.read_text(errors="replace").splitlines()[-5:]
