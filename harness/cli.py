@@ -4,6 +4,9 @@
 `matrix NAME` lists a matrix's cells, `matrix NAME --github` its CI jobs as JSON.
 `run -j N` boots N scenarios at once, each in a process of its own; `run --kernel
 N=PATH` puts a kernel file in layer N only (repeatable), `--kernel PATH` in every layer.
+`check` makes the checks `run` makes before it fetches or builds anything (no network);
+both refuse a scenario's kernel path out of its folder and the project unless given
+`--allow-outside-paths`.
 
 Exit status of `run`, as `git bisect run` reads it:
   0    every expectation held (bisect: good);
@@ -29,20 +32,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
 
 from harness.checks.verdict import RunResult
+from harness.images import qemu_builds
 from harness.images.cache import Cache
+from harness.images.preflight import check_scenario
 from harness.jobs import Outcome, run_all
 from harness.matrix.github import MATRIX_FILE, print_matrix
 from .errors import SeedchainError
 from harness.progress import TRANSIENT, UPDATE
 from harness.reports.terminal import summary
-from harness.scenario.load import discover, kernel_options, load_scenario
+from harness.scenario.load import check_paths, discover, kernel_options, load_scenario
 
 PASSED, FAILED, UNTESTED, INTERRUPTED = 0, 1, 125, 130    # `run`, as git bisect run reads them
 BAD_INPUT = 2                                               # every other command
@@ -81,8 +88,13 @@ def _parser() -> argparse.ArgumentParser:
                         "for every layer; repeat for several layers")
     r.add_argument("-j", "--jobs", type=_jobs, default=1, metavar="N",
                    help="boot N scenarios at once, each in a process of its own (default: 1)")
-    c = sub.add_parser("check", help="validate scenario files without running them")
+    c = sub.add_parser("check", help="validate scenario files without running them (no network): "
+                                     "the file, its Debian suites, its QEMU, its kernel files")
     c.add_argument("scenarios", nargs="+", type=Path)
+    for command in (r, c):
+        command.add_argument("--allow-outside-paths", action="store_true",
+                             help="accept kernel paths in a scenario that lead out of its folder and "
+                                  "the project (for a scenario file you trust)")
     rep = sub.add_parser("report", add_help=False,
                          help="merge result.json files into a matrix report (see: seedchain report --help)")
     rep.add_argument("rest", nargs=argparse.REMAINDER)
@@ -117,10 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         if args.command == "check":
-            for path in args.scenarios:
-                s = load_scenario(path)
-                print(f"{path}: ok ({s.name}, {len(s.layers)} layers)")
-            return 0
+            return _check(args)
         if args.command == "matrix":
             return print_matrix(args.name, args.file, github=args.github, axis=args.by)
         if args.command == "ledger":
@@ -128,14 +137,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             for path in discover(args.folder):
                 s = load_scenario(path)
-                print(f"{s.name:28} {len(s.layers)} layers  {s.description}")
+                print(f"{s.name:28} {_layers(s):8}  {' '.join(s.description.split())}")
             return 0
         return _run(args)
     except SeedchainError as exc:
         print(f"seedchain: error: {exc}", file=sys.stderr)
         return UNTESTED if is_run else BAD_INPUT
     except KeyboardInterrupt:
-        print("seedchain: interrupted; QEMU stopped, logs kept", file=sys.stderr)
+        ran = getattr(args, "started", False)       # QEMU and logs are worth a word only where a run began
+        print("seedchain: interrupted" + ("; QEMU stopped, logs kept" if ran else ""), file=sys.stderr)
         return INTERRUPTED
     except Exception:
         if not is_run:
@@ -173,7 +183,39 @@ def _ledger(args) -> int:
     return 0
 
 
+def _layers(scenario) -> str:
+    count = len(scenario.layers)
+    return f"{count} layer{'s' * (count != 1)}"
+
+
+def _check(args) -> int:
+    """Each file loaded and checked as `run` checks it before it builds anything (no network)."""
+    seen: dict[str, tuple[str, str]] = {}
+    for path in args.scenarios:
+        s = load_scenario(path)
+        _named_once(s, seen)
+        check_paths(s, allowed=args.allow_outside_paths)
+        notes = check_scenario(s)
+        print(f"{path}: ok ({s.name}, {_layers(s)})")
+        for note in notes:
+            print(f"  note: {note}")
+    return 0
+
+
+def _named_once(scenario, seen: dict[str, tuple[str, str]]) -> None:
+    """Two files with one scenario name would write one artifacts folder and overwrite each
+    other's results: refused, naming both. The same file given twice is one scenario."""
+    real = os.path.realpath(scenario.path)
+    first_real, first = seen.setdefault(scenario.slug, (real, scenario.path))
+    if first_real != real:
+        raise SeedchainError(f"scenario name {scenario.name!r} is also the name of {first}; their "
+                             "artifacts and results would overwrite each other", where=scenario.path,
+                             hint="give each scenario file a name of its own (its name: key)")
+
+
 def _scenarios(args) -> list:
+    if args.qemu is not None:
+        qemu_builds.check_option(args.qemu)
     scenarios = []
     for path in args.scenarios:
         if path.is_dir():
@@ -185,6 +227,11 @@ def _scenarios(args) -> list:
         raise SeedchainError("no scenario to run", where=" ".join(map(str, args.scenarios)),
                              hint="name scenario files, or a folder with scenarios carrying the --tag given")
     every, layers = kernel_options(args.kernel)
+    names: dict[str, tuple[str, str]] = {}
+    for s in scenarios:
+        _named_once(s, names)
+        check_paths(s, allowed=args.allow_outside_paths,
+                    replaced=[layer.index for layer in s.layers if every or layer.index in layers])
     scenarios = [s.with_overrides(qemu_build=args.qemu, kernel=every, layer_kernels=layers) for s in scenarios]
     if args.jobs > 1:
         seen: dict[str, str] = {}
@@ -221,8 +268,37 @@ class _Terminal:
         self.pending = False
 
 
+def _writable(path: Path, option: str, folder: bool) -> None:
+    """Refuse, before anything runs, an output that cannot be written: a file where a folder
+    is needed or the other way round, or a place nobody may write (a path under /proc). The
+    folder (of a file: its folder) is made if missing, as the run would."""
+    kind = "a folder" if folder else "a file"
+    hint = f"give {option} {kind} you can write to (a missing folder is made)"
+    if path.is_dir() != folder and path.exists():
+        raise SeedchainError(f"{path} is {'a file' if folder else 'a folder'}; {option} needs {kind}",
+                             where=option, hint=hint)
+    parent = next(p for p in (path.parent, *path.parent.parents) if p.exists() or p == p.parent)
+    if not parent.is_dir():
+        raise SeedchainError(f"{parent} is a file; {option} needs a folder{'' if folder else ' there'}",
+                             where=option, hint=hint)
+    try:
+        (path if folder else path.parent).mkdir(parents=True, exist_ok=True)
+        if path.is_file():
+            os.close(os.open(path, os.O_WRONLY))      # may be written; left as it is until then
+        else:
+            fd, probe = tempfile.mkstemp(prefix=".seedchain-write-test-", dir=path if folder else path.parent)
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as err:
+        raise SeedchainError(f"cannot write to {path}: {err.strerror}", where=option, hint=hint) from None
+
+
 def _run(args) -> int:
     scenarios = _scenarios(args)
+    _writable(args.artifacts, "--artifacts", folder=True)
+    if args.json:
+        _writable(args.json, "--json", folder=False)
+    args.started = True
     jobs = min(args.jobs, len(scenarios))
     finished: dict[int, Outcome] = {}
     width = max(len(s.id) for s in scenarios)
@@ -260,7 +336,11 @@ def _run(args) -> int:
     if args.json and any(o.result for o in outcomes):
         data = [(o.result or RunResult(scenario=o.scenario, layers=[], error=o.error or o.crash
                                        or "interrupted")).to_json() for o in outcomes]
-        args.json.write_text(json.dumps(data[0] if len(data) == 1 else data, indent=2) + "\n")
+        try:
+            args.json.write_text(json.dumps(data[0] if len(data) == 1 else data, indent=2) + "\n")
+        except OSError as err:      # writable before the run; not any more
+            print(f"seedchain: error: --json: cannot write to {args.json}: {err.strerror}", file=sys.stderr)
+            return max(exit_status(outcomes), UNTESTED, key=_WORST.index)
     return exit_status(outcomes)
 
 

@@ -21,7 +21,7 @@ from harness.facts.layer import Component, LayerFacts
 from harness.images import qemu_builds
 from harness.images.cache import Cache
 from harness.images.initramfs import LayerImage, build_chain
-from harness.images.kconfig import check_kernels
+from harness.images.preflight import check_scenario
 from harness.progress import TRANSIENT, reporting
 from harness.scenario.model import Scenario
 
@@ -37,10 +37,15 @@ def run(scenario: Scenario, *, cache: Cache, artifacts: Path,
     are recorded per layer and become part of the verdict."""
     with reporting(_sink(scenario, progress)):      # long steps deep in a stage report here
         started = time.monotonic()
+        notes = check_scenario(scenario)              # suites, QEMU, kernel files: before anything is built
+        swept = cache.sweep()                         # what killed builds left in the cache
         outdir = prepare_artifacts(scenario, artifacts)
         retries: list[dict] = []
 
-        for note in check_kernels(scenario):          # a user's kernel files, before anything boots
+        if swept:
+            progress(f"{scenario.name}: removed {len(swept)} temporary folder{'s' * (len(swept) > 1)} "
+                     "that killed builds left in the cache")
+        for note in notes:
             progress(f"{scenario.name}: {note}")
         progress(f"{scenario.name}: building images")
         images = _retrying("images", lambda: build_chain(scenario, cache), retries, progress)
@@ -97,8 +102,13 @@ def _sink(scenario: Scenario, progress: Progress) -> Progress:
 
 
 def prepare_artifacts(scenario: Scenario, artifacts: Path) -> Path:
-    """A clean folder for the scenario's logs and results, with a copy of its file."""
+    """A clean folder for the scenario's logs and results, with a copy of its file. What a
+    killed run left goes with the old folder (its sockets, its logs), and so do its guest-RAM
+    files on tmpfs, named after the folder: the next QEMU would be handed the old RAM (or
+    refuse a file of another size)."""
     outdir = artifacts / scenario.slug
+    for folder in (outdir, *outdir.glob("boot-*")):
+        ram_file(folder).unlink(missing_ok=True)
     if outdir.exists():
         shutil.rmtree(outdir)
     outdir.mkdir(parents=True)

@@ -1,7 +1,7 @@
 """pytest front door: every scenario file is one test item that runs the real chain.
 
-A scenario folder is one that holds `schema.json` beside its `*.yaml` files, so the
-malformed scenarios kept as test fixtures are never collected as scenarios.
+Which files are scenarios, the options and the session: harness.pytest_session. A file
+that cannot be loaded is a failing item of its own, so the others still run.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from .errors import SeedchainError
 from harness.reports.terminal import summary
 from harness.pipeline import run
 from harness.matrix.expand import expand
-from harness.scenario.load import discover, load_scenario
+from harness.pytest_session import BrokenScenario, check_scenario_paths, is_scenario_file
+from harness.scenario.load import load_scenario
 
 
 def pytest_collection_modifyitems(session, config, items):
@@ -25,9 +26,8 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 def pytest_collect_file(parent, file_path: Path):
-    if file_path.suffix == ".yaml" and (file_path.parent / "schema.json").exists():
-        if file_path in discover(file_path.parent):
-            return ScenarioFile.from_parent(parent, path=file_path)
+    if is_scenario_file(parent.config, file_path):
+        return ScenarioFile.from_parent(parent, path=file_path)
     return None
 
 
@@ -44,11 +44,17 @@ def _cells(config, folder: Path) -> list:
 
 class ScenarioFile(pytest.File):
     def collect(self):
-        if self.config.seedchain.matrix:
-            scenarios = [c for c in _cells(self.config, self.path.parent)
-                         if Path(c.path).resolve() == self.path.resolve()]
-        else:
-            scenarios = [load_scenario(self.path)]
+        try:
+            if self.config.seedchain.matrix:
+                scenarios = [c for c in _cells(self.config, self.path.parent)
+                             if Path(c.path).resolve() == self.path.resolve()]
+            else:
+                scenarios = [load_scenario(self.path)]
+            for scenario in scenarios:
+                check_scenario_paths(self.config, scenario)
+        except SeedchainError as exc:
+            yield BrokenScenario.from_parent(self, name=self.path.stem, error=exc)
+            return
         for scenario in scenarios:
             item = ScenarioItem.from_parent(self, name=scenario.id, scenario=scenario)
             item.add_marker(pytest.mark.vm)
@@ -72,7 +78,7 @@ class ScenarioItem(pytest.Item):
         self.scenario = scenario
 
     def runtest(self):
-        session = self.config.seedchain  # set up by conftest.py's pytest_configure
+        session = self.config.seedchain  # set up by harness.pytest_session's pytest_configure
         scenario = self.scenario.with_overrides(qemu_build=session.qemu, kernel=session.kernel,
                                                 layer_kernels=session.layer_kernels)
         result = run(scenario, cache=session.cache, artifacts=session.artifacts)

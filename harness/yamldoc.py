@@ -264,7 +264,7 @@ def explain(error: jsonschema.ValidationError, data: object, root: Node,
     kind, schema, value = error.validator, error.schema, error.instance
     hint = None
     if kind == "additionalProperties":
-        allowed = sorted(schema["properties"])
+        allowed = sorted(k for k, s in schema["properties"].items() if s.get("not") != {})  # not forbidden ones
         extra = next(k for k in value if k not in schema["properties"])
         keys.append(extra)
         what = f"unknown key; allowed: {', '.join(allowed)}"

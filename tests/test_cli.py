@@ -2,6 +2,7 @@
 under `run` (git bisect run's "cannot test"), 2 under the other commands."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,13 +63,17 @@ def test_a_kernel_that_is_not_a_kernel(tmp_path):
     assert str(fake) in proc.stderr and "bzImage" in proc.stderr
 
 
-def test_a_path_escaping_the_project_is_just_a_file_to_check(tmp_path):
+def test_a_path_escaping_the_project_is_refused_unless_allowed_and_then_just_a_file_to_check(tmp_path):
     scenario = tmp_path / "escape.yaml"
     scenario.write_text("name: escape\ndescription: x\nlayers:\n  - kernel: " + "../" * 40 + "etc/passwd\n")
     proc = seedchain("run", scenario, "--artifacts", tmp_path)
     assert proc.returncode == 125
+    assert proc.stderr.startswith(f"seedchain: error: {scenario}:4: layer 1: the kernel path leads out")
+    assert "/etc/passwd" in proc.stderr and "--allow-outside-paths" in proc.stderr
+    proc = seedchain("run", scenario, "--artifacts", tmp_path, "--allow-outside-paths")
+    assert proc.returncode == 125
     assert proc.stderr.startswith(f"seedchain: error: {scenario}:4: layer 1")
-    assert "/etc/passwd" in proc.stderr and "not a" in proc.stderr
+    assert "/etc/passwd is not an x86 bzImage: found a text file" in proc.stderr and "root:" not in proc.stderr
 
 
 def test_a_missing_host_tool(tmp_path):
@@ -165,3 +170,96 @@ def test_a_wrong_option_under_run_says_cannot_test(args, message):
     proc = seedchain("run", "scenarios/kexec-file-2.yaml", *args)
     assert proc.returncode == 125, proc.stderr
     assert message in proc.stderr
+
+
+# --- outputs, names, options and words checked before anything runs -------------------
+# A kernel that does not exist, so that nothing could boot even where a check is missing.
+
+NO_KERNEL = "/nonexistent/seedchain-test/bzImage"
+
+
+@pytest.mark.parametrize("option,target,said", [
+    ("--artifacts", "/proc/seedchain-artifacts", "cannot write to /proc/seedchain-artifacts"),
+    ("--artifacts", "{file}", "{file} is a file; --artifacts needs a folder"),
+    ("--artifacts", "{file}/results", "{file} is a file; --artifacts needs a folder"),
+    ("--json", "{tmp}", "{tmp} is a folder; --json needs a file"),
+    ("--json", "/proc/seedchain.json", "cannot write to /proc/seedchain.json"),
+    ("--json", "{file}/out.json", "{file} is a file; --json needs a folder there"),
+])
+def test_outputs_that_cannot_be_written_are_refused_before_the_run(tmp_path, option, target, said):
+    file = tmp_path / "a-file"
+    file.write_text("x\n")
+    target, said = (text.format(file=file, tmp=tmp_path) for text in (target, said))
+    extra = ["--artifacts", tmp_path / "out"] if option == "--json" else []
+    proc = seedchain("run", "scenarios/qemu-only.yaml", "--kernel", NO_KERNEL, option, target, *extra)
+    assert proc.returncode == 125, proc.stderr
+    assert proc.stderr.startswith(f"seedchain: error: {option}: {said}"), proc.stderr
+    assert "hint:" in proc.stderr
+    assert file.read_text() == "x\n"
+
+
+def test_json_and_artifacts_folders_are_made_when_missing(tmp_path):
+    proc = seedchain("run", "scenarios/qemu-only.yaml", "--kernel", NO_KERNEL, "--artifacts",
+                     tmp_path / "a" / "b", "--json", tmp_path / "c" / "out.json")
+    assert proc.returncode == 125 and "does not exist" in proc.stderr, proc.stderr
+    assert (tmp_path / "a" / "b").is_dir() and (tmp_path / "c").is_dir()
+
+
+def _named(folder: Path, name: str, kernel: str = "debian:bookworm/6.1") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{folder.name}.yaml"
+    path.write_text(f"name: {name}\ndescription: d\nlayers:\n  - kernel: {kernel}\n")
+    return path
+
+
+def test_two_scenario_files_with_one_name_are_refused(tmp_path):
+    first = _named(tmp_path / "a", "same", kernel="missing-bzImage")
+    second = _named(tmp_path / "b", "same", kernel="missing-bzImage")
+    for given in ([first, second], [tmp_path / "a", tmp_path / "b"]):
+        proc = seedchain("run", *given, "--artifacts", tmp_path / "out")
+        assert proc.returncode == 125, proc.stderr
+        assert proc.stderr.startswith(f"seedchain: error: {second}: scenario name 'same' is also the "
+                                      f"name of {first}"), proc.stderr
+    first, second = _named(tmp_path / "c", "other"), _named(tmp_path / "d", "other")
+    proc = seedchain("check", first, second)
+    assert proc.returncode == 2 and f"{second}: scenario name 'other' is also the name of {first}" in proc.stderr
+
+
+def test_one_file_given_twice_is_still_run_twice(tmp_path):
+    path = _named(tmp_path / "a", "once", kernel="missing-bzImage")
+    proc = seedchain("run", path, path, "--artifacts", tmp_path / "out")
+    assert proc.returncode == 125 and proc.stderr.count("missing-bzImage does not exist") == 2, proc.stderr
+
+
+def test_an_empty_qemu_option_is_refused(tmp_path):
+    proc = seedchain("run", "scenarios/qemu-only.yaml", "--qemu", "", "--kernel", NO_KERNEL,
+                     "--artifacts", tmp_path)
+    assert proc.returncode == 125
+    assert proc.stderr.startswith("seedchain: error: --qemu: names no QEMU"), proc.stderr
+
+
+def test_one_layer_is_singular_and_list_has_no_blank_lines():
+    proc = seedchain("check", "scenarios/qemu-only.yaml", "scenarios/kexec-file-2.yaml")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[:2] == ["scenarios/qemu-only.yaml: ok (qemu-only, 1 layer)",
+                                            "scenarios/kexec-file-2.yaml: ok (kexec-file-2, 2 layers)"]
+    proc = seedchain("list", "scenarios")
+    assert proc.returncode == 0 and "" not in proc.stdout.splitlines(), proc.stdout
+    assert any(re.match(r"qemu-only +1 layer +QEMU boots a 6.1 kernel directly\. No", line)
+               for line in proc.stdout.splitlines()), proc.stdout
+    assert " 1 layers" not in proc.stdout
+
+
+def test_interrupting_check_says_nothing_of_qemu(monkeypatch, capsys):
+    import signal
+    from harness import cli
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def interrupted(path):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "load_scenario", interrupted)
+    try:
+        assert cli.main(["check", "scenarios/qemu-only.yaml"]) == 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert capsys.readouterr().err == "seedchain: interrupted\n"

@@ -117,7 +117,7 @@ def test_bzimage_header(tmp_path):
 
 
 @pytest.mark.parametrize("content, found", [
-    (b"just some text\n" * 100, "instead of b'HdrS'"),
+    (b"just some text\n" * 100, "found a text file of 1500 bytes with no Linux boot header"),
     (b"\x7fELF" + bytes(0x400), "ELF"),
     (b"070701" + bytes(0x400), "cpio"),
     (b"\x1f\x8b" + bytes(10), "gzip"),

@@ -30,7 +30,7 @@ ALLOWED = {
     "pipeline": BOTTOM | {"arch", "scenario", "images", "boot", "facts", "checks"},
     "jobs": BOTTOM | {"scenario", "images", "checks", "pipeline"},   # several runs, a process each
 }
-FRONT_DOORS = {"cli", "pytest_plugin"}   # thin: may use every stage
+FRONT_DOORS = {"cli", "pytest_plugin", "pytest_session"}   # thin: may use every stage
 
 
 def _part(module: str) -> str:

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 SYSTEM_QEMU = shutil.which("qemu-system-x86_64")
 
 
-def executable(path: Path, text: str = "#!/bin/sh\nexit 0\n") -> Path:
+def executable(path: Path, text: str = "#!/bin/sh\necho 'QEMU emulator version 0.0.0 (a stand-in)'\n") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     path.chmod(0o755)

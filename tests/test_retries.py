@@ -14,10 +14,12 @@ SCENARIOS = Path(__file__).parent.parent / "scenarios"
 
 
 def _flaky_qemu(tmp_path, failures: int) -> Path:
-    """A qemu-system-x86_64 that exits at once the first `failures` times, then is the real one."""
+    """A qemu-system-x86_64 that exits at once the first `failures` times it is started, then
+    is the real one; asked for its version (is it a QEMU?), it is the real one at once."""
     counter = tmp_path / "starts"
     script = tmp_path / "qemu-system-x86_64"
     script.write_text(f"""#!/bin/sh
+[ "$1" = --version ] && exec /usr/bin/qemu-system-x86_64 --version
 n=$(cat {counter} 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {counter}
 if [ $n -le {failures} ]; then echo "flaky start $n" >&2; exit 1; fi
 exec /usr/bin/qemu-system-x86_64 "$@"

@@ -324,7 +324,7 @@ def test_schema_matches_the_model():
     for kind in ("first_layer", "kexec_layer"):
         assert set(defs[kind]["properties"]) == layer_keys
         assert set(defs[kind]["properties"]["expect"]["properties"]) == {"seed", *CHECKS}
-    assert set(props) == {f.name for f in dataclasses.fields(Scenario)} - {"path", "cell", "cell_values"}  # cells come from matrix.yaml
+    assert set(props) == {f.name for f in dataclasses.fields(Scenario)} - {"path", "cell", "cell_values", "qemu_line"}  # cells come from matrix.yaml
 
 
 # --- discover ---------------------------------------------------------------------------
@@ -406,3 +406,11 @@ def test_random_bytes(data):
             load_scenario(path)
         except ScenarioError as e:
             assert str(e).startswith(str(path))
+
+
+def test_layer_1s_unknown_key_offers_only_what_layer_1_may_have():
+    data = minimal(layers=[{"kernel": "debian:bookworm/6.1", "lodaer": "kexec_load"}])
+    message = error_of(load_text, dump(data), "t.yaml")
+    assert "layers[1].lodaer: unknown key; allowed: cmdline, expect, kernel, pad_kernel, timeout, " \
+           "userland" in message, message
+    assert "loader" not in message.replace("lodaer", "")

@@ -97,7 +97,7 @@ def test_every_command_is_in_the_repository():
             if tool == ".venv/bin/seedchain":
                 assert argv[1] in known_subcommands, argv
             if tool == ".venv/bin/pytest":
-                options = (ROOT / "conftest.py").read_text()
+                options = (ROOT / "harness" / "pytest_session.py").read_text()
                 for arg in argv:
                     if arg.startswith("--") and arg not in ("--junitxml",):
                         assert f'"{arg}"' in options or arg in ("--artifacts",), arg

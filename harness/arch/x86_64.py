@@ -52,6 +52,7 @@ def read_kernel(path: Path) -> tuple[str, str]:
     ('' when it has none). The string's offset-0x200 is in the header at 0x20E."""
     try:
         with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
             head = f.read(0x4000)
             f.seek(0x200 + int.from_bytes(head[0x20E:0x210], "little"))
             text = f.read(256).split(b"\0")[0].decode(errors="replace")
@@ -65,7 +66,7 @@ def read_kernel(path: Path) -> tuple[str, str]:
         raise ImageError(f"cannot read kernel file {path}: {err.strerror}", where=str(path),
                          hint="check the path and its permissions") from None
     if head[0x202:0x206] != b"HdrS":
-        raise ImageError(f"{path} is not an x86 bzImage: {_describe(head)}", where=str(path),
+        raise ImageError(f"{path} is not an x86 bzImage: {_describe(head, size)}", where=str(path),
                          hint="give a bzImage (e.g. /boot/vmlinuz-*, arch/x86/boot/bzImage), "
                               "not a vmlinux, an initramfs or a compressed file")
     # e.g. "6.1.0-41-amd64 (debian-kernel@lists.debian.org) #1 SMP ... Debian 6.1.158-1 (...)"
@@ -135,18 +136,30 @@ def kernel_payload(path: Path) -> tuple[bytes | None, str]:
     return data[start + offset:start + offset + length], ""
 
 
-def _describe(head: bytes) -> str:
-    """What a file that is not a bzImage seems to be, for the error message."""
-    kinds = [(b"\x7fELF", "an ELF file (a vmlinux? QEMU -kernel and kexec want the bzImage)"),
-             (b"\x1f\x8b", "gzip data"), (b"\xfd7zXZ", "xz data"), (b"(\xb5/\xfd", "zstd data"),
-             (b"070701", "a cpio archive (an initramfs?)"), (b"!<arch>", "a Debian package or ar archive"),
-             (b"MZ", "a PE/EFI file without a Linux boot header")]
-    for magic, kind in kinds:
+def _describe(head: bytes, size: int) -> str:
+    """What a file that is not a bzImage seems to be, for the error message: its kind and
+    size, never any of its bytes (the path may name any file the user can read)."""
+    kinds = [(b"\x7fELF", "an ELF file", ": a vmlinux? QEMU -kernel and kexec want the bzImage"),
+             (b"\x1f\x8b", "gzip data", ""), (b"\xfd7zXZ", "xz data", ""), (b"(\xb5/\xfd", "zstd data", ""),
+             (b"070701", "a cpio archive", ": an initramfs?"), (b"!<arch>", "a Debian package or ar archive", ""),
+             (b"MZ", "a PE/EFI file", " without a Linux boot header")]
+    for magic, kind, note in kinds:
         if head.startswith(magic):
-            return f"found {kind}"
+            return f"found {kind}, {size} bytes{note}"
     if len(head) < 0x206:
         return f"found only {len(head)} bytes"
-    return f"found {head[0x202:0x206]!r} at offset 0x202 instead of b'HdrS'"
+    kind = "a text file" if _is_text(head) else "a file"
+    return f"found {kind} of {size} bytes with no Linux boot header (no 'HdrS' at offset 0x202)"
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        text = head.decode()
+    except UnicodeDecodeError as err:
+        if err.start < len(head) - 3:       # not merely a character cut where the read ended
+            return False
+        text = head[:err.start].decode()
+    return all(c.isprintable() or c in "\t\n\r" for c in text)
 
 
 # ---------------------------------------------------------------- QEMU and firmware
@@ -161,9 +174,11 @@ def find_qemu(build: str) -> str:
                             hint=f"apt-get install {QEMU_PACKAGE}, or give a binary with --qemu PATH")
         return found
     path = Path(build)
+    if "/" not in build and not path.is_file() and shutil.which(build):
+        return shutil.which(build)      # a name, found on PATH as a shell would
     if not path.is_file() or not os.access(path, os.X_OK):
-        raise QemuError(f"{build} is not an executable file", where="qemu.build",
-                        hint=f"give the path of a built {QEMU_BINARY}")
+        raise QemuError(f"{build} is not an executable file" + ("" if "/" in build else " nor a program on PATH"),
+                        where="qemu.build", hint=f"give the path of a built {QEMU_BINARY}")
     return str(path.resolve())
 
 

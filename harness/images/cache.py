@@ -4,7 +4,9 @@ An entry is a directory `root/KIND/HASH`, where HASH comes from the key parts th
 describe how it was made. It appears atomically (built in a temp dir, then renamed)
 and carries a manifest of its files, so a half-written entry is never used: it is
 removed and rebuilt. Builders of the same entry in several processes (pytest-xdist
-workers) serialise on a lock file, so the work is done once.
+workers) serialise on a lock file, so the work is done once. A builder holds that lock
+for as long as its temporary folder exists, so `sweep()` tells the folder of a killed
+builder (lock free) from a live one's (lock held) and removes only the former.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from harness.errors import ImageError
@@ -136,6 +138,32 @@ class Cache:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    def sweep(self) -> list[Path]:
+        """Remove the temporary folders builders killed mid-build left (SIGKILL runs no
+        clean-up), whatever entry they were for; the folders of live builders stay. Best
+        effort: what cannot be read, locked or removed is left as it is."""
+        removed = []
+        try:
+            kind_dirs = [d for d in self.root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+        except OSError:
+            return removed
+        for kind_dir in kind_dirs:
+            for tmp in sorted(kind_dir.glob(".*.tmp-*")):
+                entry = tmp.name[1:].split(".tmp-", 1)[0]
+                with _unless_locked([kind_dir / f"{entry}.lock"]) as free:
+                    if free and tmp.is_dir():
+                        shutil.rmtree(tmp, ignore_errors=True)
+                        removed.append(tmp)
+        # Work folders of userland builds from before they were made inside their entry:
+        # stale once no userland build is under way.
+        old = sorted(self.root.glob(".userland-*"))
+        if old:
+            with _unless_locked(list((self.root / "userland").glob("*.lock"))) as free:
+                for tmp in old if free else ():
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    removed.append(tmp)
+        return removed
+
     @staticmethod
     def _discard(kind_dir: Path, entry: Path) -> None:
         """Remove a broken entry and temp dirs left by killed builders (we hold the lock)."""
@@ -146,6 +174,21 @@ class Cache:
             doomed = Path(tempfile.mkdtemp(prefix=f".{entry.name}.tmp-", dir=kind_dir))
             os.rename(entry, doomed / "old")
             shutil.rmtree(doomed, ignore_errors=True)
+
+
+@contextmanager
+def _unless_locked(locks: list[Path]) -> Iterator[bool]:
+    """True (holding them) when none of these lock files is held by anyone, else False."""
+    with ExitStack() as stack:
+        try:
+            for path in locks:
+                lock = stack.enter_context(open(path, "a"))
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)    # released when closed
+        except OSError:
+            free = False
+        else:
+            free = True
+        yield free
 
 
 def _inside(err: OSError, tmp: Path | None) -> bool:

@@ -211,8 +211,9 @@ def userland(suite: str, cache: Cache | None = None) -> Userland:
 
 
 def _build_userland(apt: Apt, cache: Cache, root: Path) -> None:
-    # A temp dir inside the cache: same file system, and room was asked for there.
-    with tempfile.TemporaryDirectory(prefix=".userland-", dir=cache.root) as work:
+    # The work folder inside the entry being built: the cache's file system (where room was
+    # asked for), and if the build is killed it goes with the entry's folder (Cache.sweep).
+    with tempfile.TemporaryDirectory(prefix=".userland-", dir=root) as work:
         stage = Path(work, "stage")
         recipe = recipes.initramfs().data["userland"]
         packages = apt.closure(recipe["packages"])

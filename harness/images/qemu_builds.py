@@ -20,13 +20,16 @@ argv prefix (wrapper and binary) for one run.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -43,6 +46,7 @@ from harness.proc import die_with_parent
 log = logging.getLogger(__name__)
 
 DEBIAN_SUITES = ("bullseye", "bookworm", "trixie", "sid")
+PROBE_SECONDS = 5.0            # how long `BINARY --version` may take to say that it is a QEMU
 _RECIPE = recipes.qemu_suite()       # images/qemu/debian-suite.yaml
 PACKAGE = _RECIPE.data["package"]
 BINARY = _RECIPE.data["binary"]
@@ -105,14 +109,77 @@ class QemuBuild:
                                  f"/{top} (e.g. SEEDCHAIN_CACHE, --artifacts)")
 
 
-def resolve(build: str, cache: Cache, progress=lambda message: None) -> QemuBuild:
-    """The QEMU a `qemu.build` string names, built (debian:SUITE) if need be."""
+def check(build: str) -> None:
+    """What can be known of a `qemu.build` string without fetching or building anything: a
+    known Debian suite, a source release with a recipe, or a binary that is a QEMU."""
+    text = _text(build)
+    if text.startswith("debian:"):
+        _known_suite(text.removeprefix("debian:"))
+    elif text.startswith("source:"):
+        qemu_source.recipe_of(text.removeprefix("source:"))
+    else:
+        is_qemu(arch.find_qemu(text))
+
+
+def check_option(value: str) -> None:
+    """`--qemu VALUE` (run and pytest): a build string as in qemu.build; an empty one is
+    refused, not ignored. Errors name the option."""
+    try:
+        if not value.strip():
+            raise QemuError("names no QEMU", hint=f"give a {arch.QEMU_BINARY}'s path or name, "
+                                                  "debian:SUITE or source:VERSION; or leave --qemu out")
+        check(value)
+    except QemuError as exc:
+        exc.where = "--qemu"
+        raise
+
+
+def _text(build: str) -> str:
     text = build.strip()
     if not text:
         raise QemuError("qemu.build is empty", where="qemu.build",
                         hint="use system, debian:SUITE or the path of a qemu-system-x86_64")
+    return text
+
+
+def is_qemu(binary: str) -> str:
+    """The binary, once `BINARY --version` said it is a QEMU (asked once per build of it):
+    anything else would only be started, fail, and be started again."""
+    info = os.stat(binary)
+    _probe(binary, info.st_mtime_ns, info.st_size)
+    return binary
+
+
+@functools.lru_cache(maxsize=16)
+def _probe(binary: str, mtime_ns: int, size: int) -> None:
+    hint = f"give a {arch.QEMU_BINARY} (a path, or a name on PATH), or the scenario's own with no --qemu"
+    with tempfile.TemporaryFile() as out:
+        try:
+            proc = subprocess.Popen([binary, "--version"], stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.DEVNULL, start_new_session=True,
+                                    preexec_fn=die_with_parent)
+        except OSError as err:
+            raise QemuError(f"cannot run {binary}: {err.strerror}", where="qemu.build", hint=hint) from None
+        try:
+            status = proc.wait(PROBE_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise QemuError(f"{binary} did not answer `{binary} --version` within {PROBE_SECONDS:g} s: "
+                            "it is not a QEMU, or a hung one", where="qemu.build", hint=hint) from None
+        out.seek(0)
+        said = out.read(4096).decode(errors="replace")
+    if "QEMU emulator version" not in said:
+        # What it printed is not shown: a binary that is not QEMU may print anything.
+        raise QemuError(f"{binary} is not a QEMU: `{binary} --version` did not print 'QEMU emulator "
+                        f"version' (exit status {status})", where="qemu.build", hint=hint)
+
+
+def resolve(build: str, cache: Cache, progress=lambda message: None) -> QemuBuild:
+    """The QEMU a `qemu.build` string names, built (debian:SUITE) if need be."""
+    text = _text(build)
     if text == "system":
-        return QemuBuild(label="system", binary=arch.find_qemu("system"))
+        return QemuBuild(label="system", binary=is_qemu(arch.find_qemu("system")))
     if text.startswith("debian:"):
         return _debian(text.removeprefix("debian:"), cache)
     if text.startswith("source:"):
@@ -124,7 +191,7 @@ def resolve(build: str, cache: Cache, progress=lambda message: None) -> QemuBuil
                             where="qemu.build", hint="apt-get install seabios qemu-system-data")
         return QemuBuild(label=text, binary=str(binary), source=source,
                          extra_args=tuple(a for d in dirs for a in ("-L", d)))
-    binary = arch.find_qemu(text)
+    binary = is_qemu(arch.find_qemu(text))
     return QemuBuild(label=text, binary=binary, extra_args=_pc_bios_args(Path(binary)))
 
 
@@ -138,11 +205,15 @@ def _pc_bios_args(binary: Path) -> tuple[str, ...]:
 
 # ---------------------------------------------------------------- debian:SUITE
 
+def _known_suite(suite: str) -> None:
+    if suite not in DEBIAN_SUITES:
+        raise QemuError(f"unknown Debian suite {suite!r} in qemu.build 'debian:{suite}'", where="qemu.build",
+                        hint=f"use one of: {', '.join('debian:' + s for s in DEBIAN_SUITES)}")
+
+
 def _debian(suite: str, cache: Cache) -> QemuBuild:
     label = f"debian:{suite}"
-    if suite not in DEBIAN_SUITES:
-        raise QemuError(f"unknown Debian suite {suite!r} in qemu.build {label!r}", where="qemu.build",
-                        hint=f"use one of: {', '.join('debian:' + s for s in DEBIAN_SUITES)}")
+    _known_suite(suite)
     bwrap = shutil.which("bwrap")
     if not bwrap:
         raise QemuError(f"bwrap (bubblewrap) is needed to run {label}'s QEMU and is not installed",

@@ -55,14 +55,19 @@ def versions() -> dict[str, Path]:
     return {p.stem.removeprefix("qemu-"): p for p in sorted((IMAGES / "qemu").glob("qemu-*.yaml"))}
 
 
-def build(version: str, cache: Cache, progress: Progress = lambda m: None) -> tuple[Path, dict]:
-    """(the built binary, what it was built from) for `source:VERSION`."""
+def recipe_of(version: str) -> Path:
+    """The recipe file of `source:VERSION`; a QemuError naming the known ones if none."""
     known = versions()
     if version not in known:
         raise QemuError(f"no recipe for a QEMU source build {version!r}", where="qemu.build",
                         hint=f"known: {', '.join('source:' + v for v in known) or 'none'} "
                              "(images/qemu/qemu-VERSION.yaml)")
-    recipe = recipes.qemu_source(known[version].name)
+    return known[version]
+
+
+def build(version: str, cache: Cache, progress: Progress = lambda m: None) -> tuple[Path, dict]:
+    """(the built binary, what it was built from) for `source:VERSION`."""
+    recipe = recipes.qemu_source(recipe_of(version).name)
     data = recipe.data
     _check_build_depends(data)
     src = data["source"]

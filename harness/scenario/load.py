@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import yamldoc
 from harness.errors import ScenarioError, SeedchainError
+from harness.paths import PROJECT
 from harness.scenario.model import Capture, Expect, Layer, QemuConfig, Scenario
 from harness.scenario.schema import PATTERN_WORDS, SCHEMA
 from harness.yamldoc import MAX_BYTES, Validator, Words, line_at, line_of, load_document  # noqa: F401 (re-exported)
@@ -65,6 +66,26 @@ def load_text(text: str, path: str | os.PathLike) -> Scenario:
     root, data = yamldoc.parse(text, where, WORDS)
     yamldoc.validate(data, root, where, _VALIDATOR, WORDS)
     return _build(data, root, where)
+
+
+def check_paths(scenario: Scenario, *, allowed: bool = False, replaced: Collection[int] = ()) -> None:
+    """Refuse a kernel path that leads out of both the scenario's folder and the project (to
+    any file of the host's: a scenario from elsewhere must not pick one), unless `allowed`
+    (--allow-outside-paths). Symlinks count where they lead. The layers in `replaced` boot a
+    kernel given on the command line instead (--kernel), which is the user's own choice."""
+    if allowed:
+        return
+    folder = os.path.realpath(Path(scenario.path).parent)
+    for layer in scenario.layers:
+        if layer.index in replaced or layer.kernel.startswith("debian:"):
+            continue
+        target = os.path.realpath(layer.kernel)
+        if not any(Path(target).is_relative_to(root) for root in (folder, PROJECT)):
+            raise ScenarioError(
+                f"the kernel path leads out of the scenario's folder and the project, to {target}",
+                where=f"{scenario.path}:{layer.line}: layer {layer.index}",
+                hint="put the kernel beside the scenario or in the project, give it with --kernel "
+                     "[N=]PATH, or allow this with --allow-outside-paths if you trust the scenario file")
 
 
 def kernel_options(values: Sequence[str]) -> tuple[str | None, dict[int, str]]:
@@ -135,4 +156,5 @@ def _build(data: dict, root: "Node", where: str) -> Scenario:
         tags=tuple(data.get("tags", ())),
         capture=capture,
         repeat=int(data.get("repeat", 1)),
+        qemu_line=line_at(root, ["qemu", "build"]) if "build" in qemu else line_at(root, ["qemu"]) if "qemu" in data else 0,
     )

@@ -115,6 +115,7 @@ class Scenario:
     # In a matrix: (axis, label) pairs naming this cell, e.g. (("qemu", "10.0"),).
     cell: tuple[tuple[str, str], ...] = ()
     cell_values: tuple[tuple[str, str], ...] = ()   # (axis, value as in the matrix file)
+    qemu_line: int = field(default=0, compare=False)  # line of qemu.build (else qemu:) in the file, for messages
 
     @property
     def id(self) -> str:

@@ -1,0 +1,44 @@
+"""A scenario checked before anything is fetched, built or booted.
+
+What `seedchain check` says of a file, and what `run` makes sure of first, so that a
+mistake costs no download and no build: the Debian suites of the layers' kernels and
+userlands and of a `debian:SUITE` QEMU, the recipe of a `source:VERSION` QEMU, that a QEMU
+binary is one (`BINARY --version`), and the kernel files the layers boot (their header
+and embedded configuration: harness.images.kconfig). Each problem names the scenario
+file and the line of the layer, or of `qemu.build`; no network is needed for any of it.
+"""
+
+from __future__ import annotations
+
+from harness.errors import SeedchainError
+from harness.images import debian, qemu_builds
+from harness.images.kconfig import check_kernels
+from harness.scenario.model import Scenario
+
+
+def check_scenario(scenario: Scenario) -> list[str]:
+    """Notes for the user (options of a kernel file that change what a check sees); the
+    first problem as a SeedchainError whose `where` is the file and line."""
+    for layer in scenario.layers:
+        where = f"{scenario.path}:{layer.line}: layer {layer.index}"
+        if layer.kernel.startswith("debian:"):
+            _at(where, debian.parse_kernel_spec, layer.kernel)
+        _at(where, _userland_suite, layer.userland)
+    line = f":{scenario.qemu_line}" if scenario.qemu_line else ""
+    _at(f"{scenario.path}{line}: qemu.build", qemu_builds.check, scenario.qemu.build)
+    return check_kernels(scenario)
+
+
+def _userland_suite(spec: str) -> None:
+    suite = spec.removeprefix("debian:")
+    if not spec.startswith("debian:") or suite not in debian.SUITES:
+        raise SeedchainError(f"unknown Debian suite {suite!r} in userland {spec!r}",
+                             hint=f"use one of: {', '.join('debian:' + s for s in debian.SUITES)}")
+
+
+def _at(where: str, check, value: str) -> None:
+    try:
+        check(value)
+    except SeedchainError as exc:
+        exc.where = where
+        raise

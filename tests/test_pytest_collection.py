@@ -1,0 +1,94 @@
+"""`pytest` over scenario files: what is collected, a broken file as an item of its own,
+two files with one name, kernel paths out of the folder and the project, and the closing
+lines. Each case is a pytest of its own; none boots QEMU (the scenarios that would run
+name kernel files that do not exist, so even an unchecked one stops before booting).
+A `checkout` is a folder with this repository's conftest.py and a pytest.ini, as a clone
+of it has, so that what is tested there is the collection itself."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GOOD = "name: {name}\ndescription: d\nlayers:\n  - kernel: {kernel}\n"
+
+
+def pytest_run(tmp_path: Path, *args, checkout: bool = False) -> subprocess.CompletedProcess:
+    if checkout:
+        shutil.copy(ROOT / "conftest.py", tmp_path)
+        (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                           "--artifacts", str(tmp_path / "out"), "--seedchain-cache", str(tmp_path / "cache"),
+                           *map(str, args)], cwd=tmp_path if checkout else ROOT, capture_output=True,
+                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout
+    return proc
+
+
+def folder(tmp_path: Path, files: dict[str, str], schema: bool = False) -> Path:
+    where = tmp_path / "scenarios-elsewhere"
+    where.mkdir()
+    for name, text in files.items():
+        (where / name).write_text(text)
+    if schema:
+        shutil.copy(ROOT / "scenarios" / "schema.json", where)
+    return where
+
+
+def test_a_scenario_outside_the_repository_is_collected(tmp_path):
+    where = folder(tmp_path, {"x.yaml": GOOD.format(name="elsewhere", kernel="debian:bookworm/6.1"),
+                              "matrix.yaml": "not: a scenario\n", "known-gaps.yaml": "[]\n"})
+    proc = pytest_run(tmp_path, "--collect-only", where / "x.yaml")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("x.yaml::elsewhere\n") and "warning" not in proc.stdout, proc.stdout
+    proc = pytest_run(tmp_path, "--collect-only", where)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "x.yaml::elsewhere" in proc.stdout and "matrix.yaml" not in proc.stdout
+    assert "known-gaps.yaml" not in proc.stdout and "1 test collected" in proc.stdout
+
+
+def test_a_malformed_file_is_its_own_failing_item_and_the_rest_run(tmp_path):
+    where = folder(tmp_path, {"good.yaml": GOOD.format(name="good", kernel="debian:bookworm/6.1"),
+                              "broken.yaml": "name: broken\ndescripton: typo\n"}, schema=True)
+    proc = pytest_run(tmp_path, "--collect-only", where, "-k", "good", checkout=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "good.yaml::good" in proc.stdout and "1 deselected" in proc.stdout
+    proc = pytest_run(tmp_path, where, "-m", "not vm", checkout=True)
+    assert proc.returncode == 1, proc.stdout
+    assert f"{where / 'broken.yaml'}:2: descripton: unknown key" in proc.stdout
+    assert "1 failed, 1 deselected" in proc.stdout
+
+
+def test_two_files_with_one_name_are_refused_naming_both(tmp_path):
+    where = folder(tmp_path, {"a.yaml": GOOD.format(name="same", kernel="missing-bzImage"),
+                              "b.yaml": GOOD.format(name="same", kernel="missing-bzImage")}, schema=True)
+    proc = pytest_run(tmp_path, where, checkout=True)
+    assert proc.returncode == 1, proc.stdout
+    assert proc.stdout.count(f"scenario name 'same' is used by {where / 'a.yaml'} and {where / 'b.yaml'}") >= 2
+    assert "2 failed" in proc.stdout and "does not exist" not in proc.stdout
+
+
+def test_a_kernel_path_out_of_the_folder_and_the_project_needs_the_option(tmp_path):
+    where = folder(tmp_path, {"out.yaml": GOOD.format(name="out", kernel="../" * 30 + "etc/passwd")},
+                   schema=True)
+    proc = pytest_run(tmp_path, where, checkout=True)
+    assert proc.returncode == 1, proc.stdout
+    assert "the kernel path leads out of the scenario's folder and the project, to /etc/passwd" in proc.stdout
+    assert "--allow-outside-paths" in proc.stdout
+    proc = pytest_run(tmp_path, where, "--allow-outside-paths", checkout=True)
+    assert proc.returncode == 1 and "/etc/passwd is not an x86 bzImage: found a text file" in proc.stdout
+    assert "root:" not in proc.stdout
+
+
+def test_no_artifacts_folder_is_named_when_no_scenario_ran(tmp_path):
+    proc = pytest_run(tmp_path, "scenarios", "-m", "not vm")
+    assert proc.returncode == 5, proc.stdout           # every scenario deselected: nothing ran
+    assert "seedchain artifacts" not in proc.stdout
+
+
+def test_an_empty_qemu_option_is_a_usage_error(tmp_path):
+    proc = pytest_run(tmp_path, "scenarios", "--collect-only", "--qemu", "")
+    assert proc.returncode == 4 and "--qemu: names no QEMU" in proc.stderr, proc.stdout + proc.stderr
