@@ -37,6 +37,7 @@ OBSERVED = {
     "qemu720-seed-overwritten-control": [(Y, Y, Y, Y, Y, Y, N, N, NA, NA)],
     "sdboot-no-token":                  [(Y, N, NA, NA, NA, N, N, NA, N, N), (Y, N, NA, NA, NA, N, N, NA, NA, NA)],
     "sdboot-seed-file":                 [(Y, Y, NA, NA, Y, Y, N, NA, Y, Y), (Y, Y, Y, Y, Y, Y, N, NA, NA, NA)],
+    "sdboot-seed-file-virtio-rng":      [(Y, Y, NA, NA, Y, Y, N, NA, Y, Y), (Y, Y, Y, Y, Y, Y, N, NA, NA, NA)],
     "unseeded-parent":                  [(Y, N, NA, NA, NA, N, N, NA, N, NA), (Y, N, NA, NA, NA, N, N, NA, NA, NA)],
     "virtio-rng":                       [(Y, N, NA, NA, NA, N, N, NA, Y, NA), (Y, Y, Y, Y, Y, Y, N, N, NA, NA)],
 }
