@@ -35,6 +35,8 @@ OBSERVED = {
     "qemu720-replayed-seed":            [(Y, Y, N, Y, Y, Y, N, NA, NA, NA)],
     "qemu720-seed-overwritten":         [(Y, N, N, NA, NA, N, N, N, NA, NA)],
     "qemu720-seed-overwritten-control": [(Y, Y, Y, Y, Y, Y, N, N, NA, NA)],
+    "sdboot-252":                       [(Y, N, NA, NA, NA, N, N, NA, N, Y), (Y, N, NA, NA, NA, N, N, NA, NA, NA)],
+    "sdboot-no-seed":                   [(Y, N, NA, NA, NA, N, N, NA, N, NA), (Y, N, NA, NA, NA, N, N, NA, NA, NA)],
     "sdboot-no-token":                  [(Y, N, NA, NA, NA, N, N, NA, N, N), (Y, N, NA, NA, NA, N, N, NA, NA, NA)],
     "sdboot-seed-file":                 [(Y, Y, NA, NA, Y, Y, N, NA, Y, Y), (Y, Y, Y, Y, Y, Y, N, NA, NA, NA)],
     "sdboot-seed-file-virtio-rng":      [(Y, Y, NA, NA, Y, Y, N, NA, Y, Y), (Y, Y, Y, Y, Y, Y, N, NA, NA, NA)],
