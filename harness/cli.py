@@ -161,7 +161,8 @@ def _print_crash(text: str) -> None:
 
 
 def _ledger(args) -> int:
-    """`ledger show [SCENARIO]`: per run, when and the digest of each layer's seed;
+    """`ledger show [SCENARIO]`: per run, when and the digest of each layer's seed (and
+    of a boot loader's seed file before -> after the boot);
     `ledger clear [SCENARIO]`: forget them (fresh then compares within a run only)."""
     from harness.facts import ledger
     root = Cache(args.cache).root
@@ -177,7 +178,8 @@ def _ledger(args) -> int:
         print(f"{name}: {len(entries)} run{'s' * (len(entries) != 1)}")
         for entry in entries[-20:]:
             layers = "  ".join(f"{k}:{v[:16]}" for k, v in sorted(entry["layers"].items()))
-            print(f"  {entry.get('when', '?')}  {layers}")
+            seed_file = " -> ".join(d[:16] for d in entry.get("seed_file") or [])
+            print(f"  {entry.get('when', '?')}  {layers}" + (f"  seed file {seed_file}" if seed_file else ""))
         if len(entries) > 20:
             print(f"  ({len(entries) - 20} older runs not shown)")
     return 0

@@ -17,8 +17,8 @@ from harness.boot.chain import boot_chain, choose_accel, qemu_args, ram_file, sa
 from harness.checks.verdict import RunResult, judge
 from harness.errors import SeedchainError
 from harness.facts import ledger
-from harness.facts.layer import Component, LayerFacts
-from harness.images import qemu_builds
+from harness.facts.layer import Component, LayerFacts, SeedFile
+from harness.images import esp, qemu_builds
 from harness.images.cache import Cache
 from harness.images.initramfs import LayerImage, build_chain
 from harness.images.preflight import check_scenario
@@ -72,7 +72,8 @@ def boot_once(scenario: Scenario, images: list[LayerImage], build: qemu_builds.Q
     ledger's earlier runs), the QEMU version and QEMU's arguments."""
     outdir.mkdir(parents=True, exist_ok=True)
     command = build.command(outdir, cache.root, [images[0].kernel.path, images[0].initrd])
-    args = qemu_args(scenario, images, build, accel, outdir)
+    disk = esp.prepare(scenario, images[0].kernel.path, images[0].initrd, images[0].cmdline, cache, outdir)
+    args = qemu_args(scenario, images, build, accel, outdir, disk)
     facts = empty_facts(scenario, images)
     try:
         machine = _retrying("qemu-start", lambda: start_machine(command, args, outdir), retries, progress)
@@ -85,11 +86,32 @@ def boot_once(scenario: Scenario, images: list[LayerImage], build: qemu_builds.Q
             version = machine.query_version()
             progress(f"{scenario.name}: QEMU {version} ({accel}, {scenario.qemu.machine}) started")
             boot_chain(scenario, machine, facts, outdir, progress)
+        facts[0].seed_file = read_seed_file(disk)     # QEMU has quit: the ESP is the host's again
         ledger.annotate(facts, ledger.runs(cache.root, scenario.name))
     finally:
         save_facts(outdir, facts)
         ram_file(outdir).unlink(missing_ok=True)      # gone already, unless the watch never opened it
     return facts, version, machine.args
+
+
+def read_seed_file(disk: esp.EspDisk | None) -> SeedFile | None:
+    """The boot loader's seed file before (as written) and after the boot (read back
+    from the ESP image), as digests; None without a boot loader."""
+    if disk is None:
+        return None
+    facts = SeedFile(loader=f"{disk.loader} {disk.loader_version}", path=disk.seed_path,
+                     system_token=disk.token, before_sha256=esp.digest(disk.seed_before) if disk.seed_before else None,
+                     before_size=len(disk.seed_before))
+    try:
+        after = esp.read_seed_file(disk.image, disk.seed_path)
+    except SeedchainError as exc:
+        facts.error = str(exc)
+        return facts
+    finally:
+        disk.image.unlink(missing_ok=True)   # its parts are in the cache; the file is 64 MiB or more
+    if after is not None:
+        facts.after_sha256, facts.after_size, facts.after_zero = esp.digest(after), len(after), not any(after)
+    return facts
 
 
 def _sink(scenario: Scenario, progress: Progress) -> Progress:

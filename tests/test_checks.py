@@ -14,27 +14,35 @@ from recorded import RUNS, facts, names, result
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 
 Y, N, NA = True, False, None
+ADDED_CHECKS = ("seed_file_refreshed",)     # newer than some recorded result.json files
 
 # What each recorded run shows, layer by layer, in CHECKS order:
-# booted, received, fresh, zeroed_sysfs, zeroed_ram, credited, exposed, lingering, passed_on
+# booted, received, fresh, zeroed_sysfs, zeroed_ram, credited, exposed, lingering, passed_on,
+# seed_file_refreshed
 OBSERVED = {
-    "child-panics":                     [(Y, N, NA, NA, NA, N, N, NA, NA), (N, NA, NA, NA, NA, NA, NA, NA, NA)],
-    "crash-kernel":                     [(Y, N, NA, NA, NA, N, N, NA, Y), (Y, Y, Y, Y, Y, Y, N, Y, NA)],
-    "kexec-file-2":                     [(Y, N, NA, NA, NA, N, N, NA, Y), (Y, Y, Y, Y, Y, Y, N, N, NA)],
-    "kexec-file-4":                     [(Y, N, NA, NA, NA, N, N, NA, Y), (Y, Y, Y, Y, Y, Y, N, N, Y), (Y, Y, Y, Y, Y, Y, N, Y, Y), (Y, Y, Y, Y, Y, Y, N, N, NA)],
-    "kexec-load":                       [(Y, N, NA, NA, NA, N, N, NA, Y), (Y, Y, Y, Y, Y, Y, N, Y, NA)],
-    "machine-pc":                       [(Y, N, NA, NA, NA, N, N, NA, Y), (Y, Y, Y, Y, Y, Y, N, N, NA)],
-    "microvm":                          [(Y, N, NA, NA, NA, N, N, NA, Y), (Y, Y, Y, Y, Y, Y, N, N, NA)],
-    "old-child":                        [(Y, N, NA, NA, NA, N, N, NA, Y), (Y, Y, Y, N, N, N, Y, N, NA)],
-    "ovmf-efi-seed":                    [(Y, Y, NA, NA, Y, Y, N, NA, Y), (Y, Y, Y, Y, Y, Y, N, N, NA)],
-    "qemu-only":                        [(Y, N, NA, NA, NA, N, N, NA, NA)],
-    "qemu720-chain":                    [(Y, Y, Y, Y, Y, Y, N, Y, Y), (Y, Y, Y, Y, Y, Y, N, N, Y), (Y, Y, Y, Y, Y, Y, N, Y, NA)],
-    "qemu720-old-machine":              [(Y, N, NA, NA, NA, N, N, NA, NA)],
-    "qemu720-replayed-seed":            [(Y, Y, N, Y, Y, Y, N, NA, NA)],
-    "qemu720-seed-overwritten":         [(Y, N, N, NA, NA, N, N, N, NA)],
-    "qemu720-seed-overwritten-control": [(Y, Y, Y, Y, Y, Y, N, N, NA)],
-    "unseeded-parent":                  [(Y, N, NA, NA, NA, N, N, NA, N), (Y, N, NA, NA, NA, N, N, NA, NA)],
-    "virtio-rng":                       [(Y, N, NA, NA, NA, N, N, NA, Y), (Y, Y, Y, Y, Y, Y, N, N, NA)],
+    "child-panics":                     [(Y, N, NA, NA, NA, N, N, NA, NA, NA), (N, NA, NA, NA, NA, NA, NA, NA, NA, NA)],
+    "crash-kernel":                     [(Y, N, NA, NA, NA, N, N, NA, Y, NA), (Y, Y, Y, Y, Y, Y, N, Y, NA, NA)],
+    "kexec-file-2":                     [(Y, N, NA, NA, NA, N, N, NA, Y, NA), (Y, Y, Y, Y, Y, Y, N, N, NA, NA)],
+    "kexec-file-4":                     [(Y, N, NA, NA, NA, N, N, NA, Y, NA), (Y, Y, Y, Y, Y, Y, N, N, Y, NA), (Y, Y, Y, Y, Y, Y, N, Y, Y, NA), (Y, Y, Y, Y, Y, Y, N, N, NA, NA)],
+    "kexec-load":                       [(Y, N, NA, NA, NA, N, N, NA, Y, NA), (Y, Y, Y, Y, Y, Y, N, Y, NA, NA)],
+    "machine-pc":                       [(Y, N, NA, NA, NA, N, N, NA, Y, NA), (Y, Y, Y, Y, Y, Y, N, N, NA, NA)],
+    "microvm":                          [(Y, N, NA, NA, NA, N, N, NA, Y, NA), (Y, Y, Y, Y, Y, Y, N, N, NA, NA)],
+    "old-child":                        [(Y, N, NA, NA, NA, N, N, NA, Y, NA), (Y, Y, Y, N, N, N, Y, N, NA, NA)],
+    "ovmf-efi-seed":                    [(Y, Y, NA, NA, Y, Y, N, NA, Y, NA), (Y, Y, Y, Y, Y, Y, N, N, NA, NA)],
+    "qemu-only":                        [(Y, N, NA, NA, NA, N, N, NA, NA, NA)],
+    "qemu720-chain":                    [(Y, Y, Y, Y, Y, Y, N, Y, Y, NA), (Y, Y, Y, Y, Y, Y, N, N, Y, NA), (Y, Y, Y, Y, Y, Y, N, Y, NA, NA)],
+    "qemu720-old-machine":              [(Y, N, NA, NA, NA, N, N, NA, NA, NA)],
+    "qemu720-replayed-seed":            [(Y, Y, N, Y, Y, Y, N, NA, NA, NA)],
+    "qemu720-seed-overwritten":         [(Y, N, N, NA, NA, N, N, N, NA, NA)],
+    "qemu720-seed-overwritten-control": [(Y, Y, Y, Y, Y, Y, N, N, NA, NA)],
+    "sdboot-252":                       [(Y, N, NA, NA, NA, N, N, NA, N, Y), (Y, N, NA, NA, NA, N, N, NA, NA, NA)],
+    "sdboot-child-without-setup-data":  [(Y, Y, NA, NA, Y, Y, N, NA, Y, Y), (Y, Y, NA, NA, Y, Y, N, NA, NA, NA)],
+    "sdboot-no-seed":                   [(Y, N, NA, NA, NA, N, N, NA, N, NA), (Y, N, NA, NA, NA, N, N, NA, NA, NA)],
+    "sdboot-no-token":                  [(Y, N, NA, NA, NA, N, N, NA, N, N), (Y, N, NA, NA, NA, N, N, NA, NA, NA)],
+    "sdboot-seed-file":                 [(Y, Y, NA, NA, Y, Y, N, NA, Y, Y), (Y, Y, Y, Y, Y, Y, N, NA, NA, NA)],
+    "sdboot-seed-file-virtio-rng":      [(Y, Y, NA, NA, Y, Y, N, NA, Y, Y), (Y, Y, Y, Y, Y, Y, N, NA, NA, NA)],
+    "unseeded-parent":                  [(Y, N, NA, NA, NA, N, N, NA, N, NA), (Y, N, NA, NA, NA, N, N, NA, NA, NA)],
+    "virtio-rng":                       [(Y, N, NA, NA, NA, N, N, NA, Y, NA), (Y, Y, Y, Y, Y, Y, N, N, NA, NA)],
 }
 
 
@@ -51,7 +59,8 @@ def test_checks_over_recorded_runs(name):
 def test_each_check_fails_for_a_real_reason_somewhere():
     """Every check is seen giving its unwanted answer in a recorded run."""
     unwanted = {"booted": N, "received": N, "fresh": N, "zeroed_sysfs": N, "zeroed_ram": N,
-                "credited": N, "exposed": Y, "lingering": Y, "passed_on": N}
+                "credited": N, "exposed": Y, "lingering": Y, "passed_on": N,
+                "seed_file_refreshed": N}
     seen = {c: [] for c in CHECKS}
     for name, rows in OBSERVED.items():
         for index, row in enumerate(rows, 1):
@@ -103,8 +112,15 @@ def test_verdicts_match_the_recorded_results(name):
     run = judge(scenario, facts(name))
     assert run.passed == recorded["passed"] is True
     for layer, saved in zip(run.to_json()["layers"], recorded["layers"]):
+        # A check added after a run was recorded is not in its result.json (see tests/README.md).
+        added = [c for c in ADDED_CHECKS if c not in saved]
         for key in ("index", "kernel", "loader", *CHECKS, "seed_address", "expect", "outcome"):
-            assert layer[key] == saved[key], (name, layer["index"], key)
+            if key in added:
+                continue
+            ours, theirs = layer[key], saved[key]
+            if key in ("expect", "outcome"):
+                ours = {c: v for c, v in ours.items() if c not in added}
+            assert ours == theirs, (name, layer["index"], key)
 
 
 def test_a_wrong_expectation_names_the_layer_component_and_version():

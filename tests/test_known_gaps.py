@@ -115,6 +115,27 @@ def test_bad_version_ranges(spec, words):
         VersionRange.parse(spec)
 
 
+def test_the_boot_loader_gap_reads_its_version_from_layer_one_only():
+    result = {"qemu": {"firmware": "ovmf"}, "layers": [
+        {"index": 1, "loader": "qemu", "received": False,
+         "seed_file": {"loader": "systemd-boot 252.39-1~deb12u2"}},
+        {"index": 2, "loader": "kexec_file_load", "received": False, "seed_file": None}]}
+    assert component_version(result, 0, "bootloader") == ("252.39-1~deb12u2", (252, 39))
+    assert component_version(result, 1, "bootloader") == ("", None)
+    gap = {g.id: g for g in load_gaps(GAPS_FILE)}["systemd-boot-252-seed-not-for-the-kernel"]
+    assert gap.applies(result, 0) and not gap.applies(result, 1)
+    result["layers"][0]["seed_file"]["loader"] = "systemd-boot 257.13-1~deb13u1"
+    assert not gap.applies(result, 0)
+
+
+def test_a_bootloader_gap_must_be_for_layer_one(tmp_path):
+    path = tmp_path / "gaps.yaml"
+    path.write_text("- id: x\n  component: bootloader\n  versions: '<253'\n  checks: {received: false}\n"
+                    "  reason: r\n  source: [s]\n")
+    with pytest.raises(KnownGapsError, match="layer: first"):
+        load_gaps(path)
+
+
 def test_a_range_that_only_touches_is_not_empty():
     assert "6.1" in VersionRange.parse(">=6.1,<=6.1")
 
@@ -129,7 +150,7 @@ def test_the_real_known_gaps(gaps):
                            "qemu-5.2-tcg-cpu-max-resets-new-kernels",
                            "qemu-7.2.0-seed-copied-by-decompressor", "kexec-image-pages-keep-seed",
                            "kexec-tools-buffer-keeps-seed", "crash-kernel-seed-in-crashed-kernel",
-                           "capture-needs-kexec-file-debug"]
+                           "capture-needs-kexec-file-debug", "systemd-boot-252-seed-not-for-the-kernel"]
     for gap in gaps:
         assert gap.reason and gap.source and gap.where.startswith(f"{GAPS_FILE}:")
 
@@ -180,7 +201,7 @@ GOOD = """\
 @pytest.mark.parametrize("text, line, words, hint", [
     (GOOD.replace("checks:", "cheks:"), 4, "[1].cheks: unknown key", "did you mean 'checks'?"),
     (GOOD.replace("component: kernel", "component: kernal"), 2,
-     "[1].component: 'kernal' is not allowed; allowed: qemu, kernel, parent-kernel, kexec-tools",
+     "[1].component: 'kernal' is not allowed; allowed: qemu, kernel, parent-kernel, kexec-tools, bootloader",
      "did you mean 'kernel'?"),
     (GOOD.replace('"<6.0"', '"=> 6.0"'), 3, "[1].versions: '=> 6.0' is not a version range", ">=7.2.1"),
     (GOOD.replace('"<6.0"', '\n    - "<6.0"\n    - ">=7,<6"'), 5,
@@ -530,3 +551,15 @@ def test_a_combination_gap_needs_every_condition(gaps):
     for layer in older_kernel["layers"]:
         layer["kernel_version"] = "6.1.192-3"
     assert classify(older_kernel, gaps).status == "fail"
+
+
+def test_systemd_boot_252_expected_to_seed_the_kernel_is_a_known_gap(gaps):
+    """sdboot-252's real run with layer 1 expected to receive a seed, as from 253 on."""
+    result = real("sdboot-252")
+    expect(result["layers"][0], received=True, seed_file_refreshed=True)
+    classification = classify(rejudge(result), gaps)
+    assert classification.status == "known-gap", classification.lines()
+    assert classification.gaps == ("systemd-boot-252-seed-not-for-the-kernel",)
+    trixie = real("sdboot-no-token")              # 257 without a token: not this gap
+    expect(trixie["layers"][0], received=True)
+    assert classify(rejudge(trixie), gaps).status == "fail"

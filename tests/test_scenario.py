@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from harness.scenario import schema as schema_module
 from harness.errors import ScenarioError
-from harness.scenario.model import CHECKS, Expect, Layer, QemuConfig, Scenario
+from harness.scenario.model import CHECKS, BootLoader, Expect, Layer, QemuConfig, Scenario
 from harness.scenario.load import MAX_BYTES, discover, load_scenario, load_text
 from harness.scenario.schema import SCHEMA
 
@@ -171,7 +171,7 @@ def test_limits(key, good, bad):
 BAD_CASES = [
     ("syntax-error.yaml", 2, [":2:42: invalid YAML", "mapping values are not allowed"]),
     ("syntax-unclosed.yaml", 5, ["invalid YAML", "flow sequence from line 4, column 13"]),
-    ("unknown-top-key.yaml", 2, ["descripton: unknown key; allowed: capture, description, layers, name, qemu, repeat, tags",
+    ("unknown-top-key.yaml", 2, ["descripton: unknown key; allowed: bootloader, capture, description, layers, name, qemu, repeat, tags",
                                  "did you mean 'description'?"]),
     ("unknown-qemu-key.yaml", 5, ["qemu.memroy: unknown key; allowed: accel, build, cpu, extra_args, "
                                   "firmware, machine, memory, rng", "did you mean 'memory'?"]),
@@ -310,7 +310,7 @@ def _objects(node, where="schema"):
 
 def test_schema_describes_every_property_and_allows_no_others():
     objects = list(_objects(SCHEMA))
-    assert len(objects) == 7     # top, qemu, capture, two kinds of layer with an expect each
+    assert len(objects) == 8     # top, qemu, capture, bootloader, two kinds of layer with an expect each
     for where, node in objects:
         assert node.get("additionalProperties") is False, where
         for name, prop in node["properties"].items():
@@ -325,6 +325,7 @@ def test_schema_matches_the_model():
         assert set(defs[kind]["properties"]) == layer_keys
         assert set(defs[kind]["properties"]["expect"]["properties"]) == {"seed", *CHECKS}
     assert set(props) == {f.name for f in dataclasses.fields(Scenario)} - {"path", "cell", "cell_values", "qemu_line"}  # cells come from matrix.yaml
+    assert set(props["bootloader"]["properties"]) == {f.name for f in dataclasses.fields(BootLoader)} - {"line"}
 
 
 # --- discover ---------------------------------------------------------------------------

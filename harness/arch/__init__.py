@@ -14,11 +14,13 @@ INTERFACE, per module:
   read_kernel(path)         check a kernel file; (release, version)
   kexec_problems(path, loader)  what in a kernel file's header keeps that loader from starting it
   kernel_payload(path)      the compressed kernel inside the file (or None and why)
-  machine_args(...)         the machine's firmware, console and RNG device options
+  machine_args(...)         the machine's firmware (a variable store template), console, RNG device
+                            and boot disk (an ESP image) options
   machine_cmdline(machine)  kernel options a machine type needs
   read_seed_records(read, head)   raw seed records walked from guest RAM
   read_efi_seed(read, address)    (size, bytes) of the EFI random seed table
-  first_entry(machine, firmware)  where QEMU enters layer 1's kernel (None and why when unknown)
+  first_entry(machine, firmware, bootloader)  where QEMU enters layer 1's kernel (None and why
+                            when unknown, as behind a boot loader)
   next_entry(*texts)              where a kexec'd kernel is entered, from the loader's words
   read_handover(read, boot_params)  the seed records handed over at that entry
   GDB_REGISTERS, BOOT_PARAMS_REGISTER   the debugger's register numbers; which holds boot_params

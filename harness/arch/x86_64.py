@@ -191,10 +191,11 @@ def is_microvm(machine: str) -> bool:
     return machine.split(",", 1)[0] == "microvm"
 
 
-def ovmf_pflash(workdir: Path) -> list[str]:
+def ovmf_pflash(workdir: Path, vars_template: Path | None = None) -> list[str]:
     """-drive options for OVMF: the code read-only, and a fresh copy of the variable
-    store in the run's folder (the firmware writes to it; the package's stays clean)."""
-    code, template = OVMF_DIR / OVMF_CODE, OVMF_DIR / OVMF_VARS
+    store in the run's folder (the firmware writes to it; the package's stays clean).
+    `vars_template`: a store to copy instead of the package's (one with variables set)."""
+    code, template = OVMF_DIR / OVMF_CODE, vars_template or OVMF_DIR / OVMF_VARS
     missing = [str(f) for f in (code, template) if not f.is_file()]
     if missing:
         raise QemuError(f"OVMF firmware not found: {', '.join(missing)}", where="qemu.firmware: ovmf",
@@ -206,8 +207,15 @@ def ovmf_pflash(workdir: Path) -> list[str]:
             "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
 
 
-def machine_args(*, machine: str, rng: str, firmware: str, workdir: Path | None) -> list[str]:
-    """The firmware, the agent's serial port where the machine lacks one, and the RNG device."""
+# With a boot disk, fixed PCI slots: OVMF's boot entries name the disk's device path, and a
+# device added before it must not move it (else OVMF drops into its shell).
+BOOT_DISK_SLOT, RNG_SLOT = "0x4", "0x5"
+
+
+def machine_args(*, machine: str, rng: str, firmware: str, workdir: Path | None,
+                 vars_template: Path | None = None, boot_disk: Path | None = None) -> list[str]:
+    """The firmware, the agent's serial port where the machine lacks one, the RNG device,
+    and a boot disk (an ESP image, UEFI only) that the firmware boots first."""
     args: list[str] = []
     microvm = is_microvm(machine)
     if firmware == "ovmf":
@@ -217,14 +225,21 @@ def machine_args(*, machine: str, rng: str, firmware: str, workdir: Path | None)
                             hint="use machine q35 or pc with firmware ovmf")
         if workdir is None:
             raise ValueError("base_args needs the run's folder for OVMF's variable store")
-        args += ovmf_pflash(workdir)
+        args += ovmf_pflash(workdir, vars_template)
+    if boot_disk is not None:
+        if firmware != "ovmf" or microvm:
+            raise QemuError("a boot loader on an ESP disk needs UEFI on q35 or pc",
+                            where=f"qemu.firmware: {firmware}", hint="use firmware: ovmf and machine q35")
+        args += ["-drive", f"if=none,id=esp,format=raw,file={boot_disk}",
+                 "-device", f"virtio-blk-pci,drive=esp,bootindex=0,addr={BOOT_DISK_SLOT}"]
     if microvm:
         # microvm has one ISA serial port; the agent's channel (Machine's second
         # -serial, chardev "agent") becomes ttyS1 through a second one at COM2's address.
         args += ["-device", "isa-serial,chardev=agent,iobase=0x2f8,irq=3"]
     if rng == "virtio":
         # microvm has no PCI bus by default: its virtio devices sit on virtio-mmio.
-        args += ["-device", "virtio-rng-device" if microvm else "virtio-rng-pci"]
+        slot = f",addr={RNG_SLOT}" if boot_disk is not None else ""
+        args += ["-device", "virtio-rng-device" if microvm else f"virtio-rng-pci{slot}"]
     return args
 
 
@@ -303,9 +318,13 @@ HEADER_MAGIC_AT = 0x202                   # boot_params.hdr.header = "HdrS"
 _LOADED_KERNEL = re.compile(r"Loaded 64bit kernel at (0x[0-9a-fA-F]+)")
 
 
-def first_entry(machine: str, firmware: str) -> tuple[int | None, str]:
+def first_entry(machine: str, firmware: str, bootloader: str = "") -> tuple[int | None, str]:
     """Where QEMU's -kernel boot enters layer 1's kernel, and how that is known; None
     with the reason where it cannot be known before the boot."""
+    if bootloader:
+        return None, (f"{bootloader} loads the kernel from the ESP and starts its EFI stub at an address "
+                      "chosen at run time, with no stop point the host knows beforehand; its seed "
+                      "goes in an EFI table, not in setup_data")
     if firmware == "ovmf":
         return None, ("OVMF starts the kernel through its EFI stub, at an address the firmware "
                       "chooses at run time; QEMU passes no setup_data seed on that path")

@@ -147,7 +147,9 @@ class Watch:
 
     def first_hop(self, f) -> None:
         """Arm the breakpoint for layer 1 (QEMU started stopped) and let the guest run."""
-        self._arm(f, *self.arch.first_entry(self.scenario.qemu.machine, self.scenario.qemu.firmware))
+        loader = self.scenario.bootloader
+        self._arm(f, *self.arch.first_entry(self.scenario.qemu.machine, self.scenario.qemu.firmware,
+                                            loader.name if loader else ""))
 
     def arm_next(self, parent, child) -> None:
         """After the parent loaded the child: arm the child's entry, from the loader's words."""

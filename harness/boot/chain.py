@@ -25,6 +25,7 @@ from harness.images.cache import Cache
 from harness.arch import DEFAULT
 from harness.arch import get as get_arch
 from harness.facts.layer import SEED_SIZE, SETUP_HEADER_SIZE, EfiSeedRam, LayerFacts, RamEntry
+from harness.images.esp import EspDisk
 from harness.images.initramfs import LayerImage
 from harness.scenario.model import Scenario
 from harness.facts.report import MAX_REPORT_BYTES, ReportError, parse_loader, parse_report, take_block
@@ -207,19 +208,24 @@ def ram_file(outdir: Path) -> Path:
 
 
 def qemu_args(scenario: Scenario, images: list[LayerImage], build: qemu_builds.QemuBuild,
-              accel: str, outdir: Path) -> list[str]:
+              accel: str, outdir: Path, esp: EspDisk | None = None) -> list[str]:
     """QEMU's options for the chain: the machine, the gdbstub and the RAM file when the
-    seeds are caught in flight, then layer 1's kernel, initramfs and command line."""
+    seeds are caught in flight, then layer 1's kernel, initramfs and command line (or,
+    with a boot loader, the ESP disk that holds them)."""
     q = scenario.qemu
     args = qemu_control.base_args(machine=q.machine, cpu=q.cpu, memory=q.memory, accel=accel, rng=q.rng,
-                                  firmware=q.firmware, workdir=outdir)
+                                  firmware=q.firmware, workdir=outdir,
+                                  vars_template=esp.vars_template if esp else None,
+                                  boot_disk=esp.image if esp else None)
     if scenario.capture.seed_in_flight:
         args += gdb.qemu_args()
         if scenario.capture.ram_search:
             args += guest_ram.qemu_args(ram_file(outdir), q.memory)
     args += build.extra_args
-    args += ["-kernel", str(images[0].kernel.path), "-initrd", str(images[0].initrd),
-             "-append", images[0].cmdline, *q.extra_args]
+    if esp is None:
+        args += ["-kernel", str(images[0].kernel.path), "-initrd", str(images[0].initrd),
+                 "-append", images[0].cmdline]
+    args += q.extra_args
     return args
 
 

@@ -27,7 +27,8 @@ from harness.proc import die_with_parent
 log = logging.getLogger(__name__)
 
 def base_args(*, machine: str, cpu: str, memory: int, accel: str, rng: str,
-              firmware: str = "seabios", workdir: Path | None = None, arch: str = DEFAULT) -> list[str]:
+              firmware: str = "seabios", workdir: Path | None = None, arch: str = DEFAULT,
+              vars_template: Path | None = None, boot_disk: Path | None = None) -> list[str]:
     """Options for the machine itself; `workdir` (the run's folder) holds per-run
     firmware files (OVMF's variable store)."""
     args = [
@@ -36,7 +37,8 @@ def base_args(*, machine: str, cpu: str, memory: int, accel: str, rng: str,
         "-machine", machine, "-accel", accel, "-cpu", cpu, "-m", str(memory), "-smp", "1",
     ]
     return args + get_arch(arch).machine_args(machine=machine, rng=rng, firmware=firmware,
-                                              workdir=workdir)
+                                              workdir=workdir, vars_template=vars_template,
+                                              boot_disk=boot_disk)
 
 
 class Machine:

@@ -217,6 +217,68 @@ def passed_on(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
     return received(nxt)
 
 
+def seed_file_findings(f: LayerFacts) -> list[str]:
+    """What is wrong with the boot loader's seed file after the boot: missing, unread,
+    unchanged, all zero, or the same bytes as in an earlier run (the ledger's `same_as`)."""
+    sf = f.seed_file
+    if sf is None or sf.before_sha256 is None:
+        return []
+    if sf.error:
+        return [f"it could not be read back: {sf.error}"]
+    findings = []
+    if sf.after_sha256 is None:
+        findings.append(f"{sf.path} is gone from the ESP after the boot")
+    elif sf.after_sha256 == sf.before_sha256:
+        findings.append(f"{sf.path} holds the same bytes after the boot as before")
+    elif sf.after_zero:
+        findings.append(f"{sf.path} is all zero bytes after the boot")
+    findings += [f"the same bytes as {other}" for other in sf.same_as]
+    return findings
+
+
+def seed_file_refreshed(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
+    """The boot loader rewrote its seed file on the ESP: other bytes after the boot than
+    the host wrote before it, not all zero, and neither seen in an earlier run (None:
+    no boot loader seed file, or the layer did not boot)."""
+    sf = f.seed_file
+    if sf is None or sf.before_sha256 is None or not f.booted:
+        return None
+    return not seed_file_findings(f)
+
+
+_EFI_LINE = re.compile(r"\befi: .*")
+
+
+def efi_seed_source(f: LayerFacts, parent: LayerFacts | None = None) -> dict | None:
+    """Who put the EFI seed table there, as far as the facts tell: its size field (0x20:
+    one source, 0x40: the EFI stub merged its EFI_RNG_PROTOCOL seed into a boot loader's),
+    and where RNG= stands in dmesg's efi: line relative to INITRD= (the tables are listed
+    in the order they were installed: a boot loader's comes before the EFI stub loads the
+    initramfs, the stub's own after). A kexec'd layer that shows its parent's RNG= address
+    was handed the parent's table again."""
+    if f.efi_rng_address is None:
+        return None
+    line = next((m[0] for line in f.dmesg if (m := _EFI_LINE.search(line)) and "RNG=" in m[0]), "")
+    rng, initrd = line.find("RNG="), line.find("INITRD=")
+    position = "no INITRD=" if initrd < 0 else ("before INITRD=" if rng < initrd else "after INITRD=")
+    size = f.efi_seed_ram.size if f.efi_seed_ram is not None else None
+    booted_by = f.seed_file.loader if f.seed_file is not None else ""
+    if parent is not None and parent.efi_rng_address == f.efi_rng_address:
+        source = (f"layer {parent.index}'s table again (the same RNG= address), handed on by kexec "
+                  "with the EFI system table; not refreshed")
+    elif size == 0x40:
+        source = f"merged: {booted_by or 'a boot loader'}'s seed and the EFI stub's (EFI_RNG_PROTOCOL)"
+    elif size == 0x20 and booted_by and position == "before INITRD=":
+        source = f"{booted_by} alone (one 32-byte seed, installed before the EFI stub loaded the initramfs)"
+    elif size == 0x20 and position == "after INITRD=":
+        source = "the EFI stub alone (EFI_RNG_PROTOCOL, installed after it loaded the initramfs)"
+    elif size == 0x20:
+        source = "one 32-byte seed, not told apart by its position in the efi: line"
+    else:
+        source = "unknown (the table's size field was not read)" if size is None else f"unknown (size {size:#x})"
+    return {"size": None if size is None else f"{size:#x}", "position": position, "source": source}
+
+
 FUNCTIONS = {name: globals()[name] for name in CHECKS}
 
 

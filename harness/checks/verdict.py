@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.checks.rules import (SETUP_DATA, credit_attributable_to, fresh_findings, other_entropy_sources,
-                                  received_via, run_checks)
+from harness.checks.rules import (SETUP_DATA, credit_attributable_to, efi_seed_source, fresh_findings,
+                                  other_entropy_sources, received_via, run_checks, seed_file_findings)
 from harness.facts.copies import describe
 from harness.facts.layer import SETUP_RNG_SEED, Component, LayerFacts
 from harness.scenario.model import CHECKS, Scenario
@@ -87,6 +87,9 @@ class LayerResult:
             "efi_seed_ram": None if efi is None else {
                 "address": f"{efi.address:#x}", "size": efi.size, "bytes": efi.data.hex(),
                 "zeroed": efi.size > 0 and not any(efi.data)},
+            "efi_seed_source": efi_seed_source(f, self.chain[f.index - 2] if f.index > 1 and self.chain else None)
+                               if f.booted else None,
+            "seed_file": self.seed_file(),
             "other_entropy_sources": other_entropy_sources(f, via[0] if via else SETUP_DATA)
                                      if f.booted else [],
             "credit_attributable_to": credit_attributable_to(f) if f.booted else [],
@@ -109,6 +112,17 @@ class LayerResult:
                             "seed_bytes": [c.offset, c.offset + c.length], "length": c.length,
                             "what": describe(c, f, self.chain)} for c in f.ram_copies]},
         }
+
+    def seed_file(self) -> dict | None:
+        """The boot loader's seed file on the ESP, before and after the boot (digests only)."""
+        sf = self.facts.seed_file
+        if sf is None:
+            return None
+        return {"loader": sf.loader, "path": sf.path, "system_token": sf.system_token,
+                "before": {"sha256": sf.before_sha256, "size": sf.before_size} if sf.before_sha256 else None,
+                "after": {"sha256": sf.after_sha256, "size": sf.after_size, "all_zero": sf.after_zero}
+                         if sf.after_sha256 else None,
+                "error": sf.error, "same_as": sf.same_as, "findings": seed_file_findings(self.facts)}
 
     def seed_in_flight(self) -> dict | None:
         """The seed caught at this layer's hand-over, or why none was; None when nobody tried."""
@@ -160,6 +174,9 @@ class RunResult:
                 why = fresh_findings(layer.facts) or [caught.reason if caught and caught.reason
                                                       else "no seed was caught at the hand-over"]
                 lines.append(f"  fresh: {'; '.join(why)}")
+            if "seed_file_refreshed" in layer.mismatches:
+                why = seed_file_findings(layer.facts) or ["the seed file was refreshed"]
+                lines.append(f"  seed_file_refreshed: {'; '.join(why)}")
             if "lingering" in layer.mismatches:
                 for c in layer.facts.ram_copies[:5]:
                     lines.append(f"  copy of layer {c.seed_layer}'s seed ({c.length} bytes) at "
@@ -185,6 +202,9 @@ class RunResult:
                      "machine": s.qemu.machine, "cpu": s.qemu.cpu, "memory": s.qemu.memory,
                      "rng": s.qemu.rng, "firmware": s.qemu.firmware, "accel": self.accel,
                      "args": self.qemu_args, "source": self.qemu_source},
+            "bootloader": None if s.bootloader is None else {
+                "name": s.bootloader.name, "suite": s.bootloader.suite,
+                "seed_file": s.bootloader.seed_file, "system_token": s.bootloader.system_token},
             "artifacts": self.artifacts,
             "seconds": round(self.seconds, 2),
             "retries": self.retries,

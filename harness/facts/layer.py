@@ -84,6 +84,24 @@ class SeedInFlight:
         return cls(**dict(data, data=bytes.fromhex(data.get("data", ""))))
 
 
+@dataclass
+class SeedFile:
+    """A boot loader's seed file on the ESP, read by the host before and after the boot:
+    digests and sizes only (never the bytes), like the ledger."""
+
+    loader: str = ""                 # e.g. "systemd-boot 257.13-1~deb13u1"
+    path: str = ""                   # inside the ESP, e.g. loader/random-seed
+    system_token: bool = False       # LoaderSystemToken was set in the variable store
+    before_sha256: str | None = None # None: no seed file was written
+    before_size: int = 0
+    after_sha256: str | None = None  # None: none after the boot (or it could not be read)
+    after_size: int = 0
+    after_zero: bool = False         # the file after the boot is all zero bytes
+    error: str | None = None         # why it could not be read back
+    # Filled in from the ledger of earlier runs: the runs whose seed file had the same bytes.
+    same_as: list[str] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class RamCopy:
     """Seed bytes found in a layer's RAM after it reported, outside the entry that held them."""
@@ -127,6 +145,7 @@ class LayerFacts:
     ram_search_error: str | None = None
     ram_copies: list[RamCopy] = field(default_factory=list)
     ram_search_seconds: float = 0.0
+    seed_file: SeedFile | None = None            # layer 1 through a boot loader: its seed file on the ESP
 
     # Convenience views over the report -------------------------------------------------
     def field(self, name: str) -> str:
@@ -191,6 +210,7 @@ class LayerFacts:
             ram_copies=[RamCopy(**dict(c, context=bytes.fromhex(c["context"])))
                         for c in data.get("ram_copies", [])],
             ram_search_seconds=data.get("ram_search_seconds", 0.0),
+            seed_file=SeedFile(**data["seed_file"]) if data.get("seed_file") else None,
         )
 
 

@@ -57,7 +57,8 @@ def _read(path: Path) -> list[dict]:
 
 
 def runs(cache_root: Path, scenario: str) -> list[dict]:
-    """The scenario's recorded runs, oldest first: {"when", "id", "layers": {index: sha256}}."""
+    """The scenario's recorded runs, oldest first: {"when", "id", "layers": {index: sha256}},
+    and "seed_file": [sha256 before, after] for a boot through a boot loader's seed file."""
     path = _file(cache_root, scenario)
     with _locked(path):
         return _read(path)
@@ -79,14 +80,30 @@ def annotate(facts: list[LayerFacts], earlier: list[dict]) -> None:
             same += [f"layer {layer} of the run of {run.get('when', '?')}"
                      for layer, digest in sorted(run["layers"].items()) if digest == seed.sha256]
         seed.same_as = same
+    seed_file = facts[0].seed_file if facts else None
+    if seed_file is not None:
+        ours = {d for d in (seed_file.before_sha256, seed_file.after_sha256) if d}
+        seed_file.same_as = [f"the seed file of the run of {run.get('when', '?')}" for run in earlier
+                             if ours & set(run.get("seed_file") or [])]
+
+
+def _seed_file_digests(facts: list[LayerFacts]) -> list[str]:
+    """The digests of the boot loader's seed file before and after the boot (layer 1)."""
+    seed_file = facts[0].seed_file if facts else None
+    if seed_file is None:
+        return []
+    return [d for d in (seed_file.before_sha256, seed_file.after_sha256) if d]
 
 
 def record(cache_root: Path, scenario: str, run_id: str, facts: list[LayerFacts]) -> dict:
-    """Enter a run's caught seeds; returns the entry (nothing is written when none was caught)."""
+    """Enter a run's caught seeds and its boot loader's seed file digests; returns the
+    entry (nothing is written when there is neither)."""
     entry = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "id": run_id,
              "layers": {str(f.index): f.seed_in_flight.sha256 for f in facts
                         if f.seed_in_flight is not None and f.seed_in_flight.caught}}
-    if not entry["layers"]:
+    if seed_files := _seed_file_digests(facts):
+        entry["seed_file"] = seed_files
+    if not entry["layers"] and not seed_files:
         return entry
     path = _file(cache_root, scenario)
     with _locked(path):

@@ -109,3 +109,33 @@ def initramfs() -> Recipe:
 def qemu_suite() -> Recipe:
     """images/qemu/debian-suite.yaml: a Debian suite's QEMU in a root file system."""
     return _load("qemu/debian-suite.yaml", QEMU_SUITE_SCHEMA)
+
+
+BOOTLOADER_SCHEMA = {
+    "type": "object", "additionalProperties": False,
+    "required": ["package", "binary", "esp", "loader_conf", "entry", "seed_file_bytes",
+                 "system_token", "vars_tool"],
+    "properties": {
+        "package": _TEXT, "binary": _TEXT,
+        "esp": {"type": "object", "additionalProperties": False,
+                "required": ["binary", "kernel", "initrd", "loader_conf", "entry", "seed_file"],
+                "properties": {key: {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"}
+                               for key in ("binary", "kernel", "initrd", "loader_conf", "entry", "seed_file")}},
+        "loader_conf": _TEXT, "entry": _TEXT,
+        "seed_file_bytes": {"type": "integer", "minimum": 32, "maximum": 4096},
+        "system_token": {"type": "object", "additionalProperties": False,
+                         "required": ["name", "guid", "attributes", "bytes"],
+                         "properties": {"name": _TEXT, "guid": {"type": "string", "pattern": r"^[0-9a-f-]{36}$"},
+                                        "attributes": {"type": "integer"},
+                                        "bytes": {"type": "integer", "minimum": 1, "maximum": 256}}},
+        "vars_tool": {"type": "object", "additionalProperties": False,
+                      "required": ["suite", "package", "python_path", "module"],
+                      "properties": {"suite": _TEXT, "package": _TEXT, "python_path": _TEXT, "module": _TEXT}},
+    },
+}
+
+
+@functools.cache
+def bootloader(name: str) -> Recipe:
+    """images/bootloader/NAME.yaml: a boot loader on an ESP, and what it reads there."""
+    return _load(f"bootloader/{name}.yaml", BOOTLOADER_SCHEMA)

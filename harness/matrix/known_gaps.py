@@ -21,7 +21,7 @@ from harness.matrix.versions import (VersionRange, component_version, describe_l
                                      in_ranges, kernel_version_text, layer_index, upstream_version)
 from harness.scenario.model import CHECKS, LOADERS
 
-COMPONENTS = ("qemu", "kernel", "parent-kernel", "kexec-tools")
+COMPONENTS = ("qemu", "kernel", "parent-kernel", "kexec-tools", "bootloader")
 LAYER_SELECTORS = ("first",)
 MAX_BYTES = yamldoc.MAX_BYTES          # the same size rule as scenarios
 
@@ -122,8 +122,9 @@ GAP_SCHEMA: dict = {
                "description": "A short name shown in reports, e.g. kernel-ignores-seed."},
         "component": {"enum": list(COMPONENTS),
                       "description": "Whose version decides: qemu, kernel (this layer's), "
-                                     "parent-kernel (the layer that loaded this one) or "
-                                     "kexec-tools (in the layer that loaded this one)."},
+                                     "parent-kernel (the layer that loaded this one), "
+                                     "kexec-tools (in the layer that loaded this one) or "
+                                     "bootloader (the one that started layer 1 from an ESP)."},
         "versions": {**_STRINGS,
                      "description": "A version range such as '>=7.2.1', '<6.0' or "
                                     "'>=2.0.20,<2.0.25', or a list of them (any matches)."},
@@ -205,6 +206,9 @@ def parse_gaps(text: str, where: str = "<known gaps>") -> tuple[Gap, ...]:
             if "qemu" in loader:
                 fail(["loader"], f"QEMU starts layer 1, which has no parent, so a "
                                  f"{raw['component']} gap never applies to it")
+        if raw["component"] == "bootloader" and raw.get("layer") != "first":
+            fail(["layer"] if "layer" in raw else [], "a boot loader starts layer 1 only, so a bootloader "
+                                                      "gap needs layer: first")
         informational = raw.get("informational", False)
         if not informational and not raw.get("checks"):
             fail([] if "checks" not in raw else ["checks"],

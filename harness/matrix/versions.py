@@ -126,12 +126,17 @@ def component_version(result: dict, position: int, component: str) -> tuple[str,
 
     qemu: the QEMU that ran the chain; kernel: the layer's kernel; parent-kernel:
     the kernel of the layer before (none for layer 1); kexec-tools: the kexec-tools
-    of the layer before, which loaded this one (none for layer 1)."""
+    of the layer before, which loaded this one (none for layer 1); bootloader: the boot
+    loader that started layer 1 from an ESP (its package version, from the seed_file
+    record; none for a -kernel boot and for later layers)."""
     layers = result.get("layers") or []
     if component == "qemu":
         text = (result.get("qemu") or {}).get("version") or ""
     elif component == "kernel":
         text = kernel_version_text(layers[position])
+    elif component == "bootloader":
+        loader = (layers[position].get("seed_file") or {}).get("loader") or "" if position == 0 else ""
+        text = loader.split(" ", 1)[1] if " " in loader else ""
     elif position == 0:
         text = ""
     elif component == "parent-kernel":

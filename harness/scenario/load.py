@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from harness import yamldoc
 from harness.errors import ScenarioError, SeedchainError
 from harness.paths import PROJECT
-from harness.scenario.model import Capture, Expect, Layer, QemuConfig, Scenario
+from harness.scenario.model import BootLoader, Capture, Expect, Layer, QemuConfig, Scenario
 from harness.scenario.schema import PATTERN_WORDS, SCHEMA
 from harness.yamldoc import MAX_BYTES, Validator, Words, line_at, line_of, load_document  # noqa: F401 (re-exported)
 
@@ -147,7 +147,16 @@ def _build(data: dict, root: "Node", where: str) -> Scenario:
             line=line_at(root, ["layers", index - 1], of_value=True),
             **optional,
         ))
+    bootloader = None
+    if "bootloader" in data:
+        line = line_at(root, ["bootloader"], of_value=True)
+        if qemu.get("firmware", QemuConfig.firmware) != "ovmf":
+            raise ScenarioError(f"bootloader {data['bootloader']['name']} needs UEFI firmware",
+                                where=f"{where}:{line}: bootloader",
+                                hint="add firmware: ovmf to the qemu mapping, or remove bootloader")
+        bootloader = BootLoader(line=line, **data["bootloader"])
     return Scenario(
+        bootloader=bootloader,
         name=data["name"],
         description=data["description"],
         path=where,

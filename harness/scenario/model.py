@@ -13,7 +13,7 @@ from harness.errors import SeedchainError
 # The checks, in the order they are shown. Each is answered per layer with
 # True, False or None (None: not applicable, e.g. "zeroed" when nothing came).
 CHECKS = ("booted", "received", "fresh", "zeroed_sysfs", "zeroed_ram", "credited", "exposed",
-          "lingering", "passed_on")
+          "lingering", "passed_on", "seed_file_refreshed")
 
 # Shorthands for `expect: {seed: ...}`; explicit check keys override them.
 SEED_PRESETS: dict[str, dict[str, bool]] = {
@@ -32,6 +32,7 @@ SEED_PRESETS: dict[str, dict[str, bool]] = {
 LOADERS = ("kexec_file_load", "kexec_load", "kexec_crash")
 FIRMWARES = ("seabios", "ovmf")
 RNG_DEVICES = ("none", "virtio")
+BOOTLOADERS = ("systemd-boot",)      # each has a recipe in images/bootloader/NAME.yaml
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Expect:
     exposed: bool | None = None
     lingering: bool | None = None
     passed_on: bool | None = None
+    seed_file_refreshed: bool | None = None
 
     def as_dict(self) -> dict[str, bool | None]:
         return {name: getattr(self, name) for name in CHECKS}
@@ -90,6 +92,17 @@ class Capture:
 
 
 @dataclass(frozen=True)
+class BootLoader:
+    """The boot loader that starts layer 1 from an ESP disk (UEFI only) instead of -kernel."""
+
+    name: str = "systemd-boot"
+    suite: str = "debian:trixie"     # the Debian suite its EFI binary comes from
+    seed_file: bool = True           # the host writes a fresh seed file on the ESP before each boot
+    system_token: bool = True        # LoaderSystemToken is set in the run's OVMF variable store
+    line: int = 0                    # line in the scenario file, for messages
+
+
+@dataclass(frozen=True)
 class Layer:
     index: int                   # 1-based; layer 1 is started by QEMU
     kernel: str                  # "debian:SUITE/SERIES" or a path to a bzImage
@@ -112,6 +125,7 @@ class Scenario:
     tags: tuple[str, ...] = ()
     capture: Capture = field(default_factory=Capture)
     repeat: int = 1              # boots in a row; the last is judged, the earlier ones' seeds are in the ledger
+    bootloader: BootLoader | None = None    # None: QEMU starts layer 1 itself (-kernel)
     # In a matrix: (axis, label) pairs naming this cell, e.g. (("qemu", "10.0"),).
     cell: tuple[tuple[str, str], ...] = ()
     cell_values: tuple[tuple[str, str], ...] = ()   # (axis, value as in the matrix file)

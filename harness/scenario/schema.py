@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import sys
 
-from harness.scenario.model import CHECKS, FIRMWARES, LOADERS, RNG_DEVICES, SEED_PRESETS, Layer, QemuConfig
+from harness.scenario.model import (BOOTLOADERS, CHECKS, FIRMWARES, LOADERS, RNG_DEVICES, SEED_PRESETS, BootLoader,
+                                   Layer, QemuConfig)
 
 MAX_LAYERS = 16
 
@@ -40,6 +41,7 @@ PATTERN_WORDS = {
 }
 
 _QEMU = QemuConfig()
+_BOOTLOADER = BootLoader()
 _LAYER = Layer(index=1, kernel="", loader="qemu")
 
 CHECK_WORDS = {
@@ -55,6 +57,9 @@ CHECK_WORDS = {
     "lingering": "A copy of a seed caught so far in the chain (16 or more of its bytes) is in "
                  "this layer's RAM after it reported, besides the seed's own entry.",
     "passed_on": "This layer handed a fresh seed to the next kernel it kexec'd.",
+    "seed_file_refreshed": "The boot loader's seed file on the ESP (bootloader.seed_file) holds other "
+                           "bytes after the boot than before, and neither its old nor its new bytes "
+                           "were seen in this scenario's earlier runs (layer 1 only).",
 }
 assert set(CHECK_WORDS) == set(CHECKS)
 
@@ -237,6 +242,31 @@ SCHEMA: dict = {
                     "default": [],
                     "description": "More QEMU arguments, passed as they are (quote numbers).",
                 },
+            },
+        },
+        "bootloader": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["name"],
+            "description": "Boot layer 1 through a boot loader on an ESP disk instead of QEMU's "
+                           "-kernel (needs qemu.firmware: ovmf). The ESP holds the loader's EFI binary "
+                           "(images/bootloader/NAME.yaml), a loader entry for layer 1's kernel, "
+                           "initramfs and command line, and the loader's own seed file.",
+            "properties": {
+                "name": {"enum": list(BOOTLOADERS),
+                         "description": "The boot loader: systemd-boot (Debian's systemd-boot-efi)."},
+                "suite": {"type": "string", "pattern": USERLAND, "default": _BOOTLOADER.suite,
+                          "description": "'debian:SUITE' the boot loader's package comes from: "
+                                         "debian:trixie has systemd-boot 257 (seeds the kernel from its "
+                                         "seed file), debian:bookworm 252 (passes its seed to systemd "
+                                         "in an EFI variable, not to the kernel)."},
+                "seed_file": {"type": "boolean", "default": _BOOTLOADER.seed_file,
+                              "description": "Write a seed file of random bytes from the host on the ESP "
+                                             "before each boot (loader/random-seed); false: none."},
+                "system_token": {"type": "boolean", "default": _BOOTLOADER.system_token,
+                                 "description": "Set LoaderSystemToken (random bytes from the host) in "
+                                                "the run's copy of OVMF's variable store; without it and "
+                                                "without an EFI RNG, systemd-boot 253+ passes no seed."},
             },
         },
         "repeat": {
