@@ -143,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     except SeedchainError as exc:
         print(f"seedchain: error: {exc}", file=sys.stderr)
         return UNTESTED if is_run else BAD_INPUT
+    except BrokenPipeError:
+        # The reader went away (`seedchain list | head`): nothing more to say to it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         ran = getattr(args, "started", False)       # QEMU and logs are worth a word only where a run began
         print("seedchain: interrupted" + ("; QEMU stopped, logs kept" if ran else ""), file=sys.stderr)

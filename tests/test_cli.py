@@ -263,3 +263,10 @@ def test_interrupting_check_says_nothing_of_qemu(monkeypatch, capsys):
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert capsys.readouterr().err == "seedchain: interrupted\n"
+
+
+def test_a_reader_that_goes_away_is_no_traceback():
+    # `true` is gone before seedchain writes: the write meets a closed pipe
+    proc = subprocess.run(f"{sys.executable} -m harness.cli list scenarios | true",
+                          shell=True, capture_output=True, text=True, cwd=ROOT)
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
