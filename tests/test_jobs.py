@@ -188,15 +188,22 @@ def _until(condition, timeout: float) -> bool:
     return True
 
 
-@pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "sigkill"])
-def test_an_interrupt_stops_every_run_and_keeps_its_logs(tmp_path, how):
+def _start_stand_in(tmp_path, jobs: int):
+    """`seedchain run -j JOBS` over three good chains, with the stand-in for QEMU, in a
+    process group of its own (as a terminal's job); (the process, its artifacts folder)."""
     script = tmp_path / "stand_in.py"
     script.write_text(STAND_IN.format(root=str(ROOT)))
     files = chains(tmp_path, {"a": GOOD, "b": GOOD, "c": GOOD})
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, str(script), "run", "-j", "2", *files, "--artifacts", str(out)],
+    proc = subprocess.Popen([sys.executable, str(script), "run", "-j", str(jobs), *files, "--artifacts", str(out)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)     # a process group, as a terminal's job
+                            text=True, start_new_session=True)
+    return proc, out
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "sigkill"])
+def test_an_interrupt_stops_every_run_and_keeps_its_logs(tmp_path, how):
+    proc, out = _start_stand_in(tmp_path, jobs=2)
     pids: list[int] = []
     try:
         assert _until(lambda: len(list(out.glob("*/pids"))) == 2, 30), "the two runs did not start"
@@ -261,13 +268,7 @@ def test_a_worker_takes_a_second_signal_as_nothing():
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
 def test_an_early_interrupt_while_workers_are_forked(tmp_path, how, delay):
     # Anywhere from the parent's start to the workers' first steps: no traceback, 130, nothing left.
-    script = tmp_path / "stand_in.py"
-    script.write_text(STAND_IN.format(root=str(ROOT)))
-    files = chains(tmp_path, {"a": GOOD, "b": GOOD, "c": GOOD})
-    out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, str(script), "run", "-j", "3", *files, "--artifacts", str(out)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    proc, out = _start_stand_in(tmp_path, jobs=3)
     try:
         _until(lambda: out.exists(), 10)           # the parent is past its imports
         time.sleep(delay)
