@@ -76,7 +76,7 @@ def boot_once(scenario: Scenario, images: list[LayerImage], build: qemu_builds.Q
     args = qemu_args(scenario, images, build, accel, outdir, disk)
     facts = empty_facts(scenario, images)
     try:
-        machine = _retrying("qemu-start", lambda: start_machine(command, args, outdir), retries, progress)
+        machine = _retrying("qemu-start", lambda: start_machine(command, args, outdir, scenario.arch), retries, progress)
     except BaseException:
         ram_file(outdir).unlink(missing_ok=True)      # QEMU may have made it before it died
         raise
@@ -148,7 +148,7 @@ def prepare_qemu(scenario: Scenario, cache: Cache, progress: Progress) -> qemu_b
 
 def empty_facts(scenario: Scenario, images: list[LayerImage]) -> list[LayerFacts]:
     """Per layer, what is known before the boot: where its parts came from."""
-    return [LayerFacts(index=layer.index, loader=layer.loader,
+    return [LayerFacts(index=layer.index, loader=layer.loader, arch=scenario.arch,
                        component=Component(kernel_spec=img.kernel.spec, kernel_package=img.kernel.package,
                                            kernel_version=img.kernel.version, userland=img.userland.suite,
                                            kexec_tools_version=img.userland.kexec_tools_version))

@@ -9,8 +9,11 @@ handed (x0 at its entry), not in a setup_data list.
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Callable
+
+from harness.errors import QemuError
 
 NAME = "aarch64"
 DEBIAN_ARCH = "arm64"
@@ -36,8 +39,157 @@ LIBDIR = "lib/aarch64-linux-gnu"
 
 # ---------------------------------------------------------------- the machine
 
+MACHINES = ("virt",)
+DEFAULT_MACHINE = "virt"
+# FACTS.md: under TCG plain `-cpu max` spends its time in pointer authentication's QARMA5
+# (/init at 5.5 s); pauth-impdef=on keeps the CPU's features (FEAT_RNG among them) at 1.4 s.
+DEFAULT_CPU = "max,pauth-impdef=on"
+RAM_BASE = 0x40000000                      # -M virt's RAM starts at 1 GiB
+CONSOLE = "ttyAMA0"                        # the PL011, virt's only UART
+AAVMF_DIR = Path("/usr/share/AAVMF")      # Debian's qemu-efi-aarch64
+AAVMF_CODE, AAVMF_VARS = "AAVMF_CODE.fd", "AAVMF_VARS.fd"
+# virt has one UART, so the agent's channel is a virtio serial port on virtio-mmio, found
+# in the guest by its name (/sys/class/virtio-ports/*/name).
+AGENT_PORT = "org.seedchain.agent"
+AGENT_DEVICE = ["-device", "virtio-serial-device",
+                "-device", f"virtserialport,chardev=agent,name={AGENT_PORT}"]
+
+
+def is_microvm(machine: str) -> bool:
+    return False
+
+
+def machine_args(*, machine: str, rng: str, firmware: str, workdir: Path | None,
+                 vars_template: Path | None = None, boot_disk: Path | None = None) -> list[str]:
+    """UEFI's flash (code read-only, a per-run copy of the variable store) when asked
+    for, the agent's virtio serial port, and the RNG device on virtio-mmio."""
+    args: list[str] = []
+    if boot_disk is not None:
+        raise QemuError("a boot loader on an ESP disk is x86_64 only here",
+                        where="bootloader", hint="leave bootloader out of an aarch64 scenario")
+    if firmware == "uefi":
+        if workdir is None:
+            raise ValueError("base_args needs the run's folder for the variable store")
+        code, template = AAVMF_DIR / AAVMF_CODE, vars_template or AAVMF_DIR / AAVMF_VARS
+        missing = [str(f) for f in (code, template) if not f.is_file()]
+        if missing:
+            raise QemuError(f"UEFI firmware not found: {', '.join(missing)}", where="qemu.firmware: uefi",
+                            hint="apt-get install qemu-efi-aarch64")
+        workdir.mkdir(parents=True, exist_ok=True)
+        copy = workdir / AAVMF_VARS
+        shutil.copyfile(template, copy)
+        args += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+                 "-drive", f"if=pflash,format=raw,unit=1,file={copy}"]
+    args += AGENT_DEVICE
+    if rng == "virtio":
+        args += ["-device", "virtio-rng-device"]
+    return args
+
+
+def rng_bus(machine: str) -> str:
+    """virtio devices of -M virt sit on virtio-mmio here (no PCI modules needed)."""
+    return "mmio"
+
+
+def machine_cmdline(machine: str) -> str:
+    return ""
+
 
 # ---------------------------------------------------------------- the device tree and its seed
+# No setup_data on this architecture: the "records" are the DTB's /chosen/rng-seed.
+
+SEED_SIZE = 32              # QEMU's; arm64 kexec_file_load writes 128 (RNG_SEED_SIZE)
+SEED_VALUE_OFFSET = 0       # a seed's address is that of its bytes (x86: after a 16-byte header)
+SETUP_RNG_SEED = None       # no setup_data type: never matches a record
+
+
+def read_dtb(read: Read, address: int) -> bytes:
+    """The blob at `address` in guest RAM, up to its content's end (not its padding)."""
+    from harness.arch import fdt as dtb
+    size = dtb.used_size(read(address, dtb.HEADER_SIZE))
+    return read(address, size)
+
+
+def read_seed_records(read: Read, head: int) -> list[tuple[int, bytes]]:
+    return []                # the seed is in the DTB: see read_handover
+
+
+def read_efi_seed(read: Read, address: int) -> tuple[int, bytes]:
+    """LINUX_EFI_RANDOM_SEED_TABLE, laid out as on x86 (the EFI stub is shared)."""
+    size = int.from_bytes(read(address, 4), "little")
+    return size, read(address + 4, min(size, 1024)) if size else b""
 
 
 # ---------------------------------------------------------------- catching the seed in flight
+# An arm64 kernel is entered at the first byte of its Image with the DTB's physical address
+# in x0 (Documentation/arch/arm64/booting.rst), the MMU off:
+# - QEMU's -kernel boot writes a six-instruction stub at the start of RAM whose literals are
+#   the DTB's address (+0x18) and the kernel's entry (+0x20) (hw/arm/boot.c,
+#   bootloader_aarch64); with -S the host reads them before the first instruction runs;
+# - kexec-tools' kexec_load prints the Image's place with -d ("image_arm64_load:
+#   kernel_segment: ..." and "text_offset: ..."); the kernel's kexec_file_load prints it in
+#   a debug message of kexec_image.c ("Loaded kernel at 0x..."), shown when dynamic debug is
+#   on for that file (a pr_debug up to 6.7, kexec_dprintk from 6.8).
+STUB_DTB_AT, STUB_ENTRY_AT = 0x18, 0x20
+_STUB_FIRST = bytes.fromhex("c0000058")      # ldr x0, arg
+# (offset, size) in the stub's "g" reply, GDB's aarch64 layout: x0..x30, sp, pc, 8 bytes each.
+GDB_REGISTERS = {"x0": (0, 8), "pc": (32 * 8, 8)}
+BOOT_PARAMS_REGISTER = "x0"
+PC_REGISTER = "pc"
+_KEXEC_SEGMENT = re.compile(r"image_arm64_load: kernel_segment:\s+([0-9a-fA-F]+)")
+_KEXEC_TEXT = re.compile(r"image_arm64_load: text_offset:\s+([0-9a-fA-F]+)")
+_FILE_LOADED = re.compile(r"Loaded kernel at (0x[0-9a-fA-F]+)")
+
+
+def first_entry(machine: str, firmware: str, bootloader: str = "",
+                read: Read | None = None) -> tuple[int | None, str]:
+    """Where QEMU's -kernel boot enters layer 1's kernel, read from QEMU's boot stub in
+    RAM (the guest has not run yet); None with the reason where it cannot be known."""
+    if firmware == "uefi":
+        return None, ("UEFI starts the kernel through its EFI stub at an address the firmware "
+                      "chooses at run time; the DTB it hands on is the firmware's copy")
+    if read is None:
+        return None, "guest RAM could not be read before the first instruction"
+    stub = read(RAM_BASE, STUB_ENTRY_AT + 8)
+    if stub[:4] != _STUB_FIRST:
+        return None, f"no QEMU boot stub at {RAM_BASE:#x} (first word {stub[:4].hex()})"
+    entry = int.from_bytes(stub[STUB_ENTRY_AT:STUB_ENTRY_AT + 8], "little")
+    dtb = int.from_bytes(stub[STUB_DTB_AT:STUB_DTB_AT + 8], "little")
+    return entry, (f"QEMU -kernel: its boot stub at {RAM_BASE:#x} jumps to {entry:#x} "
+                   f"with x0 = {dtb:#x} (the DTB QEMU placed)")
+
+
+def next_entry(*texts: str) -> tuple[int | None, str]:
+    """Where a kexec'd Image is entered: kexec -d's kernel_segment + text_offset
+    (kexec_load), or the kernel's "Loaded kernel at" (kexec_file_load, the crash kernel)."""
+    output = texts[0] if texts else ""
+    segments, offsets = _KEXEC_SEGMENT.findall(output or ""), _KEXEC_TEXT.findall(output or "")
+    if segments:
+        entry = int(segments[-1], 16) + (int(offsets[-1], 16) if offsets else 0)
+        return entry, (f"kexec -d: kernel_segment {int(segments[-1], 16):#x} + text_offset "
+                       f"{int(offsets[-1], 16) if offsets else 0:#x}")
+    for text in texts[1:]:
+        found = _FILE_LOADED.findall(text or "")
+        if found:
+            return int(found[-1], 16), f"the kernel log (kexec_image.c): Loaded kernel at {found[-1]}"
+    return None, ("no 'kernel_segment' line in kexec -d's output and no 'Loaded kernel at' in the "
+                  "kernel log: from 6.8 on, kexec_file_load logs it only when kexec-tools passes "
+                  "KEXEC_FILE_DEBUG (kexec -d, kexec-tools 2.0.28 or later); before, with dynamic "
+                  "debug on for kexec_image.c")
+
+
+def read_handover(read: Read, pointer: int) -> tuple[int, list[tuple[int, int, bytes]], dict]:
+    """At a hand-over: (the DTB's address, [(address, length, bytes) of /chosen/rng-seed],
+    what else /chosen said). ValueError when x0 points at no DTB (a stop that was not one)."""
+    from harness.arch import fdt as dtb
+    try:
+        blob = read_dtb(read, pointer)
+        chosen = dtb.chosen(blob)
+    except dtb.DtbError as exc:
+        raise ValueError(f"no DTB at {pointer:#x}: {exc}") from None
+    extra = {"kaslr_seed": chosen.kaslr_seed.hex() if chosen.kaslr_seed is not None else None,
+             "dtb_size": len(blob), "from_kexec": chosen.from_kexec}
+    if not chosen.rng_seed:
+        return pointer, [], extra
+    at = blob.find(chosen.rng_seed)
+    return pointer, [(pointer + at, len(chosen.rng_seed), chosen.rng_seed)], extra

@@ -210,6 +210,7 @@ def ovmf_pflash(workdir: Path, vars_template: Path | None = None) -> list[str]:
 # With a boot disk, fixed PCI slots: OVMF's boot entries name the disk's device path, and a
 # device added before it must not move it (else OVMF drops into its shell).
 BOOT_DISK_SLOT, RNG_SLOT = "0x4", "0x5"
+AGENT_DEVICE = ["-serial", "chardev:agent"]    # the agent's channel: the second serial port, ttyS1
 
 
 def machine_args(*, machine: str, rng: str, firmware: str, workdir: Path | None,
@@ -313,14 +314,18 @@ KEXEC_ENTRY_OFFSET = 0x200
 # r8..r15 rip, 8 bytes each (QEMU answers "p" only to a client that read its target XML).
 GDB_REGISTERS = {"rsi": (4 * 8, 8), "rip": (16 * 8, 8)}
 BOOT_PARAMS_REGISTER = "rsi"
+PC_REGISTER = "rip"
+SEED_VALUE_OFFSET = SETUP_HEADER_SIZE   # a seed's address is its entry's; its bytes follow the header
 SETUP_DATA_POINTER = 0x250                # boot_params.hdr.setup_data
 HEADER_MAGIC_AT = 0x202                   # boot_params.hdr.header = "HdrS"
 _LOADED_KERNEL = re.compile(r"Loaded 64bit kernel at (0x[0-9a-fA-F]+)")
 
 
-def first_entry(machine: str, firmware: str, bootloader: str = "") -> tuple[int | None, str]:
+def first_entry(machine: str, firmware: str, bootloader: str = "",
+                read: Read | None = None) -> tuple[int | None, str]:
     """Where QEMU's -kernel boot enters layer 1's kernel, and how that is known; None
-    with the reason where it cannot be known before the boot."""
+    with the reason where it cannot be known before the boot (`read` is not needed here:
+    the entry is fixed)."""
     if bootloader:
         return None, (f"{bootloader} loads the kernel from the ESP and starts its EFI stub at an address "
                       "chosen at run time, with no stop point the host knows beforehand; its seed "
@@ -348,10 +353,14 @@ def next_entry(*texts: str) -> tuple[int | None, str]:
                   "with dynamic debug on for kexec-bzimage64.c")
 
 
-def read_handover(read: Read, boot_params: int) -> tuple[int, list[tuple[int, bytes]]]:
-    """At a hand-over: (hdr.setup_data, the seed records) of the boot_params at that
-    address. ValueError when the page there is no boot_params (a stop that was not one)."""
+def read_handover(read: Read, boot_params: int) -> tuple[int, list[tuple[int, int, bytes]], dict]:
+    """At a hand-over: (hdr.setup_data, [(address, len field, 32 seed bytes) of each
+    type-9 entry], nothing else). ValueError when the page there is no boot_params (a
+    stop that was not one)."""
     if read(boot_params + HEADER_MAGIC_AT, 4) != b"HdrS":
         raise ValueError(f"no boot_params at {boot_params:#x} (no 'HdrS' at +{HEADER_MAGIC_AT:#x})")
     head = int.from_bytes(read(boot_params + SETUP_DATA_POINTER, 8), "little")
-    return head, read_seed_records(read, head)
+    seeds = [(at, int.from_bytes(raw[12:16], "little"), bytes(raw[16:16 + SEED_SIZE]))
+             for at, raw in read_seed_records(read, head)
+             if int.from_bytes(raw[8:12], "little") == SETUP_RNG_SEED]
+    return head, seeds, {}

@@ -87,20 +87,18 @@ class Catcher:
             at, size = self.arch.GDB_REGISTERS[name]
             return int.from_bytes(block[at:at + size], "little")
 
-        if register("rip") != address:
+        if register(self.arch.PC_REGISTER) != address:
             return None
-        boot_params = register(self.arch.BOOT_PARAMS_REGISTER)
+        pointer = register(self.arch.BOOT_PARAMS_REGISTER)
         try:
-            head, records = self.arch.read_handover(self.machine.read_memory, boot_params)
+            head, seeds, extra = self.arch.read_handover(self.machine.read_memory, pointer)
         except ValueError:
             return None
-        seeds = [(at, raw) for at, raw in records if int.from_bytes(raw[8:12], "little") == self.arch.SETUP_RNG_SEED]
-        found = SeedInFlight(stopped=True, stop_address=address, stop_how=how, boot_params=boot_params,
-                             setup_data_head=head, entries=len(seeds))
+        found = SeedInFlight(stopped=True, stop_address=address, stop_how=how, boot_params=pointer,
+                             setup_data_head=head, entries=len(seeds),
+                             kaslr_seed=extra.get("kaslr_seed"), dtb_size=extra.get("dtb_size", 0))
         if seeds:
-            at, raw = seeds[0]
-            found.address, found.len = at, int.from_bytes(raw[12:16], "little")
-            found.data = bytes(raw[16:16 + self.arch.SEED_SIZE])
+            found.address, found.len, found.data = seeds[0]
         return found
 
     def _missed(self, reason: str) -> SeedInFlight:
@@ -135,7 +133,8 @@ class Watch:
         self.ram = None
         if ram_file is not None and scenario.capture.ram_search:
             from harness.boot.ram import GuestRam
-            self.ram = GuestRam(ram_file, scenario.qemu.machine, scenario.qemu.memory)
+            self.ram = GuestRam(ram_file, scenario.qemu.machine, scenario.qemu.memory,
+                                base=getattr(self.arch, "RAM_BASE", 0))
 
     def _arm(self, f, entry: int | None, how: str) -> None:
         """Arm the layer's hand-over, or record why it cannot be; the guest runs on."""
@@ -149,7 +148,7 @@ class Watch:
         """Arm the breakpoint for layer 1 (QEMU started stopped) and let the guest run."""
         loader = self.scenario.bootloader
         self._arm(f, *self.arch.first_entry(self.scenario.qemu.machine, self.scenario.qemu.firmware,
-                                            loader.name if loader else ""))
+                                            loader.name if loader else "", read=self.machine.read_memory))
 
     def arm_next(self, parent, child) -> None:
         """After the parent loaded the child: arm the child's entry, from the loader's words."""
@@ -179,7 +178,7 @@ class Watch:
             return
         finally:
             self.catcher.resume()
-        entries = {s.address + self.arch.SETUP_HEADER_SIZE for _, s in seeds}
+        entries = {s.address + self.arch.SEED_VALUE_OFFSET for _, s in seeds}
         f.ram_copies = [RamCopy(address=h.address, seed_layer=seeds[h.seed][0], offset=h.offset,
                                 length=h.length, context=h.context)
                         for h in hits if h.address - h.offset not in entries]

@@ -24,7 +24,7 @@ from harness.images import qemu_builds
 from harness.images.cache import Cache
 from harness.arch import DEFAULT
 from harness.arch import get as get_arch
-from harness.facts.layer import SEED_SIZE, SETUP_HEADER_SIZE, EfiSeedRam, LayerFacts, RamEntry
+from harness.facts.layer import SEED_SIZE, SETUP_HEADER_SIZE, DtbRam, EfiSeedRam, LayerFacts, RamEntry
 from harness.images.esp import EspDisk
 from harness.images.initramfs import LayerImage
 from harness.scenario.model import Scenario
@@ -169,6 +169,22 @@ def read_setup_data(machine: qemu_control.Machine, head: int, arch: str = DEFAUL
             for address, raw in get_arch(arch).read_seed_records(machine.read_memory, head)]
 
 
+def read_dtb_after(machine: qemu_control.Machine, caught, arch: str) -> DtbRam:
+    """The DTB handed over, read again where it was: is its rng-seed (or its bytes) still
+    there, and what does kaslr-seed hold now."""
+    from harness.arch import fdt as dtb
+    try:
+        blob = get_arch(arch).read_dtb(machine.read_memory, caught.boot_params)
+        chosen = dtb.chosen(blob)
+    except dtb.DtbError as exc:
+        return DtbRam(address=caught.boot_params, error=str(exc))
+    except Exception as exc:  # the monitor's answer is diagnostic data, not a reason to stop
+        return DtbRam(address=caught.boot_params, error=f"{type(exc).__name__}: {exc}")
+    return DtbRam(address=caught.boot_params, size=len(blob), rng_seed=chosen.rng_seed is not None,
+                  seed_bytes=bool(caught.data) and caught.data in blob,
+                  kaslr_seed=None if chosen.kaslr_seed is None else chosen.kaslr_seed.hex())
+
+
 def choose_accel(wanted: str, build: qemu_builds.QemuBuild, kernel: Path, cache: Cache,
                  workdir: Path) -> str:
     """TCG unless KVM is asked for, or "auto" and a probe boot proves KVM works."""
@@ -190,9 +206,10 @@ def choose_accel(wanted: str, build: qemu_builds.QemuBuild, kernel: Path, cache:
     return accel
 
 
-def start_machine(command: list[str], args: list[str], outdir: Path) -> qemu_control.Machine:
+def start_machine(command: list[str], args: list[str], outdir: Path,
+                  arch: str = DEFAULT) -> qemu_control.Machine:
     """A started QEMU; one that did not come up is closed before the error goes on."""
-    machine = qemu_control.Machine(command, args, outdir)
+    machine = qemu_control.Machine(command, args, outdir, agent_device=get_arch(arch).AGENT_DEVICE)
     try:
         machine.start()
     except BaseException:
@@ -284,7 +301,7 @@ def _watch(scenario: Scenario, machine: qemu_control.Machine, outdir: Path) -> W
     away with QEMU, whatever happens to this process)."""
     path = ram_file(outdir) if scenario.capture.ram_search else None
     try:
-        return Watch(scenario, machine, path, DEFAULT)
+        return Watch(scenario, machine, path, scenario.arch)
     finally:
         if path is not None:
             path.unlink(missing_ok=True)
@@ -305,16 +322,18 @@ def _boot_layer(index: int, timeout: float, machine, stream, console, f: LayerFa
         raise Fault("bad-report", f"expected layer {index}'s report, got layer {report.layer}'s")
     f.booted, f.report = True, report
     try:
-        f.ram_entries = read_setup_data(machine, report.setup_data_head)
+        f.ram_entries = read_setup_data(machine, report.setup_data_head, f.arch)
     except Exception as exc:  # the monitor's answer is diagnostic data, not a reason to stop
         f.ram_error = f"{type(exc).__name__}: {exc}"
     if f.efi_rng_address is not None:
         try:
-            f.efi_seed_ram = read_efi_seed(machine, f.efi_rng_address)
+            f.efi_seed_ram = read_efi_seed(machine, f.efi_rng_address, f.arch)
         except Exception as exc:  # as above
             f.ram_error = (f"{f.ram_error}; " if f.ram_error else "") + f"EFI seed: {type(exc).__name__}: {exc}"
     caught = f.seed_in_flight
-    if caught is not None and caught.caught:
+    if f.arch != DEFAULT and caught is not None and caught.stopped:
+        f.dtb_after = read_dtb_after(machine, caught, f.arch)
+    elif caught is not None and caught.caught:
         try:     # the cross-check: what became of the very entry that was handed over
             f.handed_entry_after = RamEntry.parse(
                 caught.address, machine.read_memory(caught.address, SETUP_HEADER_SIZE + SEED_SIZE))

@@ -44,7 +44,8 @@ def base_args(*, machine: str, cpu: str, memory: int, accel: str, rng: str,
 class Machine:
     """One QEMU process with its console file, QMP and agent channel."""
 
-    def __init__(self, command: list[str] | str, args: list[str], workdir: Path):
+    def __init__(self, command: list[str] | str, args: list[str], workdir: Path,
+                 agent_device: list[str] | None = None):
         # command: the binary, after any wrapper (bwrap) that runs it (qemu_builds).
         self.command = [command] if isinstance(command, str) else list(command)
         self.binary = self.command[-1]
@@ -58,7 +59,9 @@ class Machine:
             "-chardev", f"file,id=console,path={self.console_path}",
             "-serial", "chardev:console",
             "-chardev", f"socket,id=agent,path={self._agent_path}",
-            "-serial", "chardev:agent",
+            # the agent's channel (chardev "agent") as the architecture wires it: x86's
+            # second serial port (ttyS1) by default
+            *(agent_device if agent_device is not None else ["-serial", "chardev:agent"]),
             "-chardev", f"socket,id=qmp,path={self._qmp_path}",
             "-mon", "chardev=qmp,mode=control",
         ]

@@ -6,9 +6,10 @@ in 1 KiB pieces). Below 4 GiB, a file offset is the guest-physical address; the 
 of RAM a machine puts above 4 GiB (q35 from 2 GiB up, pc from 3.5 GiB) is mapped at
 0x100000000 onwards.
 
-A copy is any run of MIN_RUN or more consecutive bytes of a seed. Every such run
-holds the seed's bytes 8..16 or 16..24 (a run starting at or before 8 reaches 16; one
-starting later reaches 24), so two 8-byte probes per seed find every candidate,
+A copy is any run of MIN_RUN or more consecutive bytes of a seed. Every such run of a
+32-byte seed holds its bytes 8..16 or 16..24 (a run starting at or before 8 reaches 16;
+one starting later reaches 24), so two 8-byte probes per seed find every candidate
+(a longer seed gets one probe per 8 bytes up to its last 16),
 which is then grown to its full length. Pages the guest never touched are holes in
 the file and are not read at all.
 """
@@ -65,13 +66,18 @@ class GuestRam:
     """The RAM file, read with pread: holes (pages the guest never touched) are skipped
     with SEEK_DATA/SEEK_HOLE, all-zero chunks with one compare."""
 
-    def __init__(self, path: Path, machine: str, memory_mib: int):
+    def __init__(self, path: Path, machine: str, memory_mib: int, base: int = 0):
+        """`base`: where RAM starts in the guest's physical map (0 on PCs, whose RAM is
+        split around 4 GiB; 1 GiB on arm64's virt, one contiguous block)."""
         self.path = path
-        self.low = low_memory_limit(machine, memory_mib)
+        self.base = base
+        self.low = low_memory_limit(machine, memory_mib) if base == 0 else memory_mib << 20
         self.fd = os.open(path, os.O_RDONLY)
         self.size = os.fstat(self.fd).st_size
 
     def physical(self, offset: int) -> int:
+        if self.base:
+            return self.base + offset
         return offset if offset < self.low else offset - self.low + 0x100000000
 
     def data_ranges(self) -> list[tuple[int, int]]:
@@ -108,7 +114,7 @@ class GuestRam:
         """Every run of MIN_RUN or more bytes of a seed, each reported once."""
         hits: dict[tuple[int, int], Hit] = {}
         probes = [(number, seed, at, seed[at:at + 8]) for number, seed in enumerate(seeds)
-                  if len(seed) >= 24 and any(seed) for at in (8, 16)]
+                  if len(seed) >= 24 and any(seed) for at in _probe_offsets(len(seed))]
         for base, data in self.chunks():
             for number, seed, probe_at, probe in probes:
                 at = data.find(probe)
@@ -125,6 +131,13 @@ class GuestRam:
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+def _probe_offsets(length: int) -> range:
+    """Where to probe a seed of `length` bytes: every run of MIN_RUN (16) of its bytes
+    holds one of these 8-byte windows (8, 16 for a 32-byte seed; up to length - 16 for
+    arm64's 128-byte kexec seed)."""
+    return range(8, length - MIN_RUN + 1, 8)
 
 
 def _grow(m: bytes, at: int, probe_at: int, seed: bytes) -> tuple[int, int] | None:

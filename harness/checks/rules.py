@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from harness.checks import devicetree
 from harness.facts.layer import SEED_SIZE, SETUP_RNG_SEED, LayerFacts
 from harness.scenario.model import CHECKS
 
@@ -28,7 +29,10 @@ def booted(f: LayerFacts, nxt: LayerFacts | None = None) -> bool:
 
 def received_via(f: LayerFacts) -> list[str]:
     """How seeds reached the layer: "setup_data" (a type-9 entry in sysfs or in the
-    setup_data list in RAM) and/or "efi" (dmesg's `efi: ... RNG=0x...`)."""
+    setup_data list in RAM) and/or "efi" (dmesg's `efi: ... RNG=0x...`); on a device-tree
+    layer "dtb" (harness/checks/devicetree.py) and/or "efi"."""
+    if _devicetree(f):
+        return devicetree.received_via(f)
     via = []
     if f.sysfs_seeds or f.ram_seeds:
         via.append(SETUP_DATA)
@@ -39,10 +43,17 @@ def received_via(f: LayerFacts) -> list[str]:
 
 def received(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
     """A seed reached the layer: a SETUP_RNG_SEED (type 9) entry in sysfs or in RAM,
-    or an EFI RNG seed table (dmesg's `efi: ... RNG=0x...`)."""
+    or an EFI RNG seed table (dmesg's `efi: ... RNG=0x...`); on a device-tree layer, a
+    /chosen/rng-seed in the DTB caught at its entry (see devicetree.received)."""
+    if _devicetree(f):
+        return devicetree.received(f)
     if not f.booted:
         return None
     return bool(received_via(f))
+
+
+def _devicetree(f: LayerFacts) -> bool:
+    return f.arch != "x86_64"
 
 
 def fresh_findings(f: LayerFacts) -> list[str]:
@@ -97,7 +108,10 @@ def lingering(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
 
 def zeroed_sysfs(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
     """Every type-9 entry's sysfs data file is empty or all zero bytes (None: no
-    setup_data seed; the EFI table has no sysfs view)."""
+    setup_data seed; the EFI table has no sysfs view). Device tree: rng-seed gone from
+    /proc/device-tree and /sys/firmware/fdt, kaslr-seed zero in both."""
+    if _devicetree(f):
+        return devicetree.zeroed_sysfs(f)
     if not received(f) or SETUP_DATA not in received_via(f):
         return None
     return all(not any(e.data) for e in f.sysfs_seeds)
@@ -105,7 +119,10 @@ def zeroed_sysfs(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
 
 def zeroed_ram(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
     """In guest RAM every type-9 entry has len 0 and 32 zero bytes, and the EFI seed
-    table's bits are all zero (None: nothing received, or none of it read from RAM)."""
+    table's bits are all zero (None: nothing received, or none of it read from RAM).
+    Device tree: the DTB handed over has neither rng-seed nor its bytes, kaslr-seed zero."""
+    if _devicetree(f):
+        return devicetree.zeroed_ram(f)
     if not received(f):
         return None
     entries = list(f.ram_seeds)
@@ -133,7 +150,10 @@ def _non_seed_sources(f: LayerFacts) -> list[tuple[str, bool]]:
     """(source, could act before /init) for the sources that are not a boot seed."""
     sources = []
     cmdline = f.field("cmdline").split()
-    if " rdrand " in f" {f.field('cpu_flags')} " and "random.trust_cpu=off" not in cmdline:
+    if _devicetree(f):
+        if cpu := devicetree.cpu_rng(f):
+            sources.append((cpu, True))
+    elif " rdrand " in f" {f.field('cpu_flags')} " and "random.trust_cpu=off" not in cmdline:
         sources.append(("RDRAND (trusted CPU)", True))
     hwrng = f.field("hwrng")
     if hwrng and hwrng != "none":
@@ -204,7 +224,10 @@ def credited(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
 
 
 def exposed(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
-    """Seed bytes are still readable by any user in sysfs (a non-zero, world-readable data file)."""
+    """Seed bytes are still readable by any user in sysfs (a non-zero, world-readable data file);
+    device tree: a non-empty rng-seed or a non-zero kaslr-seed in /proc/device-tree/chosen."""
+    if _devicetree(f):
+        return devicetree.exposed(f)
     if not f.booted:
         return None
     return any(any(e.data) and e.world_readable for e in f.sysfs_seeds)

@@ -46,6 +46,19 @@ class EfiSeedRam:
     data: bytes             # bits[0 .. min(size, EFI_SEED_MAX)]
 
 
+@dataclass(frozen=True)
+class DtbRam:
+    """The DTB a layer was handed (device tree), read again from guest RAM after its
+    report: whether /chosen/rng-seed and its bytes are still there, and kaslr-seed."""
+
+    address: int
+    size: int = 0                    # its content bytes (0: it could not be read)
+    rng_seed: bool = False           # /chosen/rng-seed is still a property
+    seed_bytes: bool = False         # the seed caught at the hand-over is still in the blob
+    kaslr_seed: str | None = None    # hex; None: no such property
+    error: str | None = None         # why it could not be read or parsed
+
+
 @dataclass
 class SeedInFlight:
     """The seed a layer was handed, read with the guest stopped at the hand-over (the
@@ -55,13 +68,15 @@ class SeedInFlight:
     reason: str = ""                 # why not, when not
     stop_address: int | None = None  # the breakpoint: the receiving kernel's entry
     stop_how: str = ""               # how that address was found
-    boot_params: int | None = None   # %rsi at the stop
+    boot_params: int | None = None   # %rsi at the stop (x86), x0: the DTB's address (arm64)
     setup_data_head: int | None = None
     address: int | None = None       # the type-9 entry handed over (None: the hand-over had none)
     len: int = 0                     # its len field
     data: bytes = b""                # its 32 seed bytes
     entries: int = 0                 # type-9 entries at the hand-over
     stopped_seconds: float = 0.0     # how long the guest stood still for it
+    kaslr_seed: str | None = None    # device tree: /chosen/kaslr-seed at the hand-over (hex; None: none)
+    dtb_size: int = 0                # device tree: the content bytes of the DTB handed over
     # Filled in after the boot, from this run and the ledger of earlier runs (harness/facts/ledger.py):
     same_as: list[str] = field(default_factory=list)
 
@@ -74,7 +89,10 @@ class SeedInFlight:
         return hashlib.sha256(self.data).hexdigest() if self.caught else ""
 
     def to_json(self) -> dict:
-        return dict(asdict(self), data=self.data.hex(), sha256=self.sha256)
+        data = dict(asdict(self), data=self.data.hex(), sha256=self.sha256)
+        if self.kaslr_seed is None and not self.dtb_size:    # x86: recordings keep their shape
+            del data["kaslr_seed"], data["dtb_size"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict | None) -> "SeedInFlight | None":
@@ -128,6 +146,7 @@ class Component:
 class LayerFacts:
     index: int
     loader: str                                  # how this layer was started
+    arch: str = "x86_64"                         # x86_64: setup_data seeds; aarch64: the DTB's rng-seed
     component: Component = field(default_factory=Component)
     booted: bool = False
     fault: str | None = None                     # panic, reset, hang, bad-report, load-failed, ...
@@ -146,6 +165,7 @@ class LayerFacts:
     ram_copies: list[RamCopy] = field(default_factory=list)
     ram_search_seconds: float = 0.0
     seed_file: SeedFile | None = None            # layer 1 through a boot loader: its seed file on the ESP
+    dtb_after: DtbRam | None = None              # device tree: the handed DTB in RAM after the report
 
     # Convenience views over the report -------------------------------------------------
     def field(self, name: str) -> str:
@@ -184,6 +204,8 @@ class LayerFacts:
         after = self.handed_entry_after
         data["handed_entry_after"] = None if after is None else dict(asdict(after), data=after.data.hex())
         data["ram_copies"] = [dict(asdict(c), context=c.context.hex()) for c in self.ram_copies]
+        if self.arch == "x86_64":       # recordings of x86 runs keep their shape
+            del data["arch"], data["dtb_after"]
         return data
 
     @classmethod
@@ -211,6 +233,8 @@ class LayerFacts:
                         for c in data.get("ram_copies", [])],
             ram_search_seconds=data.get("ram_search_seconds", 0.0),
             seed_file=SeedFile(**data["seed_file"]) if data.get("seed_file") else None,
+            arch=data.get("arch", "x86_64"),
+            dtb_after=DtbRam(**data["dtb_after"]) if data.get("dtb_after") else None,
         )
 
 

@@ -1,0 +1,143 @@
+#!/bin/sh
+# seedchain guest agent for arm64: PID 1 of every layer of a chain.
+#
+# The same protocol as x86_64.sh (read it first): a report of this layer's facts to the
+# host, a "go" back, the next layer loaded, a loader record, a "go", the hand-over. What
+# differs is the device tree: the seed arrives as /chosen/rng-seed of the DTB, which the
+# kernel removes from its tree on receipt; this layer reports what is left of it
+# (/proc/device-tree/chosen and a copy of /sys/firmware/fdt, parsed by the host), and
+# the host reads the DTB itself at each hand-over.
+#
+# The channel: -M virt has one UART (the console, ttyAMA0), so the report goes over a
+# virtio serial port named org.seedchain.agent. A Debian kernel has its drivers as
+# modules (virtio_mmio, virtio_console): they come first in MODULES.
+
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+PORT_NAME=org.seedchain.agent
+
+halt() { echo "seedchain-agent: $*" >/dev/console; sync; poweroff -f; sleep 60; }
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+read -r started _ </proc/uptime
+
+. /seedchain/layer.conf || halt "no /seedchain/layer.conf"
+for module in $MODULES; do
+	insmod "$module" || echo "seedchain-agent: insmod $module failed" >/dev/console
+done
+
+# The port's name shows in sysfs a moment after the driver binds (seen after a kexec).
+port=
+tries=50
+while [ $tries -gt 0 ] && [ -z "$port" ]; do
+	for p in /sys/class/virtio-ports/*; do
+		[ -r "$p/name" ] && [ "$(cat "$p/name")" = "$PORT_NAME" ] && port=/dev/${p##*/}
+	done
+	[ -n "$port" ] && break
+	tries=$((tries - 1))
+	sleep 0.1
+done
+[ -n "$port" ] && [ -c "$port" ] || halt "no virtio port $PORT_NAME: the host's report channel is missing"
+case " $MODULES " in *virtio?rng*|*virtio-rng*)
+	tries=20
+	while [ $tries -gt 0 ]; do
+		current=$(cat /sys/class/misc/hw_random/rng_current 2>/dev/null)
+		[ -n "$current" ] && [ "$current" != none ] && break
+		tries=$((tries - 1))
+		sleep 0.1
+	done ;;
+esac
+exec 3>"$port" 4<"$port"
+
+field() {
+	echo "@field $1" >&3
+	while IFS= read -r line || [ -n "$line" ]; do echo "|$line"; done >&3
+}
+long_field() {
+	echo "@field $1" >&3
+	sed 's/^/|/' >&3
+}
+hex() { od -An -v -tx1 "$1" | tr -d ' \n'; echo; }
+crng_ready() { dmesg | grep -q 'random: crng init done' && echo yes || echo no; }
+# The FDT's header (big-endian words) says how many of its bytes are content: QEMU pads
+# its blob to 1 MiB, and only the content is worth sending.
+fdt_used() {
+	set -- $(od -An -v -tu1 -N40 /sys/firmware/fdt)
+	[ $# -eq 40 ] || { echo 0; return; }
+	word() { echo $(( ($1 << 24) | ($2 << 16) | ($3 << 8) | $4 )); }
+	off_struct=$(word $9 ${10} ${11} ${12}); off_strings=$(word ${13} ${14} ${15} ${16})
+	size_strings=$(word ${33} ${34} ${35} ${36}); size_struct=$(word ${37} ${38} ${39} ${40})
+	a=$((off_struct + size_struct)); b=$((off_strings + size_strings))
+	[ $a -gt $b ] && echo $a || echo $b
+}
+
+chosen=/proc/device-tree/chosen
+echo "seedchain-agent: layer $LAYER reporting" >/dev/console
+echo "@begin $LAYER" >&3
+uname -r | field kernel_release
+field cmdline </proc/cmdline
+ls $chosen 2>/dev/null | field dt_chosen
+if [ -e $chosen/rng-seed ]; then
+	echo yes | field dt_rng_seed_present
+	hex $chosen/rng-seed | field dt_rng_seed
+	stat -c %a $chosen/rng-seed | field dt_rng_seed_mode
+else
+	echo no | field dt_rng_seed_present
+fi
+[ -e $chosen/kaslr-seed ] && hex $chosen/kaslr-seed | field dt_kaslr_seed
+used=$(fdt_used)
+[ "$used" -gt 0 ] 2>/dev/null && head -c "$used" /sys/firmware/fdt | od -An -v -tx1 | tr -d ' \n' | long_field fdt
+field boot_id </proc/sys/kernel/random/boot_id
+kexec --version 2>&1 | head -n 1 | field kexec_tools
+busybox 2>&1 | head -n 1 | field busybox
+grep -m 1 '^Features' /proc/cpuinfo | field cpu_flags
+cat /sys/class/misc/hw_random/rng_current 2>/dev/null | field hwrng
+cut -d ' ' -f 1 /proc/modules 2>/dev/null | field modules
+{ [ -d /sys/firmware/efi ] && echo yes || echo no; } | field efi
+long_field iomem </proc/iomem
+crng_ready | field crng_ready
+dmesg | long_field dmesg
+{ echo "$started"; read -r now _ </proc/uptime; echo "$now"; } | field agent_uptime
+echo "@end $LAYER" >&3
+
+read -r answer <&4
+[ "$answer" = go ] || halt "host said '$answer'"
+
+if [ -z "$NEXT_LOADER" ]; then
+	echo "seedchain-agent: last layer, powering off" >/dev/console
+	halt "done"
+fi
+
+# -i (no purgatory checksum) for kexec_load: under TCG the check takes ~7 s a hop
+# (FACTS.md) and has nothing to do with the seed.
+case "$NEXT_LOADER" in
+	kexec_file_load) mode="-s -l" ;;
+	kexec_load) mode="-c -i -l" ;;
+	kexec_crash) mode="-s -p" ;;
+	*) halt "unknown loader $NEXT_LOADER" ;;
+esac
+control=/proc/dynamic_debug/control
+[ -w $control ] || { mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null; control=/sys/kernel/debug/dynamic_debug/control; }
+for file in kexec_image.c machine_kexec_file.c kexec.c; do
+	echo "file $file +p" >$control 2>/dev/null
+done
+ready=$(crng_ready)
+kexec -d $mode /seedchain/next/bzImage --initrd=/seedchain/next/initrd \
+	--command-line="$NEXT_CMDLINE" >/tmp/loader.out 2>&1
+rc=$?
+echo "@loader $NEXT_LOADER $rc $ready" >&3
+grep -v '^sym: ' /tmp/loader.out | long_field loader_output
+dmesg | grep -E 'Loaded (kernel|dtb) at|RNG is not initiali[sz]ed' | long_field loader_dmesg
+echo "@end-loader" >&3
+read -r answer <&4
+[ "$rc" = 0 ] || halt "loading layer $((LAYER + 1)) failed (rc $rc)"
+echo "seedchain-agent: starting layer $((LAYER + 1)) with $NEXT_LOADER" >/dev/console
+sync
+if [ "$NEXT_LOADER" = kexec_crash ]; then
+	echo c >/proc/sysrq-trigger
+else
+	kexec -e
+fi
+echo "@exec $?" >&3
+halt "kexec -e returned"
