@@ -143,7 +143,8 @@ def prepare_qemu(scenario: Scenario, cache: Cache, progress: Progress) -> qemu_b
     if scenario.qemu.build.startswith(("debian:", "source:")):
         progress(f"{scenario.name}: preparing QEMU {scenario.qemu.build}")
     return qemu_builds.resolve(scenario.qemu.build, cache,
-                               lambda message: progress(f"{scenario.name}: {message}"))
+                               lambda message: progress(f"{scenario.name}: {message}"),
+                               arch=scenario.arch, firmware=scenario.qemu.firmware)
 
 
 def empty_facts(scenario: Scenario, images: list[LayerImage]) -> list[LayerFacts]:

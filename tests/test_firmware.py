@@ -179,7 +179,7 @@ def test_a_module_neither_present_nor_built_in_is_an_error(tmp_path):
 
 def test_modules_only_when_the_scenario_has_a_virtio_rng(tmp_path, monkeypatch):
     tree = _tree(tmp_path)
-    monkeypatch.setattr(images.debian, "kernel_modules", lambda spec, cache: tree)
+    monkeypatch.setattr(images.debian, "kernel_modules", lambda spec, cache, arch="x86_64": tree)
     layer = _layer(1, "qemu")
 
     def scenario(**qemu_options):

@@ -171,7 +171,7 @@ def test_limits(key, good, bad):
 BAD_CASES = [
     ("syntax-error.yaml", 2, [":2:42: invalid YAML", "mapping values are not allowed"]),
     ("syntax-unclosed.yaml", 5, ["invalid YAML", "flow sequence from line 4, column 13"]),
-    ("unknown-top-key.yaml", 2, ["descripton: unknown key; allowed: bootloader, capture, description, layers, name, qemu, repeat, tags",
+    ("unknown-top-key.yaml", 2, ["descripton: unknown key; allowed: arch, bootloader, capture, description, layers, name, qemu, repeat, tags",
                                  "did you mean 'description'?"]),
     ("unknown-qemu-key.yaml", 5, ["qemu.memroy: unknown key; allowed: accel, build, cpu, extra_args, "
                                   "firmware, machine, memory, rng", "did you mean 'memory'?"]),

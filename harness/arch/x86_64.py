@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from harness.arch import common
 from harness.errors import ImageError, QemuError
 
 NAME = "x86_64"
@@ -166,20 +167,7 @@ def _is_text(head: bytes) -> bool:
 
 def find_qemu(build: str) -> str:
     """The qemu-system-x86_64 to run: "system" means the one on PATH."""
-    if build == "system":
-        found = shutil.which(QEMU_BINARY)
-        if not found:
-            raise QemuError(f"{QEMU_BINARY} is not installed",
-                            where="qemu.build: system",
-                            hint=f"apt-get install {QEMU_PACKAGE}, or give a binary with --qemu PATH")
-        return found
-    path = Path(build)
-    if "/" not in build and not path.is_file() and shutil.which(build):
-        return shutil.which(build)      # a name, found on PATH as a shell would
-    if not path.is_file() or not os.access(path, os.X_OK):
-        raise QemuError(f"{build} is not an executable file" + ("" if "/" in build else " nor a program on PATH"),
-                        where="qemu.build", hint=f"give the path of a built {QEMU_BINARY}")
-    return str(path.resolve())
+    return common.find_qemu(build, QEMU_BINARY, QEMU_PACKAGE)
 
 
 OVMF_DIR = Path("/usr/share/OVMF")       # Debian's ovmf package

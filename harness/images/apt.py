@@ -33,6 +33,7 @@ SUITES = (*RELEASES, *(f"{r}-backports" for r in RELEASES), "sid")
 REFRESH_SECONDS = 24 * 3600
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY = "http://deb.debian.org/debian-security"
+HOST_ARCH = "amd64"              # the Debian architecture of the machines seedchain runs on
 
 
 # ---------------------------------------------------------------- packages
@@ -148,29 +149,40 @@ def _atomic_write(path: Path, text: str) -> bool:
 
 
 class Apt:
-    """apt-get/apt-cache for one suite with its own configuration under CACHE/apt/SUITE.
+    """apt-get/apt-cache for one suite and Debian architecture with its own configuration
+    under CACHE/apt/SUITE (amd64) or CACHE/apt/SUITE-ARCH (e.g. bookworm-arm64).
 
     Its own sources list, lists, archives and an empty dpkg status; APT_CONFIG
     points at its own apt.conf and Dir::Etc::Parts at an empty folder, so neither
     the host's sources nor its apt.conf.d snippets (proxies, Contents fetching,
-    ...) nor its dpkg database come into play.
+    ...) nor its dpkg database come into play. Another architecture's packages are
+    only downloaded and unpacked, never installed, so apt needs no foreign-architecture
+    setup: its one architecture is that one.
     """
 
-    def __init__(self, suite: str, cache: Cache):
+    def __init__(self, suite: str, cache: Cache, arch: str = HOST_ARCH):
         if suite not in SUITES:
             raise ImageError(f"unknown Debian suite {suite!r}", where=suite,
                              hint=f"use one of: {', '.join(SUITES)}")
+        if not re.fullmatch(r"[a-z0-9]+", arch):
+            raise ValueError(f"not a Debian architecture name: {arch!r}")
         self.suite = suite
-        self.dir = cache.root / "apt" / suite
+        self.arch = arch
+        self.dir = cache.root / "apt" / (suite if arch == HOST_ARCH else f"{suite}-{arch}")
         self.mirror = os.environ.get("SEEDCHAIN_DEBIAN_MIRROR") or DEFAULT_MIRROR
         self.security = os.environ.get("SEEDCHAIN_DEBIAN_SECURITY") or DEFAULT_SECURITY
+
+    @property
+    def label(self) -> str:
+        """The suite, and its architecture when it is not the host's: for messages."""
+        return self.suite if self.arch == HOST_ARCH else f"{self.suite} ({self.arch})"
 
     @property
     def env(self) -> dict[str, str]:
         return {**os.environ, "APT_CONFIG": str(self.dir / "apt.conf"), "LC_ALL": "C"}
 
     def sources(self) -> str:
-        opts = f"[signed-by={KEYRING} arch=amd64]"
+        opts = f"[signed-by={KEYRING} arch={self.arch}]"
         if self.suite == "sid":
             lines = [f"deb {opts} {self.mirror} sid main"]
         else:
@@ -197,8 +209,8 @@ class Apt:
             f'Dir::State::status "{d}/status";',
             f'Dir::Cache "{d}/cache";',
             'Dir::Cache::srcpkgcache "";',  # a 50 MB copy of pkgcache.bin we never need
-            'APT::Architecture "amd64";',
-            'APT::Architectures { "amd64"; };',
+            f'APT::Architecture "{self.arch}";',
+            f'APT::Architectures {{ "{self.arch}"; }};',
             'Acquire::Languages "none";',
             # As root apt would download as _apt, who cannot write into our cache.
             'APT::Sandbox::User "root";',
@@ -251,7 +263,7 @@ class Apt:
                                  where=self.suite, hint="run once without SEEDCHAIN_OFFLINE=1")
             try:
                 # --error-on=any: without it a mirror that cannot be reached is a mere warning.
-                self.get("update", "--error-on=any", what=f"fetching the {self.suite} package lists")
+                self.get("update", "--error-on=any", what=f"fetching the {self.label} package lists")
             except ImageError as err:
                 if "does not have a Release file" in err.what:
                     err.hint = (f"the mirror {self.mirror} does not carry {self.suite} (any more): "
@@ -311,7 +323,7 @@ class Apt:
         for name in names:
             m = re.search(r"^  Candidate: (\S+)$", self.query("policy", name), re.M)
             if not m or m[1] == "(none)":
-                raise ImageError(f"package {name} is not in {self.suite}", where=self.suite,
+                raise ImageError(f"package {name} is not in {self.label}", where=self.suite,
                                  hint="pick another suite")
             pins.append(f"{name}={m[1]}")
         return self.show(*pins)
@@ -321,7 +333,7 @@ class Apt:
         and depends, no recommends; one real package for each alternative or virtual
         name), computed against the empty dpkg status: a simulated install."""
         out = self.get("install", "--simulate", "--no-install-recommends", *names,
-                       what=f"resolving the dependencies of {', '.join(names)} in {self.suite}",
+                       what=f"resolving the dependencies of {', '.join(names)} in {self.label}",
                        hint=f"{self.suite} may be in flux (sid); try again later or another suite")
         pins = [f"{n}={v}" for n, v in re.findall(r"^Inst (\S+) \((\S+) ", out, re.M)]
         return list(self.show(*pins).values())
@@ -333,7 +345,7 @@ def _download(apt: Apt, packages: Sequence[Package], dest: Path) -> dict[str, Pa
     """`apt-get download` into dest; check each file against the index; {name: file}."""
     dest.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    what = f"downloading {', '.join(p.name for p in packages)} from {apt.suite}"
+    what = f"downloading {', '.join(p.name for p in packages)} from {apt.label}"
     apt.get("download", *(f"{p.name}={p.version}" for p in packages), cwd=dest, what=what,
             meter=Meter(f"downloading {_short(packages)}", sum(p.size for p in packages)),
             watch=dest)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -19,13 +20,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.images import recipes
+from harness.images import elfdeps, recipes
 from harness.images.cache import Cache
-from harness.arch import x86_64 as X86  # the amd64 archive; arm64 beside it later
+from harness.arch import DEFAULT
+from harness.arch import get as get_arch
 from harness.errors import ImageError
 
 from harness.images.apt import (  # noqa: F401 (the Debian side of the images, in one place)
-    DEFAULT_MIRROR, DEFAULT_SECURITY, KEYRING, RELEASES, SUITES, Apt, Package, _cached_deb,
+    DEFAULT_MIRROR, DEFAULT_SECURITY, HOST_ARCH, KEYRING, RELEASES, SUITES, Apt, Package, _cached_deb,
     _download, _run, _scan_deb, compare_versions, upstream_version, version_key)
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ class KernelImage:
     package: str
     version: str
     release: str  # uname -r, e.g. 6.1.0-41-amd64
+    arch: str = DEFAULT  # the guest architecture (harness.arch), e.g. aarch64
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class Userland:
     suite: str
     busybox_version: str
     kexec_tools_version: str
+    arch: str = DEFAULT
+    applets: tuple[str, ...] = ()   # busybox --list-full: where each applet's link goes
 
 
 @dataclass(frozen=True)
@@ -73,24 +78,24 @@ def parse_kernel_spec(spec: str) -> KernelSpec:
     return KernelSpec(m["suite"], m["series"])
 
 
-def _kernel_abi(name: str) -> re.Match | None:
-    for pattern in X86.KERNEL_PACKAGES:
+def _kernel_abi(name: str, arch: str = DEFAULT) -> re.Match | None:
+    for pattern in get_arch(arch).KERNEL_PACKAGES:
         if m := pattern.fullmatch(name):
             return m
     return None
 
 
-def _pick_kernel(apt: Apt, ks: KernelSpec) -> Package:
+def _pick_kernel(apt: Apt, ks: KernelSpec, arch: str = DEFAULT) -> Package:
     """The newest generic kernel package of the series (from the backports archive
     itself for a -backports suite)."""
     apt.ensure_lists()
-    names = [n for n in apt.query("pkgnames", "linux-").split() if _kernel_abi(n)]
+    names = [n for n in apt.query("pkgnames", "linux-").split() if _kernel_abi(n, arch)]
     rows = [r for r in apt.madison(names)
             if not ks.suite.endswith("-backports") or r[2] == ks.suite]
-    ours = [r for r in rows if _kernel_abi(r[0])["series"] == ks.series]
+    ours = [r for r in rows if _kernel_abi(r[0], arch)["series"] == ks.series]
     if not ours:
-        series = sorted({_kernel_abi(r[0])["series"] for r in rows}, key=version_key)
-        raise ImageError(f"no Debian kernel of series {ks.series} in {ks.suite}",
+        series = sorted({_kernel_abi(r[0], arch)["series"] for r in rows}, key=version_key)
+        raise ImageError(f"no Debian {get_arch(arch).DEBIAN_ARCH} kernel of series {ks.series} in {ks.suite}",
                          where=f"debian:{ks.suite}/{ks.series}",
                          hint=f"series in {ks.suite}: {', '.join(series) or 'none'}")
     name, version, archive = max(ours, key=lambda r: version_key(r[1]))
@@ -119,10 +124,10 @@ def _extract_kernel(deb: Path, dest: Path) -> None:
                          hint="pick another kernel series or package")
 
 
-def _debian_kernel(spec: str, cache: Cache) -> tuple[KernelImage, Apt, Package]:
+def _debian_kernel(spec: str, cache: Cache, arch: str = DEFAULT) -> tuple[KernelImage, Apt, Package]:
     ks = parse_kernel_spec(spec)
-    apt = Apt(ks.suite, cache)
-    pkg = _pick_kernel(apt, ks)
+    apt = Apt(ks.suite, cache, get_arch(arch).DEBIAN_ARCH)
+    pkg = _pick_kernel(apt, ks, arch)
     deb = _cached_deb(apt, pkg, cache)
     t0 = time.monotonic()
     entry = cache.build("kernel", [pkg.name, pkg.version, pkg.sha256],
@@ -130,22 +135,23 @@ def _debian_kernel(spec: str, cache: Cache) -> tuple[KernelImage, Apt, Package]:
     log.debug("kernel of %s ready in %.1f s", pkg.name, time.monotonic() - t0)
     image = next(entry.glob("vmlinuz-*"))
     release = image.name.removeprefix("vmlinuz-")
-    return KernelImage(image, spec, pkg.name, pkg.version, release), apt, pkg
+    return KernelImage(image, spec, pkg.name, pkg.version, release, arch), apt, pkg
 
 
-def resolve_kernel(spec: str, cache: Cache | None = None) -> KernelImage:
-    """A kernel from `debian:SUITE/SERIES` (downloaded, cached) or from a bzImage path."""
+def resolve_kernel(spec: str, cache: Cache | None = None, arch: str = DEFAULT) -> KernelImage:
+    """A kernel from `debian:SUITE/SERIES` (the arch's Debian package, downloaded, cached)
+    or from a kernel file's path (a bzImage, an arm64 Image)."""
     cache = cache or Cache()
     if spec.startswith("debian:"):
-        return _debian_kernel(spec, cache)[0]
+        return _debian_kernel(spec, cache, arch)[0]
     path = Path(spec).expanduser().absolute()
-    release, version = X86.read_kernel(path)
-    return KernelImage(path, spec, "(file)", version, release)
+    release, version = get_arch(arch).read_kernel(path)
+    return KernelImage(path, spec, "(file)", version, release, arch)
 
 
 # ---------------------------------------------------------------- modules
 
-def kernel_modules(spec: str, cache: Cache | None = None) -> Path | None:
+def kernel_modules(spec: str, cache: Cache | None = None, arch: str = DEFAULT) -> Path | None:
     """The extracted lib/modules/RELEASE (or usr/lib/modules/RELEASE) tree of a Debian
     kernel spec; None for a bzImage path or when the suite has no modules for it.
 
@@ -154,12 +160,12 @@ def kernel_modules(spec: str, cache: Cache | None = None) -> Path | None:
     cache = cache or Cache()
     if not spec.startswith("debian:"):
         return None
-    image, apt, pkg = _debian_kernel(spec, cache)
+    image, apt, pkg = _debian_kernel(spec, cache, arch)
     sources = [pkg]
     if pkg.name.startswith("linux-binary-"):
-        # sid-style: the image package carries no modules; linux-modules-ABI-amd64 does.
-        abi = _kernel_abi(pkg.name)["abi"]
-        name = f"linux-modules-{abi}-amd64"
+        # sid-style: the image package carries no modules; linux-modules-ABI-ARCH does.
+        abi = _kernel_abi(pkg.name, arch)["abi"]
+        name = f"linux-modules-{abi}-{apt.arch}"
         versions = [v for n, v, _ in apt.madison([name]) if n == name]
         if not versions:
             return None
@@ -196,23 +202,34 @@ def _extract_modules(deb: Path, release: str, dest: Path) -> None:
 _USERLAND_LAYOUT = "userland-1"  # bump when the tree's layout changes
 
 
-def userland(suite: str, cache: Cache | None = None) -> Userland:
-    """A tree with bin/busybox, sbin/kexec and what kexec needs to run, from `suite`."""
+def userland(suite: str, cache: Cache | None = None, arch: str = DEFAULT) -> Userland:
+    """A tree with bin/busybox, sbin/kexec and what kexec needs to run, from `suite`'s
+    packages of the architecture, and the list of busybox's applets."""
     cache = cache or Cache()
-    apt = Apt(suite, cache)
+    apt = Apt(suite, cache, get_arch(arch).DEBIAN_ARCH)
     apt.ensure_lists()
     recipe = recipes.initramfs().data["userland"]
     wanted = apt.candidates(recipe["packages"])
     kexec, busybox = wanted["kexec-tools"], wanted["busybox-static"]
     # Keyed by the two packages; the libraries come with the suite's lists when built.
     key = [_USERLAND_LAYOUT, recipes.initramfs().digest, suite] + [f"{p.name}={p.version}:{p.sha256}" for p in (kexec, busybox)]
-    root = cache.build("userland", key, lambda d: _build_userland(apt, cache, d))
-    return Userland(root, suite, busybox.version, kexec.version)
+    if apt.arch != HOST_ARCH:
+        key.append(apt.arch)        # the amd64 trees keep the keys they had before there were others
+    root = cache.build("userland", key, lambda d: _build_userland(apt, cache, d, arch))
+    return Userland(root, suite, busybox.version, kexec.version, arch,
+                    _applets(root, busybox, suite, cache, arch))
 
 
-def _build_userland(apt: Apt, cache: Cache, root: Path) -> None:
+def _runs_here(arch: str) -> bool:
+    """Whether the host can run the architecture's binaries (the same machine; this
+    project assumes no binfmt emulation)."""
+    return platform.machine() == get_arch(arch).NAME
+
+
+def _build_userland(apt: Apt, cache: Cache, root: Path, arch: str = DEFAULT) -> None:
     # The work folder inside the entry being built: the cache's file system (where room was
     # asked for), and if the build is killed it goes with the entry's folder (Cache.sweep).
+    target = get_arch(arch)
     with tempfile.TemporaryDirectory(prefix=".userland-", dir=root) as work:
         stage = Path(work, "stage")
         recipe = recipes.initramfs().data["userland"]
@@ -220,15 +237,86 @@ def _build_userland(apt: Apt, cache: Cache, root: Path) -> None:
         for deb in _download(apt, packages, Path(work, "debs")).values():
             _run(["dpkg-deb", "-x", str(deb), str(stage)], what=f"unpacking {deb.name}",
                  hint="apt-get install dpkg; or remove the cache entry and run again")
-        for target, candidates in recipe["files"].items():
-            _install(_find(stage, *candidates), root / target)
-        loader = _find(stage, f"{X86.LIBDIR}/{X86.LOADER}", f"usr/{X86.LIBDIR}/{X86.LOADER}",
-                       f"lib64/{X86.LOADER}", f"usr/lib64/{X86.LOADER}")
-        _install(loader, root / "lib64" / X86.LOADER)
+        for target_path, candidates in recipe["files"].items():
+            _install(_find(stage, *candidates), root / target_path)
         for binary in recipe["libraries_of"]:
             found = _find(stage, *recipe["files"][binary])
-            for soname, path in _needed_libraries(stage, loader, found).items():
-                _install(path, root / X86.LIBDIR / soname)
+            # The loader goes where the program asks for it (PT_INTERP: /lib64/ld-linux-x86-64.so.2,
+            # /lib/ld-linux-aarch64.so.1), from wherever the package put it.
+            interp = elfdeps.interpreter(found) or f"/{target.LIBDIR}/{target.LOADER}"
+            loader = _find(stage, interp, f"usr/{interp}", f"{target.LIBDIR}/{target.LOADER}",
+                           f"usr/{target.LIBDIR}/{target.LOADER}")
+            _install(loader, root / interp.lstrip("/"))
+            if _runs_here(arch):
+                needed = _needed_libraries(stage, loader, found, target)
+            else:
+                needed = elfdeps.closure(found, _library_search(stage, _libdirs(stage, target)), target.LOADER)
+            for soname, path in needed.items():
+                _install(path, root / target.LIBDIR / soname)
+
+
+def _libdirs(stage: Path, target) -> list[str]:
+    """The staged folders the loader searches (Debian's multiarch ones first), relative to the stage."""
+    return [d for d in (target.LIBDIR, f"usr/{target.LIBDIR}", "lib", "usr/lib") if (stage / d).is_dir()]
+
+
+def _library_search(stage: Path, libdirs: list[str]) -> elfdeps.Candidates:
+    """Where the loader looks for a soname: the library folders, then the needing object's
+    own RUNPATH, every path resolved inside the stage (never the host's files)."""
+    def candidates(soname: str, parent: elfdeps.ElfInfo):
+        origin = "/" + str(parent.path.parent.relative_to(stage)) if parent.path.is_relative_to(stage) else "/"
+        for folder in [*libdirs, *(d.replace("${ORIGIN}", origin).replace("$ORIGIN", origin) for d in parent.runpath)]:
+            if (found := _resolve_in(stage, f"{folder.strip('/')}/{soname}")) is not None:
+                yield found
+    return candidates
+
+
+def _applets(root: Path, busybox: Package, suite: str, cache: Cache, arch: str) -> tuple[str, ...]:
+    """busybox's applets with their paths (`busybox --list-full`). Another architecture's
+    busybox cannot run here: the host architecture's busybox-static of the same version
+    lists them instead. Debian builds every architecture's busybox-static from one source
+    package with one configuration (debian/config/pkg/static), so both have the same
+    applets; a binNMU (+bN) is a rebuild of that same source."""
+    if _runs_here(arch):
+        return _list_applets(root / "bin" / "busybox")
+    host = Apt(suite, cache)
+    host.ensure_lists()
+    twin = _same_source_version(host, busybox)
+    entry = cache.build("busybox-applets", ["applets/v1", twin.name, twin.version, twin.sha256],
+                        lambda d: _write_applets(host, twin, cache, d))
+    return tuple((entry / "applets").read_text().split())
+
+
+def _same_source_version(host: Apt, pkg: Package) -> Package:
+    base = re.sub(r"\+b\d+$", "", pkg.version)
+    rows = [v for n, v, _ in host.madison([pkg.name]) if n == pkg.name]
+    same = [v for v in rows if v == pkg.version] or [v for v in rows if re.sub(r"\+b\d+$", "", v) == base]
+    if not same:
+        raise ImageError(f"{pkg.name} {pkg.version} ({host.suite}) has no {host.arch} build of the same "
+                         f"version to list its applets with (there: {', '.join(rows) or 'none'})",
+                         where=host.suite, hint="the suite is between uploads (sid?): try again later "
+                                                "or use another userland suite")
+    return host.show(f"{pkg.name}={same[0]}")[pkg.name]
+
+
+def _write_applets(host: Apt, twin: Package, cache: Cache, entry: Path) -> None:
+    deb = _cached_deb(host, twin, cache)
+    recipe = recipes.initramfs().data["userland"]
+    with tempfile.TemporaryDirectory(prefix=".busybox-", dir=entry) as work:
+        _run(["dpkg-deb", "-x", str(deb), work], what=f"unpacking {deb.name}",
+             hint="apt-get install dpkg; or remove the cache entry and run again")
+        listing = _list_applets(_find(Path(work), *recipe["files"]["bin/busybox"]))
+    (entry / "applets").write_text("\n".join(listing) + "\n")
+
+
+def _list_applets(busybox: Path) -> tuple[str, ...]:
+    try:
+        listing = subprocess.run([str(busybox), "--list-full"], capture_output=True,
+                                 text=True, check=True, timeout=30).stdout.split()
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ImageError(f"cannot list the applets of {busybox}: {exc}", where=str(busybox),
+                         hint="report this, with the suite you asked for") from None
+    return tuple(sorted(set(listing)))
 
 
 def _find(stage: Path, *candidates: str) -> Path:
@@ -262,17 +350,17 @@ def _resolve_in(stage: Path, rel: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def _needed_libraries(stage: Path, loader: Path, binary: Path) -> dict[str, Path]:
+def _needed_libraries(stage: Path, loader: Path, binary: Path, target) -> dict[str, Path]:
     """{soname: file} of what binary loads, as the staged loader itself resolves it
-    (only from the staged library folders, never from the host's)."""
-    libdirs = [str(stage / d) for d in (X86.LIBDIR, f"usr/{X86.LIBDIR}", "lib", "usr/lib")
-               if (stage / d).is_dir()]
+    (only from the staged library folders, never from the host's): for the host's
+    architecture, whose loader runs here."""
+    libdirs = [str(stage / d) for d in _libdirs(stage, target)]
     argv = [str(loader), "--inhibit-cache", "--library-path", ":".join(libdirs),
             "--list", str(binary)]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True)
     except OSError as err:
-        raise ImageError(f"cannot run the staged {X86.LOADER}: {err}", where=str(loader),
+        raise ImageError(f"cannot run the staged {target.LOADER}: {err}", where=str(loader),
                          hint="report this, with the suite you asked for") from None
     missing = re.findall(r"^\s*(\S+) => not found", proc.stdout, re.M)
     if missing:
@@ -280,13 +368,13 @@ def _needed_libraries(stage: Path, loader: Path, binary: Path) -> dict[str, Path
                          "package provides", where=str(binary),
                          hint="kexec-tools' dependencies changed: report this")
     if proc.returncode != 0:
-        raise ImageError(f"the staged {X86.LOADER} could not list the libraries of "
+        raise ImageError(f"the staged {target.LOADER} could not list the libraries of "
                          f"{binary.name}: {proc.stderr.strip()}", where=str(loader),
                          hint="report this, with the suite you asked for")
     needed: dict[str, Path] = {}
     for line in proc.stdout.splitlines():
         m = re.match(r"\s*(\S+) => (.*?)(?: \(0x[0-9a-f]+\))?$", line)
-        if not m or m[1].endswith(X86.LOADER):
+        if not m or m[1].endswith(target.LOADER):
             continue  # linux-vdso.so.1 and the loader itself
         if not Path(m[2]).is_relative_to(stage):
             raise ImageError(f"{binary.name} would load {m[2]} from the host", where=str(binary),

@@ -20,7 +20,8 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.arch import x86_64 as arch
+from harness.arch import DEFAULT
+from harness.arch import get as get_arch
 from harness.errors import ImageError
 from harness.images import recipes
 from harness.images.apt import Apt, _cached_deb, _scan_deb
@@ -140,10 +141,13 @@ def read_seed_file(image: Path, seed_path: str) -> bytes | None:
         out.unlink(missing_ok=True)
 
 
-def _vars_template(recipe: recipes.Recipe, outdir: Path, token: bool, cache: Cache) -> Path:
+def _vars_template(recipe: recipes.Recipe, outdir: Path, token: bool, cache: Cache,
+                   arch: str = DEFAULT) -> Path:
     """OVMF's variable store template, copied into the run's folder; with LoaderSystemToken
-    set (random bytes from the host) when asked for."""
-    source = arch.OVMF_DIR / arch.OVMF_VARS
+    set (random bytes from the host) when asked for. (A boot loader is x86_64's only: the
+    scenario loader refuses one elsewhere.)"""
+    firmware = get_arch(arch)
+    source = firmware.OVMF_DIR / firmware.OVMF_VARS
     if not source.is_file():
         raise ImageError(f"OVMF's variable store {source} is missing", where="qemu.firmware: ovmf",
                          hint="apt-get install ovmf")
@@ -199,7 +203,7 @@ def prepare(scenario: Scenario, kernel: Path, initrd: Path, cmdline: str, cache:
     image = outdir / ESP_NAME
     try:
         _make_fat(image, files)
-        template = _vars_template(recipe, outdir, loader.system_token, cache)
+        template = _vars_template(recipe, outdir, loader.system_token, cache, scenario.arch)
     except ImageError as exc:
         exc.where = f"{_where(loader, scenario)} ({exc.where})"
         raise

@@ -13,7 +13,6 @@ import hashlib
 import shutil
 import shlex
 import stat
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,8 @@ from pathlib import Path
 from harness.images import cpio
 from harness.images import debian
 from harness.images import kmod
-from harness.arch import x86_64 as arch
+from harness.arch import DEFAULT
+from harness.arch import get as get_arch
 from harness.images.cache import Cache, sha256_file
 from harness.errors import ImageError
 from harness.images import recipes
@@ -29,7 +29,6 @@ from harness.paths import IMAGES
 from harness.scenario.model import Layer, Scenario
 
 _RECIPE = recipes.initramfs()          # images/initramfs.yaml says what a layer carries
-AGENT = IMAGES / _RECIPE.data["agent"][arch.NAME]
 BASE_CMDLINE = _RECIPE.data["cmdline"]["base"]
 INITRD_NAME = "initrd.cpio"   # uncompressed: cheaper under TCG than any decompressor
 CRASH_CMDLINE = _RECIPE.data["cmdline"]["crash_child"]
@@ -87,21 +86,31 @@ def rng_modules(scenario: Scenario, layer: Layer, cache: Cache) -> list[kmod.Mod
     qemu.rng is virtio, or for a kernel given as a file: it must have them built in)."""
     if scenario.qemu.rng != "virtio":
         return []
-    tree = debian.kernel_modules(layer.kernel, cache)
+    tree = debian.kernel_modules(layer.kernel, cache, scenario.arch)
     if tree is None:
         return []
-    bus = arch.rng_bus(scenario.qemu.machine)
+    bus = get_arch(scenario.arch).rng_bus(scenario.qemu.machine)
     return kmod.closure(tree, list(RNG_MODULES[bus]))
 
 
-def _applet_links(root: Path, present: set[str]) -> list[cpio.Entry]:
-    """busybox's applets as symlinks made here: `busybox --install` at boot costs the
-    agent ~0.3 s per layer under TCG (measured), a third of its own time."""
+def agent(arch: str = DEFAULT) -> Path:
+    """The guest agent of an architecture (images/initramfs.yaml's `agent:` map)."""
     try:
-        listing = subprocess.run([str(root / "bin" / "busybox"), "--list-full"], capture_output=True,
-                                 text=True, check=True, timeout=30).stdout.split()
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise ImageError(f"cannot list the applets of {root / 'bin' / 'busybox'}: {exc}") from None
+        path = IMAGES / _RECIPE.data["agent"][arch]
+    except KeyError:
+        raise ImageError(f"{_RECIPE.path} names no guest agent for arch {arch}", where=str(_RECIPE.path),
+                         hint=f"add `{arch}: agent/{arch}.sh` under agent:") from None
+    if not path.is_file():
+        raise ImageError(f"the guest agent of arch {arch}, {path}, is missing", where=str(_RECIPE.path),
+                         hint="restore it with git") from None
+    return path
+
+
+
+def _applet_links(listing: Sequence[str], present: set[str]) -> list[cpio.Entry]:
+    """busybox's applets (`busybox --list-full`, harness.images.debian.userland) as symlinks
+    made here: `busybox --install` at boot costs the agent ~0.3 s per layer under TCG
+    (measured), a third of its own time."""
     entries, dirs = [], set()
     for path in sorted(set(listing)):
         path = path.strip("/")
@@ -117,17 +126,18 @@ def _applet_links(root: Path, present: set[str]) -> list[cpio.Entry]:
 
 
 def _write_initrd(out_dir: Path, userland: debian.Userland, conf: bytes,
-                  nxt: "LayerImage | None", modules: "Sequence[kmod.Module]" = ()) -> None:
+                  nxt: "LayerImage | None", modules: "Sequence[kmod.Module]" = (),
+                  agent_file: Path | None = None) -> None:
     entries = cpio.tree(userland.root)
     names = {e.path for e in entries}
     for d in ("bin", "dev", "proc", "sys", "tmp", "seedchain", "usr"):
         if d not in names:
             entries.append(cpio.directory(d))
             names.add(d)
-    entries += _applet_links(userland.root, names)
+    entries += _applet_links(userland.applets, names)
     entries += [
         cpio.chardev("dev/console", 5, 1),     # the kernel opens it for init's stdio
-        cpio.file("init", source=AGENT, perm=0o755),
+        cpio.file("init", source=agent_file or agent(userland.arch), perm=0o755),
         cpio.file("seedchain/layer.conf", data=conf),
     ]
     if modules:
@@ -167,7 +177,7 @@ def build_chain(scenario: Scenario, cache: Cache) -> list[LayerImage]:
         where = f"{scenario.path}:{layer.line}: layer {layer.index}"
         if layer.kernel not in kernels:
             try:
-                kernels[layer.kernel] = debian.resolve_kernel(layer.kernel, cache)
+                kernels[layer.kernel] = debian.resolve_kernel(layer.kernel, cache, scenario.arch)
             except ImageError as exc:
                 exc.where = where       # the message names the file or package itself
                 raise
@@ -175,11 +185,12 @@ def build_chain(scenario: Scenario, cache: Cache) -> list[LayerImage]:
             kernels[layer.kernel, layer.pad_kernel] = padded(kernels[layer.kernel], layer.pad_kernel, cache, where)
         suite = _suite(layer.userland, where)
         if suite not in userlands:
-            userlands[suite] = debian.userland(suite, cache)
+            userlands[suite] = debian.userland(suite, cache, scenario.arch)
 
-    agent_digest = sha256_file(AGENT)
+    agent_file = agent(scenario.arch)
+    agent_digest = sha256_file(agent_file)
     layers = scenario.layers
-    machine_options = arch.machine_cmdline(scenario.qemu.machine)
+    machine_options = get_arch(scenario.arch).machine_cmdline(scenario.qemu.machine)
     cmdlines = [cmdline_for(layer, layers[i + 1] if i + 1 < len(layers) else None, machine_options)
                 for i, layer in enumerate(layers)]
     modules: dict[str, list[kmod.Module]] = {}
@@ -196,11 +207,13 @@ def build_chain(scenario: Scenario, cache: Cache) -> list[LayerImage]:
         conf = layer_conf(layer, next_layer, cmdlines[i + 1] if next_layer else None,
                           tuple(f"/{MODULES_DIR}/{m.name}.ko" for m in mods))
         key = ["initrd/v1", agent_digest, str(userland.root), conf]
+        if scenario.arch != DEFAULT:
+            key.append(scenario.arch)       # x86_64's images keep the keys they had
         key += [hashlib.sha256(m.data).hexdigest() for m in mods]
         if nxt is not None:
             key += [sha256_file(nxt.kernel.path), str(nxt.initrd)]
         entry = cache.build("initrd", key,
-                            lambda out, u=userland, c=conf, n=nxt, m=mods: _write_initrd(out, u, c, n, m))
+                            lambda out, u=userland, c=conf, n=nxt, m=mods: _write_initrd(out, u, c, n, m, agent_file))
         image = LayerImage(layer=layer, kernel=kernel, userland=userland,
                            initrd=entry / INITRD_NAME, cmdline=cmdlines[i])
         images.insert(0, image)

@@ -9,7 +9,9 @@ IKCFG_ST and IKCFG_ED in the kernel image; in a bzImage that image is the compre
 payload, which is decompressed here only as far as the markers. Whatever is missing
 is one error naming each option and the layer that needs it; options that only change
 what a check can see become notes; a kernel without an embedded configuration is
-checked by its header alone, and a note says why the rest was skipped.
+checked by its header alone, and a note says why the rest was skipped. The
+architecture (the scenario's `arch`) says what a kernel file is: a bzImage on x86_64, an
+Image on aarch64 (harness.arch).
 
 Debian's kernels (`debian:SUITE/SERIES`) are not checked: they have all of it.
 """
@@ -24,7 +26,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.arch import x86_64 as arch
+from harness.arch import DEFAULT
+from harness.arch import get as get_arch
 from harness.errors import ImageError
 from harness.scenario.model import Layer, Scenario
 
@@ -113,12 +116,15 @@ def _search(payload: bytes, decompressor) -> bytes | None:
     return None
 
 
-def embedded_config(path: Path) -> tuple[KernelConfig | None, str]:
-    """The configuration a bzImage carries, or (None, why it cannot be read)."""
-    payload, why = arch.kernel_payload(path)
+def embedded_config(path: Path, arch: str = DEFAULT) -> tuple[KernelConfig | None, str]:
+    """The configuration a kernel file carries, or (None, why it cannot be read). The
+    architecture says where the kernel image is in the file: a bzImage's compressed
+    payload, or an arm64 Image, which is the file itself, uncompressed."""
+    payload, why = get_arch(arch).kernel_payload(path)
     if payload is None:
         return None, why
-    if payload.startswith(b"\x7fELF"):       # stored uncompressed
+    # Stored uncompressed (an ELF payload, or an arm64 Image: the file itself), or compressed.
+    if payload.startswith(b"\x7fELF") or len(payload) == Path(path).stat().st_size:
         data = find_config(payload)
     else:
         name, decompressor, errors = _decompressor(payload[:8])
@@ -148,7 +154,7 @@ def needs(layer: Layer, nxt: Layer | None) -> list[tuple[str, str]]:
 
 
 def advice(layer: Layer, nxt: Layer | None, config: KernelConfig, release: str,
-           seed_in_flight: bool) -> list[str]:
+           seed_in_flight: bool, arch: str = DEFAULT) -> list[str]:
     """Options whose absence does not stop the harness but changes what a check sees."""
     notes = []
     if (config.options.get("RANDOM_TRUST_BOOTLOADER") == "n" and layer.expect.credited
@@ -157,7 +163,7 @@ def advice(layer: Layer, nxt: Layer | None, config: KernelConfig, release: str,
                      "seed only with random.trust_bootloader=on, so expect credited: no")
     version = re.match(r"(\d+)\.(\d+)", release)
     old = version is None or (int(version[1]), int(version[2])) < (6, 8)
-    if (nxt is not None and nxt.loader in arch.FILE_LOADERS and seed_in_flight and old
+    if (nxt is not None and nxt.loader in get_arch(arch).FILE_LOADERS and seed_in_flight and old
             and not config.enabled("DYNAMIC_DEBUG")):
         notes.append(f"CONFIG_DYNAMIC_DEBUG is not set: before 6.8 the kernel logs where it loaded "
                      f"layer {nxt.index} only through dynamic debug, so that seed is not caught in "
@@ -172,6 +178,7 @@ def check_kernels(scenario: Scenario) -> list[str]:
     problems: list[tuple[Layer, str]] = []
     configs: dict[str, tuple[KernelConfig | None, str]] = {}
     layers = scenario.layers
+    arch = get_arch(scenario.arch)
     for i, layer in enumerate(layers):
         if layer.kernel.startswith("debian:"):
             continue
@@ -184,7 +191,7 @@ def check_kernels(scenario: Scenario) -> list[str]:
             raise
         problems += [(layer, p) for p in arch.kexec_problems(path, layer.loader)]
         if layer.kernel not in configs:
-            configs[layer.kernel] = embedded_config(path)
+            configs[layer.kernel] = embedded_config(path, scenario.arch)
         config, why = configs[layer.kernel]
         if config is None:
             notes.append(f"layer {layer.index}: {path}: boot header checked; option check skipped: {why}")
@@ -192,7 +199,8 @@ def check_kernels(scenario: Scenario) -> list[str]:
         problems += [(layer, f"CONFIG_{name} is not set ({reason})")
                      for name, reason in needs(layer, nxt) if not config.enabled(name)]
         notes += [f"layer {layer.index}: {note}"
-                  for note in advice(layer, nxt, config, release, scenario.capture.seed_in_flight)]
+                  for note in advice(layer, nxt, config, release, scenario.capture.seed_in_flight,
+                                           scenario.arch)]
     if problems:
         raise _refusal(scenario, problems)
     return notes

@@ -57,7 +57,7 @@ def modinfo(obj: bytes, where: str = "") -> dict[str, list[str]]:
     """The key=value strings of an ELF64 module's .modinfo section."""
     if obj[:4] != b"\x7fELF" or obj[4] != 2 or obj[5] != 1:
         raise ImageError(f"{where or 'module'} is not a little-endian ELF64 object", where=where,
-                         hint="only x86_64 kernel modules are supported")
+                         hint="only little-endian 64-bit kernel modules (x86_64, arm64) are read")
     shoff, = struct.unpack_from("<Q", obj, 0x28)
     shentsize, shnum, shstrndx = struct.unpack_from("<HHH", obj, 0x3A)
     sections = [struct.unpack_from("<IIQQQQ", obj, shoff + i * shentsize) for i in range(shnum)]

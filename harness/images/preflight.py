@@ -25,7 +25,8 @@ def check_scenario(scenario: Scenario) -> list[str]:
             _at(where, debian.parse_kernel_spec, layer.kernel)
         _at(where, _userland_suite, layer.userland)
     line = f":{scenario.qemu_line}" if scenario.qemu_line else ""
-    _at(f"{scenario.path}{line}: qemu.build", qemu_builds.check, scenario.qemu.build)
+    _at(f"{scenario.path}{line}: qemu.build", lambda build: qemu_builds.check(build, scenario.arch),
+        scenario.qemu.build)
     return check_kernels(scenario)
 
 

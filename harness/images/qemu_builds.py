@@ -2,8 +2,10 @@
 
 `qemu.build` is one of:
 
-- "system": qemu-system-x86_64 on PATH;
-- "debian:SUITE": that suite's qemu-system-x86, installed by mmdebstrap into a
+- "system": qemu-system-x86_64 on PATH (for an aarch64 scenario qemu-system-aarch64:
+  harness.arch says which, for the scenario's `arch`);
+- "debian:SUITE": that suite's qemu-system-x86 (qemu-system-arm for aarch64, with
+  qemu-efi-aarch64 for its uefi firmware), installed by mmdebstrap into a
   root file system of its own (a cache entry keyed by the package's version and
   SHA256 in the suite's index, so a new upload builds a new one) and run under
   bubblewrap. Only the root file system's /usr, /etc and the /bin, /lib...
@@ -21,6 +23,7 @@ argv prefix (wrapper and binary) for one run.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -39,7 +42,8 @@ from harness.images import debian
 from harness.images.cache import Cache
 from harness.progress import say
 from harness.errors import ImageError, QemuError
-from harness.arch import x86_64 as arch
+from harness.arch import DEFAULT
+from harness.arch import get as get_arch
 from harness.images import qemu_source, recipes
 from harness.proc import die_with_parent
 
@@ -48,7 +52,7 @@ log = logging.getLogger(__name__)
 DEBIAN_SUITES = ("bullseye", "bookworm", "trixie", "sid")
 PROBE_SECONDS = 5.0            # how long `BINARY --version` may take to say that it is a QEMU
 _RECIPE = recipes.qemu_suite()       # images/qemu/debian-suite.yaml
-PACKAGE = _RECIPE.data["package"]
+PACKAGE = _RECIPE.data["package"]    # x86_64's; other arches' are under `arches:`
 BINARY = _RECIPE.data["binary"]
 OVMF_DIR = "/usr/share/OVMF"   # firmware comes from the host, bound in when present
 ROOT_LAYOUT = "qemu-root/v1"   # bump when the root file system's recipe changes
@@ -109,16 +113,49 @@ class QemuBuild:
                                  f"/{top} (e.g. SEEDCHAIN_CACHE, --artifacts)")
 
 
-def check(build: str) -> None:
+@dataclass(frozen=True)
+class SuiteQemu:
+    """What a debian:SUITE root file system holds for one guest arch and firmware."""
+    package: str                        # the QEMU package, e.g. qemu-system-arm
+    binary: str                         # its binary, e.g. /usr/bin/qemu-system-aarch64
+    firmware: tuple[str, ...]           # packages the firmware needs there, e.g. qemu-efi-aarch64
+    digest: str                         # of just this part of the recipe, for the cache key
+
+
+def suite_qemu(arch: str = DEFAULT, firmware: str = "") -> SuiteQemu:
+    """The recipe's QEMU package and binary for a guest arch, and a firmware's packages.
+    The digest covers this arch's part only, so x86_64's roots keep their keys."""
+    data = _RECIPE.data
+    entry = data if arch == DEFAULT else data.get("arches", {}).get(arch)
+    if entry is None:
+        raise QemuError(f"{_RECIPE.path} names no QEMU package for arch {arch}", where="qemu.build",
+                        hint=f"add {arch} under arches:, or use qemu.build: system")
+    extra = tuple(entry.get("firmware", {}).get(firmware, ()))
+    view = {"package": entry["package"], "binary": entry["binary"], "mmdebstrap": data["mmdebstrap"]}
+    if extra:
+        view["firmware"] = list(extra)
+    digest = hashlib.sha256(json.dumps(view, sort_keys=True).encode()).hexdigest()[:16]
+    return SuiteQemu(entry["package"], entry["binary"], extra, digest)
+
+
+def check(build: str, arch: str = DEFAULT) -> None:
     """What can be known of a `qemu.build` string without fetching or building anything: a
-    known Debian suite, a source release with a recipe, or a binary that is a QEMU."""
+    known Debian suite, a source release with a recipe (x86_64 only), or a binary that is a QEMU."""
     text = _text(build)
     if text.startswith("debian:"):
         _known_suite(text.removeprefix("debian:"))
+        suite_qemu(arch)
     elif text.startswith("source:"):
+        _source_arch(text, arch)
         qemu_source.recipe_of(text.removeprefix("source:"))
     else:
-        is_qemu(arch.find_qemu(text))
+        is_qemu(get_arch(arch).find_qemu(text))
+
+
+def _source_arch(text: str, arch: str) -> None:
+    if arch != DEFAULT:
+        raise QemuError(f"qemu.build {text} builds qemu-system-x86_64 only; this scenario's arch is {arch}",
+                        where="qemu.build", hint="use system, debian:SUITE or a QEMU binary's path")
 
 
 def check_option(value: str) -> None:
@@ -126,7 +163,7 @@ def check_option(value: str) -> None:
     refused, not ignored. Errors name the option."""
     try:
         if not value.strip():
-            raise QemuError("names no QEMU", hint=f"give a {arch.QEMU_BINARY}'s path or name, "
+            raise QemuError("names no QEMU", hint="give a QEMU binary's path or name, "
                                                   "debian:SUITE or source:VERSION; or leave --qemu out")
         check(value)
     except QemuError as exc:
@@ -138,7 +175,7 @@ def _text(build: str) -> str:
     text = build.strip()
     if not text:
         raise QemuError("qemu.build is empty", where="qemu.build",
-                        hint="use system, debian:SUITE or the path of a qemu-system-x86_64")
+                        hint="use system, debian:SUITE or the path of a QEMU binary")
     return text
 
 
@@ -152,7 +189,7 @@ def is_qemu(binary: str) -> str:
 
 @functools.lru_cache(maxsize=16)
 def _probe(binary: str, mtime_ns: int, size: int) -> None:
-    hint = f"give a {arch.QEMU_BINARY} (a path, or a name on PATH), or the scenario's own with no --qemu"
+    hint = "give a QEMU system emulator (a path, or a name on PATH), or the scenario's own with no --qemu"
     with tempfile.TemporaryFile() as out:
         try:
             proc = subprocess.Popen([binary, "--version"], stdin=subprocess.DEVNULL, stdout=out,
@@ -175,14 +212,18 @@ def _probe(binary: str, mtime_ns: int, size: int) -> None:
                         f"version' (exit status {status})", where="qemu.build", hint=hint)
 
 
-def resolve(build: str, cache: Cache, progress=lambda message: None) -> QemuBuild:
-    """The QEMU a `qemu.build` string names, built (debian:SUITE) if need be."""
+def resolve(build: str, cache: Cache, progress=lambda message: None, arch: str = DEFAULT,
+            firmware: str = "") -> QemuBuild:
+    """The QEMU a `qemu.build` string names for a guest arch, built (debian:SUITE, with
+    what `firmware` needs there) if need be."""
     text = _text(build)
+    target = get_arch(arch)
     if text == "system":
-        return QemuBuild(label="system", binary=is_qemu(arch.find_qemu("system")))
+        return QemuBuild(label="system", binary=is_qemu(target.find_qemu("system")))
     if text.startswith("debian:"):
-        return _debian(text.removeprefix("debian:"), cache)
+        return _debian(text.removeprefix("debian:"), cache, arch, firmware)
     if text.startswith("source:"):
+        _source_arch(text, arch)
         binary, source = qemu_source.build(text.removeprefix("source:"), cache, progress)
         dirs = [d for d in recipes.qemu_source(f"qemu-{source['version']}.yaml").data["firmware"]["dirs"]]
         missing = [d for d in dirs if not Path(d).is_dir()]
@@ -191,7 +232,7 @@ def resolve(build: str, cache: Cache, progress=lambda message: None) -> QemuBuil
                             where="qemu.build", hint="apt-get install seabios qemu-system-data")
         return QemuBuild(label=text, binary=str(binary), source=source,
                          extra_args=tuple(a for d in dirs for a in ("-L", d)))
-    binary = is_qemu(arch.find_qemu(text))
+    binary = is_qemu(target.find_qemu(text))
     return QemuBuild(label=text, binary=binary, extra_args=_pc_bios_args(Path(binary)))
 
 
@@ -211,21 +252,23 @@ def _known_suite(suite: str) -> None:
                         hint=f"use one of: {', '.join('debian:' + s for s in DEBIAN_SUITES)}")
 
 
-def _debian(suite: str, cache: Cache) -> QemuBuild:
+def _debian(suite: str, cache: Cache, arch: str = DEFAULT, firmware: str = "") -> QemuBuild:
     label = f"debian:{suite}"
     _known_suite(suite)
+    want = suite_qemu(arch, firmware)
     bwrap = shutil.which("bwrap")
     if not bwrap:
         raise QemuError(f"bwrap (bubblewrap) is needed to run {label}'s QEMU and is not installed",
                         where="qemu.build", hint="apt-get install bubblewrap")
-    apt = debian.Apt(suite, cache)
+    apt = debian.Apt(suite, cache)      # the host's architecture: this QEMU runs here
     apt.ensure_lists()
-    pkg = apt.candidates([PACKAGE])[PACKAGE]
-    key = [ROOT_LAYOUT, _RECIPE.digest, suite, f"{pkg.name}={pkg.version}:{pkg.sha256}"]
-    entry = cache.build("qemu-root", key, lambda d: _build_root(apt, pkg, d))
+    found = apt.candidates([want.package, *want.firmware])
+    pkg = found[want.package]
+    key = [ROOT_LAYOUT, want.digest, suite] + [f"{p.name}={p.version}:{p.sha256}" for p in found.values()]
+    entry = cache.build("qemu-root", key, lambda d: _build_root(apt, pkg, d, want))
     info = json.loads((entry / INFO).read_text())
     root = entry / "root"
-    return QemuBuild(label=label, binary=BINARY, prefix=_sandbox(bwrap, root),
+    return QemuBuild(label=label, binary=want.binary, prefix=_sandbox(bwrap, root),
                      package_version=info["version"], root=root)
 
 
@@ -260,15 +303,19 @@ def _mmdebstrap(argv: list[str], env: dict, label: str) -> subprocess.CompletedP
     return subprocess.CompletedProcess(argv, rc, "".join(lines), "")
 
 
-def _build_root(apt: debian.Apt, pkg: debian.Package, entry: Path) -> None:
-    """mmdebstrap a root file system holding the suite's qemu-system-x86 into entry/root."""
+def _build_root(apt: debian.Apt, pkg: debian.Package, entry: Path, want: SuiteQemu | None = None) -> None:
+    """mmdebstrap a root file system holding the suite's QEMU package (qemu-system-x86, or
+    another arch's with its firmware packages) into entry/root."""
+    want = want or suite_qemu()
+    package, binary = want.package, want.binary
     label = f"debian:{apt.suite}"
     mmdebstrap = shutil.which("mmdebstrap")
     if not mmdebstrap:
         raise ImageError(f"mmdebstrap is needed to build {label}'s QEMU and is not installed",
                          where="qemu.build", hint="apt-get install mmdebstrap")
     root = entry / "root"
-    argv = [mmdebstrap, f"--variant={_RECIPE.data['mmdebstrap']['variant']}", f"--include={PACKAGE}", f"--architectures={arch.DEBIAN_ARCH}",
+    argv = [mmdebstrap, f"--variant={_RECIPE.data['mmdebstrap']['variant']}",
+            f"--include={','.join((package, *want.firmware))}", f"--architectures={apt.arch}",
             # Only Debian's keyring: neither the host's trusted.gpg nor trusted.gpg.d.
             f"--keyring={debian.KEYRING}", f"--keyring={apt.dir / 'empty'}",
             '--aptopt=Acquire::Languages "none"',
@@ -284,7 +331,7 @@ def _build_root(apt: debian.Apt, pkg: debian.Package, entry: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "APT_CONFIG"}
     env["LC_ALL"] = "C"
     started = time.monotonic()
-    log.info("building a %s root file system with %s %s", apt.suite, PACKAGE, pkg.version)
+    log.info("building a %s root file system with %s %s", apt.suite, package, pkg.version)
     proc = _mmdebstrap(argv, env, label)
     if proc.returncode != 0:
         tail = "\n    ".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
@@ -293,18 +340,18 @@ def _build_root(apt: debian.Apt, pkg: debian.Package, entry: Path) -> None:
                          hint=f"check the network and the mirror ({apt.mirror}; "
                               "SEEDCHAIN_DEBIAN_MIRROR / SEEDCHAIN_DEBIAN_SECURITY set others)")
     _tidy(root)
-    if not os.access(root / BINARY.lstrip("/"), os.X_OK):
-        raise ImageError(f"{label}'s root file system has no {BINARY}", where="qemu.build",
-                         hint=f"{PACKAGE}'s layout changed in {apt.suite}: report this")
-    version = installed_version(root, PACKAGE)
+    if not os.access(root / binary.lstrip("/"), os.X_OK):
+        raise ImageError(f"{label}'s root file system has no {binary}", where="qemu.build",
+                         hint=f"{package}'s layout changed in {apt.suite}: report this")
+    version = installed_version(root, package)
     if version != pkg.version:
         # The suite moved on since our package lists were fetched: the tree holds
         # the newer upload, and says so; the next lists refresh keys it right.
         log.warning("%s: the index said %s %s, mmdebstrap installed %s",
-                    label, PACKAGE, pkg.version, version)
+                    label, package, pkg.version, version)
     (root / OVMF_DIR.lstrip("/")).mkdir(parents=True, exist_ok=True)  # its mount point
     (entry / INFO).write_text(json.dumps({
-        "suite": apt.suite, "package": PACKAGE, "version": version,
+        "suite": apt.suite, "package": package, "version": version,
         "index_version": pkg.version, "index_sha256": pkg.sha256,
         "build_seconds": round(time.monotonic() - started, 1)}, indent=1) + "\n")
 

@@ -43,6 +43,10 @@ QEMU_SUITE_SCHEMA = {
     "required": ["package", "binary", "mmdebstrap"],
     "properties": {
         "package": _TEXT, "binary": _TEXT,
+        "arches": {"type": "object", "additionalProperties": {
+            "type": "object", "additionalProperties": False, "required": ["package", "binary"],
+            "properties": {"package": _TEXT, "binary": _TEXT,
+                           "firmware": {"type": "object", "additionalProperties": _WORDS}}}},
         "mmdebstrap": {"type": "object", "additionalProperties": False,
                        "required": ["variant", "dpkg_excludes"],
                        "properties": {"variant": {"enum": ["apt", "essential", "minbase"]},

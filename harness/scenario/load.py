@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from harness import yamldoc
 from harness.errors import ScenarioError, SeedchainError
 from harness.paths import PROJECT
-from harness.scenario.model import BootLoader, Capture, Expect, Layer, QemuConfig, Scenario
+from harness.scenario.model import ARCHES, DEFAULT_ARCH, BootLoader, Capture, Expect, Layer, QemuConfig, Scenario
 from harness.scenario.schema import PATTERN_WORDS, SCHEMA
 from harness.yamldoc import MAX_BYTES, Validator, Words, line_at, line_of, load_document  # noqa: F401 (re-exported)
 
@@ -121,6 +121,31 @@ def kernel_options(values: Sequence[str]) -> tuple[str | None, dict[int, str]]:
 
 # --- validated data to the model -------------------------------------------------------
 
+def _check_arch(arch: str, explicit: bool, qemu: dict, root: "Node", where: str) -> None:
+    """The qemu keys that must agree with the scenario's arch: a firmware of that arch,
+    and a machine type of its QEMU (not q35 on aarch64, not virt on x86_64)."""
+    own = ARCHES[arch]
+    said = f"; the scenario's arch is {arch}" + ("" if explicit else " (the default)")
+    firmware = qemu.get("firmware")
+    if firmware is not None and firmware not in own.firmwares:
+        others = [name for name, a in ARCHES.items() if firmware in a.firmwares]
+        raise ScenarioError(f"qemu.firmware: {firmware} is {' and '.join(others)}'s firmware{said}", where=f"{where}:{line_at(root, ['qemu', 'firmware'])}",
+                            hint=f"use one of: {', '.join(own.firmwares)}")
+    machine = qemu.get("machine")
+    if machine is None:
+        return
+    name = machine.split(",", 1)[0]
+    if re.fullmatch(own.machines, name):
+        return
+    others = [other for other, a in ARCHES.items() if other != arch and re.fullmatch(a.machines, name)]
+    if others or arch != DEFAULT_ARCH:
+        kind = f"an {others[0]} machine type" if others else "not a machine type seedchain runs it on"
+        raise ScenarioError(f"qemu.machine: {name} is {kind}{said}",
+                            where=f"{where}:{line_at(root, ['qemu', 'machine'])}",
+                            hint=f"{arch} runs on {own.machine_words}"
+                                 + (f"; or set arch: {others[0]}" if others else ""))
+
+
 def _build(data: dict, root: "Node", where: str) -> Scenario:
     folder = Path(where).parent
     qemu = dict(data.get("qemu", {}))
@@ -130,6 +155,11 @@ def _build(data: dict, root: "Node", where: str) -> Scenario:
         qemu["build"] = os.path.abspath(folder / qemu["build"])
     if "extra_args" in qemu:
         qemu["extra_args"] = tuple(qemu["extra_args"])
+    arch = data.get("arch", DEFAULT_ARCH)
+    _check_arch(arch, "arch" in data, qemu, root, where)
+    defaults = ARCHES[arch]
+    for key in ("machine", "cpu", "firmware"):
+        qemu.setdefault(key, getattr(defaults, key))
     capture = Capture(**data.get("capture", {}))
     layers = []
     for index, raw in enumerate(data["layers"], start=1):
@@ -150,6 +180,10 @@ def _build(data: dict, root: "Node", where: str) -> Scenario:
     bootloader = None
     if "bootloader" in data:
         line = line_at(root, ["bootloader"], of_value=True)
+        if arch != "x86_64":
+            raise ScenarioError(f"bootloader {data['bootloader']['name']} is x86_64 only: its ESP recipe "
+                                "and variable store are OVMF's", where=f"{where}:{line}: bootloader",
+                                hint=f"remove bootloader, or drop arch: {arch}")
         if qemu.get("firmware", QemuConfig.firmware) != "ovmf":
             raise ScenarioError(f"bootloader {data['bootloader']['name']} needs UEFI firmware",
                                 where=f"{where}:{line}: bootloader",
@@ -163,6 +197,7 @@ def _build(data: dict, root: "Node", where: str) -> Scenario:
         qemu=QemuConfig(**qemu),
         layers=tuple(layers),
         tags=tuple(data.get("tags", ())),
+        arch=arch,
         capture=capture,
         repeat=int(data.get("repeat", 1)),
         qemu_line=line_at(root, ["qemu", "build"]) if "build" in qemu else line_at(root, ["qemu"]) if "qemu" in data else 0,

@@ -30,9 +30,36 @@ SEED_PRESETS: dict[str, dict[str, bool]] = {
 # kexec_crash: `kexec -s -p` loads a crash kernel, then the parent is crashed on
 # purpose (sysrq c); its seed is made at load time, not at the crash.
 LOADERS = ("kexec_file_load", "kexec_load", "kexec_crash")
-FIRMWARES = ("seabios", "ovmf")
 RNG_DEVICES = ("none", "virtio")
 BOOTLOADERS = ("systemd-boot",)      # each has a recipe in images/bootloader/NAME.yaml
+
+
+@dataclass(frozen=True)
+class ArchDefaults:
+    """What a scenario's `arch` decides before anything is built: the firmwares it may ask
+    for (harness/arch/NAME.py's FIRMWARES; a test keeps the two equal), the machine, CPU and
+    firmware a scenario gets when it names none, and the machine types of its QEMU."""
+
+    firmwares: tuple[str, ...]
+    machine: str
+    cpu: str
+    firmware: str
+    machines: str                # regex of the machine types (before any ',options')
+    machine_words: str           # those in words, for messages
+
+
+ARCHES: dict[str, ArchDefaults] = {
+    "x86_64": ArchDefaults(firmwares=("seabios", "ovmf"), machine="q35", cpu="max", firmware="seabios",
+                           machines=r"pc|q35|isapc|microvm|xenfv|xenpv|pc-(i440fx|q35)-[0-9.]+",
+                           machine_words="q35, pc, pc-i440fx-7.2, pc-q35-7.1 or microvm"),
+    # -cpu max,pauth-impdef=on: pointer authentication's QARMA5 makes plain max four times
+    # slower under TCG (FACTS.md, "Device-tree seeds (arm64)"); virt is the one machine whose
+    # device tree QEMU writes the rng-seed into.
+    "aarch64": ArchDefaults(firmwares=("none", "uefi"), machine="virt", cpu="max,pauth-impdef=on",
+                            firmware="none", machines=r"virt|virt-[0-9.]+", machine_words="virt or virt-7.2"),
+}
+DEFAULT_ARCH = "x86_64"
+FIRMWARES = tuple(dict.fromkeys(f for a in ARCHES.values() for f in a.firmwares))  # every arch's
 
 
 @dataclass(frozen=True)
@@ -73,11 +100,12 @@ class Expect:
 @dataclass(frozen=True)
 class QemuConfig:
     build: str = "system"        # "system" (on PATH), "debian:SUITE" (that suite's QEMU), or a binary's path
-    machine: str = "q35"
+    machine: str = "q35"         # the defaults of x86_64; another arch's come from ARCHES
     cpu: str = "max"             # "max" has RDRAND; "qemu64" has none
     memory: int = 2048           # MiB
     rng: str = "none"            # "virtio" adds -device virtio-rng-pci
-    firmware: str = "seabios"    # "ovmf": UEFI, the kernel's EFI stub installs an EFI RNG seed
+    firmware: str = "seabios"    # "ovmf": UEFI, the kernel's EFI stub installs an EFI RNG seed;
+                                 # aarch64: "none" (direct kernel boot) or "uefi"
     accel: str = "auto"          # auto: KVM only when a probe boot proves it works
     extra_args: tuple[str, ...] = ()
 
@@ -105,7 +133,7 @@ class BootLoader:
 @dataclass(frozen=True)
 class Layer:
     index: int                   # 1-based; layer 1 is started by QEMU
-    kernel: str                  # "debian:SUITE/SERIES" or a path to a bzImage
+    kernel: str                  # "debian:SUITE/SERIES" or a path to a bzImage (an Image on aarch64)
     loader: str                  # "qemu" for layer 1, else one of LOADERS
     userland: str = "debian:bookworm"   # where busybox and kexec-tools come from
     cmdline: str = ""            # appended to the harness's own console options
@@ -123,6 +151,7 @@ class Scenario:
     qemu: QemuConfig
     layers: tuple[Layer, ...]
     tags: tuple[str, ...] = ()
+    arch: str = DEFAULT_ARCH     # the guest architecture, a key of ARCHES (harness/arch/NAME.py)
     capture: Capture = field(default_factory=Capture)
     repeat: int = 1              # boots in a row; the last is judged, the earlier ones' seeds are in the ledger
     bootloader: BootLoader | None = None    # None: QEMU starts layer 1 itself (-kernel)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
-from harness.scenario.model import (BOOTLOADERS, CHECKS, FIRMWARES, LOADERS, RNG_DEVICES, SEED_PRESETS, BootLoader,
+from harness.scenario.model import (ARCHES, BOOTLOADERS, CHECKS, DEFAULT_ARCH, FIRMWARES, LOADERS, RNG_DEVICES, SEED_PRESETS, BootLoader,
                                    Layer, QemuConfig)
 
 MAX_LAYERS = 16
@@ -113,8 +113,9 @@ def _layer(first: bool) -> dict:
             "kernel": {
                 "type": "string",
                 "description": "Kernel to boot: 'debian:SUITE/SERIES' (e.g. debian:bookworm/6.1, "
-                               "debian:sid/7.2), or a path to a bzImage, absolute or relative to "
-                               "this file's folder.",
+                               "debian:sid/7.2; the arch's Debian packages), or a path to a bzImage "
+                               "(x86_64) or an uncompressed Image (aarch64), absolute or relative "
+                               "to this file's folder.",
                 "if": {"pattern": "^debian:"},
                 "then": {"pattern": DEBIAN_KERNEL},
                 "else": {"pattern": KERNEL_PATH},
@@ -183,6 +184,15 @@ SCHEMA: dict = {
             "default": [],
             "description": "Labels to select scenarios by (lowercase letters, digits and '-').",
         },
+        "arch": {
+            "enum": list(ARCHES),
+            "default": DEFAULT_ARCH,
+            "description": "Guest architecture: x86_64 (qemu-system-x86_64, bzImage kernels, setup_data "
+                           "seeds, Debian's amd64 packages) or aarch64 (qemu-system-aarch64 -M virt, Image "
+                           "kernels, the device tree's rng-seed, Debian's arm64 packages). It sets the "
+                           "defaults of qemu.machine, qemu.cpu and qemu.firmware: " + "; ".join(
+                               f"{name}: {a.machine}, {a.cpu}, {a.firmware}" for name, a in ARCHES.items()) + ".",
+        },
         "qemu": {
             "type": "object",
             "additionalProperties": False,
@@ -192,25 +202,28 @@ SCHEMA: dict = {
                     "type": "string",
                     "minLength": 1,
                     "default": _QEMU.build,
-                    "description": "'system' for qemu-system-x86_64 on PATH, 'debian:SUITE' "
-                                   "(e.g. debian:trixie) for that Debian suite's QEMU run in a "
-                                   "root file system of its own, 'source:VERSION' (e.g. "
-                                   "source:7.2.0) for a release built from Debian's source "
-                                   "package by images/qemu/qemu-VERSION.yaml, or a path to a "
-                                   "qemu-system-x86_64 binary (relative to this file's folder).",
+                    "description": "'system' for qemu-system-x86_64 (aarch64: qemu-system-aarch64) "
+                                   "on PATH, 'debian:SUITE' (e.g. debian:trixie) for that Debian "
+                                   "suite's QEMU run in a root file system of its own, 'source:VERSION' "
+                                   "(e.g. source:7.2.0, x86_64 only) for a release built from Debian's "
+                                   "source package by images/qemu/qemu-VERSION.yaml, or a path to a "
+                                   "QEMU binary of the arch (relative to this file's folder).",
                 },
                 "machine": {
                     "type": "string",
                     "pattern": MACHINE,
                     "default": _QEMU.machine,
                     "description": "QEMU machine type and options (-machine), e.g. q35, pc, "
-                                   "pc-i440fx-7.2, microvm,rtc=on.",
+                                   "pc-i440fx-7.2, microvm,rtc=on (x86_64; default q35); virt, "
+                                   "virt,dtb-randomness=off (aarch64; default virt).",
                 },
                 "cpu": {
                     "type": "string",
                     "pattern": CPU,
                     "default": _QEMU.cpu,
-                    "description": "QEMU CPU model (-cpu): max has RDRAND, qemu64 has none.",
+                    "description": "QEMU CPU model (-cpu): max has RDRAND, qemu64 has none (x86_64; "
+                                   "default max); aarch64's default is max,pauth-impdef=on (plain max "
+                                   "is four times slower under TCG), cortex-a57 has no FEAT_RNG.",
                 },
                 "memory": {
                     "type": "integer",
@@ -227,8 +240,10 @@ SCHEMA: dict = {
                 "firmware": {
                     "enum": list(FIRMWARES),
                     "default": _QEMU.firmware,
-                    "description": "seabios (legacy BIOS, QEMU's default) or ovmf (UEFI, Debian's "
-                                   "ovmf package): the kernel's EFI stub then passes an EFI RNG seed.",
+                    "description": "x86_64: seabios (legacy BIOS, QEMU's default) or ovmf (UEFI, "
+                                   "Debian's ovmf package): the kernel's EFI stub then passes an EFI "
+                                   "RNG seed. aarch64: none (direct kernel boot, the default) or uefi "
+                                   "(Debian's qemu-efi-aarch64).",
                 },
                 "accel": {
                     "enum": ["auto", "tcg", "kvm"],
