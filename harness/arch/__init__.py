@@ -2,7 +2,7 @@
 
 Each architecture is one module here that defines the names in INTERFACE; the
 stages ask `get(name)` for it and never spell out an architecture themselves.
-x86_64 is the only one today; arm64 (device tree) is meant to sit beside it.
+x86_64 (setup_data seeds) and aarch64 (the device tree's rng-seed) sit side by side.
 
 INTERFACE, per module:
   NAME, DEBIAN_ARCH         'x86_64', 'amd64'
@@ -23,21 +23,25 @@ INTERFACE, per module:
                             when unknown, as behind a boot loader)
   next_entry(*texts)              where a kexec'd kernel is entered, from the loader's words
   read_handover(read, boot_params)  the seed records handed over at that entry
-  GDB_REGISTERS, BOOT_PARAMS_REGISTER   the debugger's register numbers; which holds boot_params
+  GDB_REGISTERS, BOOT_PARAMS_REGISTER, PC_REGISTER   the debugger's register layout; which
+                            register holds boot_params (x86) or the DTB's address (arm64); the PC
+  SEED_VALUE_OFFSET         where a caught seed's bytes start, from its recorded address
+  AGENT_DEVICE              QEMU options that wire the agent's chardev ("agent") into the guest
+  rng_bus(machine)          the bus a virtio-rng device sits on (its modules come along)
 """
 
 from __future__ import annotations
 
 from types import ModuleType
 
-from harness.arch import x86_64
+from harness.arch import aarch64, x86_64
 
 INTERFACE = ("NAME", "DEBIAN_ARCH", "QEMU_BINARY", "QEMU_PACKAGE", "KERNEL_PACKAGES",
              "LOADER", "LIBDIR", "FIRMWARES", "find_qemu", "read_kernel", "kexec_problems",
              "kernel_payload", "machine_args", "machine_cmdline", "read_seed_records",
              "read_efi_seed", "first_entry", "next_entry", "read_handover", "GDB_REGISTERS",
-             "BOOT_PARAMS_REGISTER")
-ARCHES: dict[str, ModuleType] = {x86_64.NAME: x86_64}
+             "BOOT_PARAMS_REGISTER", "PC_REGISTER", "SEED_VALUE_OFFSET", "AGENT_DEVICE", "rng_bus")
+ARCHES: dict[str, ModuleType] = {x86_64.NAME: x86_64, aarch64.NAME: aarch64}
 DEFAULT = x86_64.NAME
 
 

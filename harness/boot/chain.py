@@ -273,8 +273,7 @@ def boot_chain(scenario: Scenario, machine: qemu_control.Machine, facts: list[La
                             deadline=max(deadline, time.monotonic() + 5.0))
                 f.seconds = time.monotonic() - start
                 progress(f"layer {layer.index}: booted {f.field('kernel_release')} "
-                         f"in {f.seconds:.1f} s via {layer.loader}; "
-                         f"{len(f.sysfs_seeds)} seed entr{'y' if len(f.sysfs_seeds) == 1 else 'ies'}"
+                         f"in {f.seconds:.1f} s via {layer.loader}; {_seen(f)}"
                          + ("; an EFI seed table" if f.efi_rng_address is not None else ""))
                 if i + 1 < len(scenario.layers):
                     # From here a fault is the child's to show: the parent itself booted.
@@ -294,6 +293,16 @@ def boot_chain(scenario: Scenario, machine: qemu_control.Machine, facts: list[La
         stream.close()
         if watch:
             watch.close()
+
+
+def _seen(f: LayerFacts) -> str:
+    """The progress line's word on the seed: setup_data entries, or the DTB's rng-seed."""
+    if f.arch == DEFAULT:
+        return f"{len(f.sysfs_seeds)} seed entr{'y' if len(f.sysfs_seeds) == 1 else 'ies'}"
+    caught = f.seed_in_flight
+    if caught is None or not caught.stopped:
+        return "the DTB was not caught at the hand-over"
+    return f"a {caught.len}-byte rng-seed in its DTB" if caught.caught else "no rng-seed in its DTB"
 
 
 def _watch(scenario: Scenario, machine: qemu_control.Machine, outdir: Path) -> Watch:

@@ -29,7 +29,14 @@ from harness.paths import IMAGES
 from harness.scenario.model import Layer, Scenario
 
 _RECIPE = recipes.initramfs()          # images/initramfs.yaml says what a layer carries
-BASE_CMDLINE = _RECIPE.data["cmdline"]["base"]
+
+def base_cmdline(arch: str = DEFAULT) -> str:
+    """Every kernel's first options: the architecture's console, then the recipe's base."""
+    return f"{_RECIPE.data['cmdline']['console'][arch]} {_RECIPE.data['cmdline']['base']}"
+
+
+BASE_CMDLINE = base_cmdline()
+CHANNEL_MODULES = {arch: tuple(names) for arch, names in _RECIPE.data["channel_modules"].items()}
 INITRD_NAME = "initrd.cpio"   # uncompressed: cheaper under TCG than any decompressor
 CRASH_CMDLINE = _RECIPE.data["cmdline"]["crash_child"]
 CRASHKERNEL = _RECIPE.data["cmdline"]["crashkernel"]
@@ -46,12 +53,13 @@ class LayerImage:
     cmdline: str               # the full kernel command line this layer boots with
 
 
-def cmdline_for(layer: Layer, nxt: Layer | None = None, machine_options: str = "") -> str:
+def cmdline_for(layer: Layer, nxt: Layer | None = None, machine_options: str = "",
+                arch: str = DEFAULT) -> str:
     """The layer's full kernel command line: the harness's options, what the machine
     type needs, a crash kernel's options when it is one, crashkernel= when the next
     layer is a crash kernel (unless the scenario gives its own), then the scenario's."""
     words = layer.cmdline.split()
-    parts = [BASE_CMDLINE, machine_options]
+    parts = [base_cmdline(arch), machine_options]
     if layer.loader == "kexec_crash":
         parts += [opt for opt in CRASH_CMDLINE.split() if opt not in words]
     if nxt is not None and nxt.loader == "kexec_crash" \
@@ -82,15 +90,19 @@ def layer_conf(layer: Layer, nxt: Layer | None, next_cmdline: str | None,
 
 
 def rng_modules(scenario: Scenario, layer: Layer, cache: Cache) -> list[kmod.Module]:
-    """The kernel modules the layer needs for the scenario's RNG device (none unless
-    qemu.rng is virtio, or for a kernel given as a file: it must have them built in)."""
-    if scenario.qemu.rng != "virtio":
+    """The kernel modules the layer needs: the agent's channel where the architecture
+    needs them (CHANNEL_MODULES), then the scenario's RNG device (none unless qemu.rng is
+    virtio). A kernel given as a file has no module tree: it must have them built in."""
+    names = list(CHANNEL_MODULES.get(scenario.arch, ()))
+    if scenario.qemu.rng == "virtio":
+        bus = get_arch(scenario.arch).rng_bus(scenario.qemu.machine)
+        names += [n for n in RNG_MODULES[bus] if n not in names]
+    if not names:
         return []
     tree = debian.kernel_modules(layer.kernel, cache, scenario.arch)
     if tree is None:
         return []
-    bus = get_arch(scenario.arch).rng_bus(scenario.qemu.machine)
-    return kmod.closure(tree, list(RNG_MODULES[bus]))
+    return kmod.closure(tree, names)
 
 
 def agent(arch: str = DEFAULT) -> Path:
@@ -191,7 +203,8 @@ def build_chain(scenario: Scenario, cache: Cache) -> list[LayerImage]:
     agent_digest = sha256_file(agent_file)
     layers = scenario.layers
     machine_options = get_arch(scenario.arch).machine_cmdline(scenario.qemu.machine)
-    cmdlines = [cmdline_for(layer, layers[i + 1] if i + 1 < len(layers) else None, machine_options)
+    cmdlines = [cmdline_for(layer, layers[i + 1] if i + 1 < len(layers) else None, machine_options,
+                            scenario.arch)
                 for i, layer in enumerate(layers)]
     modules: dict[str, list[kmod.Module]] = {}
     images: list[LayerImage] = []

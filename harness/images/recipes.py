@@ -23,7 +23,7 @@ _TEXT = {"type": "string"}
 
 INITRAMFS_SCHEMA = {
     "type": "object", "additionalProperties": False,
-    "required": ["agent", "userland", "kernel_modules", "cmdline"],
+    "required": ["agent", "userland", "kernel_modules", "channel_modules", "cmdline"],
     "properties": {
         "agent": {"type": "object", "minProperties": 1, "additionalProperties": _TEXT,
                   "description": "The agent file of each architecture, relative to images/."},
@@ -32,9 +32,13 @@ INITRAMFS_SCHEMA = {
                      "properties": {"packages": _WORDS, "files": _PATHS, "libraries_of": _WORDS}},
         "kernel_modules": {"type": "object", "additionalProperties": _WORDS,
                            "description": "Modules for virtio-rng, by bus."},
+        "channel_modules": {"type": "object", "additionalProperties": _WORDS,
+                            "description": "Modules for the agent's channel, by architecture."},
         "cmdline": {"type": "object", "additionalProperties": False,
-                    "required": ["base", "crash_child", "crashkernel"],
-                    "properties": {"base": _TEXT, "crash_child": _TEXT, "crashkernel": _TEXT}},
+                    "required": ["console", "base", "crash_child", "crashkernel"],
+                    "properties": {"console": {"type": "object", "minProperties": 1,
+                                               "additionalProperties": _TEXT},
+                                   "base": _TEXT, "crash_child": _TEXT, "crashkernel": _TEXT}},
     },
 }
 

@@ -48,7 +48,8 @@ case " $MODULES " in *virtio?rng*|*virtio-rng*)
 		sleep 0.1
 	done ;;
 esac
-exec 3>"$port" 4<"$port"
+# A virtio port opens once at a time (a second open is EBUSY): one descriptor both ways.
+exec 3<>"$port" || halt "cannot open $port"
 
 field() {
 	echo "@field $1" >&3
@@ -87,7 +88,7 @@ else
 fi
 [ -e $chosen/kaslr-seed ] && hex $chosen/kaslr-seed | field dt_kaslr_seed
 used=$(fdt_used)
-[ "$used" -gt 0 ] 2>/dev/null && head -c "$used" /sys/firmware/fdt | od -An -v -tx1 | tr -d ' \n' | long_field fdt
+[ "$used" -gt 0 ] 2>/dev/null && { head -c "$used" /sys/firmware/fdt | od -An -v -tx1 | tr -d ' \n'; echo; } | long_field fdt
 field boot_id </proc/sys/kernel/random/boot_id
 kexec --version 2>&1 | head -n 1 | field kexec_tools
 busybox 2>&1 | head -n 1 | field busybox
@@ -101,7 +102,7 @@ dmesg | long_field dmesg
 { echo "$started"; read -r now _ </proc/uptime; echo "$now"; } | field agent_uptime
 echo "@end $LAYER" >&3
 
-read -r answer <&4
+read -r answer <&3
 [ "$answer" = go ] || halt "host said '$answer'"
 
 if [ -z "$NEXT_LOADER" ]; then
@@ -130,7 +131,7 @@ echo "@loader $NEXT_LOADER $rc $ready" >&3
 grep -v '^sym: ' /tmp/loader.out | long_field loader_output
 dmesg | grep -E 'Loaded (kernel|dtb) at|RNG is not initiali[sz]ed' | long_field loader_dmesg
 echo "@end-loader" >&3
-read -r answer <&4
+read -r answer <&3
 [ "$rc" = 0 ] || halt "loading layer $((LAYER + 1)) failed (rc $rc)"
 echo "seedchain-agent: starting layer $((LAYER + 1)) with $NEXT_LOADER" >/dev/console
 sync
