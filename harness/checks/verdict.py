@@ -196,6 +196,7 @@ class RunResult:
             "cell": dict(s.cell_values),
             "description": s.description,
             "file": s.path,
+            "arch": s.arch,
             "passed": self.passed,
             "error": self.error,
             "qemu": {"version": self.qemu_version, "binary": self.qemu_binary,

@@ -51,6 +51,7 @@ class Gap:
     cpu: tuple[str, ...] = ()
     firmware: tuple[str, ...] = ()                  # () = any; results before it are seabios
     machine: tuple[str, ...] = ()                   # () = any; the type before options ("microvm,rtc=on")
+    arch: tuple[str, ...] = ("x86_64",)             # an entry without arch: is an x86 fact
 
     @property
     def predicts(self) -> dict[str, Values]:
@@ -78,6 +79,8 @@ class Gap:
                 return False
         if self.cpu and (result.get("qemu") or {}).get("cpu") not in self.cpu:
             return False
+        if self.arch and result.get("arch", "x86_64") not in self.arch:
+            return False
         if self.machine and str((result.get("qemu") or {}).get("machine", "")).split(",", 1)[0] not in self.machine:
             return False
         if self.firmware and (result.get("qemu") or {}).get("firmware", "seabios") not in self.firmware:
@@ -89,7 +92,7 @@ class Gap:
                 "loader": list(self.loader), "layer": self.layer,
                 "when": {k: list(v) for k, v in self.when},
                 "also": {c: " or ".join(str(r) for r in rs) for c, rs in self.also},
-                "cpu": list(self.cpu), "machine": list(self.machine),
+                "cpu": list(self.cpu), "machine": list(self.machine), "arch": list(self.arch),
                 "checks": {k: list(v) for k, v in self.checks},
                 "reason": self.reason, "source": list(self.source),
                 "informational": self.informational, "where": self.where}
@@ -144,7 +147,9 @@ GAP_SCHEMA: dict = {
         "machine": {**_STRINGS, "description": "Only on this QEMU machine type (qemu.machine without its "
                                                "options, e.g. q35, pc-q35-7.1, microvm), one or a list."},
         "firmware": {**_STRINGS, "description": "Only with this firmware (qemu.firmware: seabios or "
-                                                "ovmf), one or a list."},
+                                                "ovmf; none or uefi on aarch64), one or a list."},
+        "arch": {**_STRINGS, "description": "Only on this guest architecture (the scenario's arch: "
+                                            "x86_64 or aarch64), one or a list."},
         "checks": _check_map("The checks this gap makes fail, with the value observed instead."),
         "reason": {"type": "string", "minLength": 1,
                    "description": "Why, in a sentence or two."},
@@ -228,7 +233,8 @@ def parse_gaps(text: str, where: str = "<known gaps>") -> tuple[Gap, ...]:
                        for component, ranges in (raw.get("also") or {}).items()),
             cpu=_values(raw["cpu"]) if "cpu" in raw else (),
             firmware=_values(raw["firmware"]) if "firmware" in raw else (),
-            machine=_values(raw["machine"]) if "machine" in raw else ()))
+            machine=_values(raw["machine"]) if "machine" in raw else (),
+            arch=_values(raw["arch"]) if "arch" in raw else ("x86_64",)))
     return tuple(gaps)
 
 
