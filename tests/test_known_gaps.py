@@ -150,7 +150,12 @@ def test_the_real_known_gaps(gaps):
                            "qemu-5.2-tcg-cpu-max-resets-new-kernels",
                            "qemu-7.2.0-seed-copied-by-decompressor", "kexec-image-pages-keep-seed",
                            "kexec-tools-buffer-keeps-seed", "crash-kernel-seed-in-crashed-kernel",
-                           "capture-needs-kexec-file-debug", "systemd-boot-252-seed-not-for-the-kernel"]
+                           "capture-needs-kexec-file-debug", "systemd-boot-252-seed-not-for-the-kernel",
+                           "kexec-tools-arm64-no-rng-seed", "debian-arm64-no-kexec-file-load",
+                           "arm64-nokaslr-keeps-kaslr-seed"]
+    assert {g.id for g in gaps if g.arch == ("aarch64",)} == {
+        "kexec-tools-arm64-no-rng-seed", "debian-arm64-no-kexec-file-load", "arm64-nokaslr-keeps-kaslr-seed"}
+    assert all(g.arch == ("x86_64",) for g in gaps if not g.id.startswith(("kexec-tools-arm64", "debian-arm64", "arm64")))
     for gap in gaps:
         assert gap.reason and gap.source and gap.where.startswith(f"{GAPS_FILE}:")
 
