@@ -247,3 +247,29 @@ def test_the_elf_closure_agrees_with_the_staged_loader_on_amd64(tmp_path):
     by_files = elfdeps.closure(kexec, debian._library_search(stage, debian._libdirs(stage, x86)), x86.LOADER)
     assert {k: v.resolve() for k, v in by_files.items()} == {k: v.resolve() for k, v in by_loader.items()}
     assert {"libxenctrl.so.4.17", "libc.so.6"} <= set(by_files)
+
+
+def test_an_arch_without_its_module_is_an_error_not_a_traceback(tmp_path, monkeypatch):
+    from harness.errors import SeedchainError
+    from harness.images.preflight import check_scenario
+    monkeypatch.delitem(arch.ARCHES, aarch64.NAME, raising=False)
+    scenario = load_text("name: t\ndescription: d\narch: aarch64\nlayers:\n  - kernel: debian:bookworm/6.1\n",
+                         str(tmp_path / "t.yaml"))
+    with pytest.raises(SeedchainError) as info:
+        check_scenario(scenario)
+    assert info.value.where == f"{tmp_path / 't.yaml'}: arch" and "arch aarch64 is not available" in info.value.what
+
+
+def test_preflight_reads_a_real_arm64_image_by_the_scenarios_arch(tmp_path, aarch64_known):
+    """A user's Image file is checked by aarch64's header rules: here one made by the test."""
+    from harness.images.preflight import check_scenario
+    from test_arch_aarch64 import fake_image
+    fake_image(tmp_path / "Image")
+    fake_image(tmp_path / "Image-old", image_size=0)
+    text = ("name: t\ndescription: d\narch: aarch64\nlayers:\n  - kernel: Image\n"
+            "  - kernel: Image-old\n    loader: kexec_file_load\n")
+    with pytest.raises(ImageError) as info:
+        check_scenario(load_text(text, str(tmp_path / "t.yaml")))
+    assert "layer 2" in info.value.what and "image_size (offset 0x10) is 0" in info.value.what
+    notes = check_scenario(load_text(text.replace("Image-old", "Image"), str(tmp_path / "t.yaml")))
+    assert notes and all("option check skipped: it has no embedded configuration" in n for n in notes)
