@@ -85,12 +85,12 @@ def read_kernel(path: Path) -> tuple[str, str]:
     except OSError as err:
         raise _open_error(path, err) from None
     # e.g. "6.1.0-41-arm64 (debian-kernel@lists.debian.org) (gcc-12 (Debian 12.2.0-14) 12.2.0, ...)
-    # #1 SMP Debian 6.1.158-1 (...)": the package's version follows the build number, the
-    # compiler's comes before it.
+    # #1 SMP Debian 6.1.158-1 (...)": the package's version follows the build number (Debian's
+    # Image has a first banner with "# SMP", no number), the compiler's comes before it.
     words = text.split()
     if not words or not re.match(r"\d+\.\d+", words[0]):
         return "", ""
-    debian = re.search(r"#\d+ .*\bDebian (\S+)", text)
+    debian = re.search(r"#\d* .*\bDebian (\S+)", text)
     return words[0], debian[1] if debian else words[0]
 
 

@@ -10,6 +10,7 @@ file and the line of the layer, or of `qemu.build`; no network is needed for any
 
 from __future__ import annotations
 
+from harness import arch
 from harness.errors import SeedchainError
 from harness.images import debian, qemu_builds
 from harness.images.kconfig import check_kernels
@@ -19,6 +20,10 @@ from harness.scenario.model import Scenario
 def check_scenario(scenario: Scenario) -> list[str]:
     """Notes for the user (options of a kernel file that change what a check sees); the
     first problem as a SeedchainError whose `where` is the file and line."""
+    if scenario.arch not in arch.ARCHES:
+        raise SeedchainError(f"arch {scenario.arch} is not available yet: harness/arch has no complete "
+                             f"module for it (known: {', '.join(arch.ARCHES)})", where=f"{scenario.path}: arch",
+                             hint="use another arch, or a seedchain whose harness/arch registers this one")
     for layer in scenario.layers:
         where = f"{scenario.path}:{layer.line}: layer {layer.index}"
         if layer.kernel.startswith("debian:"):

@@ -129,7 +129,8 @@ def _check_arch(arch: str, explicit: bool, qemu: dict, root: "Node", where: str)
     firmware = qemu.get("firmware")
     if firmware is not None and firmware not in own.firmwares:
         others = [name for name, a in ARCHES.items() if firmware in a.firmwares]
-        raise ScenarioError(f"qemu.firmware: {firmware} is {' and '.join(others)}'s firmware{said}", where=f"{where}:{line_at(root, ['qemu', 'firmware'])}",
+        raise ScenarioError(f"qemu.firmware: {firmware} is {' and '.join(others)}'s firmware{said}",
+                            where=f"{where}:{line_at(root, ['qemu', 'firmware'])}",
                             hint=f"use one of: {', '.join(own.firmwares)}")
     machine = qemu.get("machine")
     if machine is None:
