@@ -135,7 +135,7 @@ def test_markdown(report_dir):
     rows = [line for line in lines if line.startswith("| `")]
     assert len(rows) == len(EXPECTED)
     for row in rows:
-        assert len(re.findall(r"(?<!\\)\|", row)) == 6, row        # 5 columns, none split
+        assert len(re.findall(r"(?<!\\)\|", row)) == 7, row        # 6 columns, none split
     by_id = {re.match(r"\| `([^`]+)`", row).group(1): row for row in rows}
     assert set(by_id) == set(EXPECTED)
     assert "| known-gap |" in by_id["kexec-load[qemu=7.2,userland=bullseye]"]
@@ -154,7 +154,7 @@ def test_markdown_escapes_table_breakers(tmp_path, gaps):
     row = next(line for line in (tmp_path / "matrix.md").read_text().splitlines()
                if line.startswith("| `"))
     assert "broken \\| pipe and a new line" in row
-    assert len(re.findall(r"(?<!\\)\|", row)) == 6
+    assert len(re.findall(r"(?<!\\)\|", row)) == 7
 
 
 # --- HTML, parsed ------------------------------------------------------------------------

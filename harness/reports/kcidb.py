@@ -70,8 +70,8 @@ from harness.scenario.model import CHECKS
 
 SCHEMA = kcidb_io.schema.V5_3
 ORIGIN = "seedchain"
-# Results name no architecture: x86_64 is the only one harness.arch has; a QEMU binary
-# named qemu-system-<arch> says otherwise.
+# A result names its guest architecture ("arch"); older ones do not: then a QEMU binary
+# named qemu-system-<arch> says, else x86_64.
 DEFAULT_ARCH = "x86_64"
 LOG_EXCERPT_MAX = 16384             # the schema's limit
 OUTPUT_FILES = ("agent.log", "layer-{index}.json", "qemu.log")
@@ -142,7 +142,7 @@ def _objects(result: dict, links: "_Links"):
     builds = []
     for position, layer in enumerate(layers):
         checkout = _checkout(layer)
-        build = _build(layer, checkout, qemu)
+        build = _build(layer, checkout, qemu, result.get("arch"))
         builds.append(build)
         yield "checkouts", checkout
         yield "builds", build
@@ -172,7 +172,7 @@ def _objects(result: dict, links: "_Links"):
             spec = str((result.get("cell") or {}).get("kernel") or "unknown")
             stand_in = {"kernel_spec": spec}
             checkout = _checkout(stand_in)
-            builds.append(_build(stand_in, checkout, qemu))
+            builds.append(_build(stand_in, checkout, qemu, result.get("arch")))
             yield "checkouts", checkout
             yield "builds", builds[0]
         yield "tests", {
@@ -205,15 +205,16 @@ def _checkout(layer: dict) -> dict:
     return checkout
 
 
-def _build(layer: dict, checkout: dict, qemu: dict) -> dict:
+def _build(layer: dict, checkout: dict, qemu: dict, arch_name: str | None = None) -> dict:
     version = str(qemu.get("version") or "unknown")
     arch = re.search(r"qemu-system-([a-z0-9_]+)", str(qemu.get("binary") or ""))
+    arch_name = arch_name if isinstance(arch_name, str) and arch_name else (arch.group(1) if arch else DEFAULT_ARCH)
     misc = {"qemu_version": version}
     if qemu.get("source"):
         misc["qemu_source"] = qemu["source"]
     return {"id": _id("build", checkout["id"], json.dumps(misc, sort_keys=True)),
             "checkout_id": checkout["id"], "origin": ORIGIN,
-            "architecture": arch.group(1) if arch else DEFAULT_ARCH,
+            "architecture": arch_name,
             "comment": f"{_kernel_words(layer)} under QEMU {version}",
             "misc": misc}
 

@@ -181,6 +181,7 @@ def cell_record(result: dict, classification: Classification, out_dir: Path) -> 
     return {
         "id": classification.id,
         "scenario": result.get("scenario") or "?",
+        "arch": str(result.get("arch") or "x86_64"),
         "description": " ".join(str(result.get("description") or "").split()),
         "cell": dict(result.get("cell") or {}),
         "status": classification.status,
