@@ -62,6 +62,11 @@ class SeedInFlight:
     data: bytes = b""                # its 32 seed bytes
     entries: int = 0                 # type-9 entries at the hand-over
     stopped_seconds: float = 0.0     # how long the guest stood still for it
+    # A kexec'd layer: the parent's EFI seed table (dmesg's RNG= in the parent), read at the
+    # same stop. kexec hands the EFI tables on (SETUP_EFI), so the child finds that table again.
+    efi_address: int | None = None   # None: not read (no parent table, or no stop)
+    efi_size: int = 0                # its size field at the child's entry
+    efi_data: bytes = b""            # bits[0 .. min(size, EFI_SEED_MAX)] at the child's entry
     # Filled in after the boot, from this run and the ledger of earlier runs (harness/facts/ledger.py):
     same_as: list[str] = field(default_factory=list)
 
@@ -73,15 +78,25 @@ class SeedInFlight:
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest() if self.caught else ""
 
+    @property
+    def efi_read(self) -> bool:
+        return self.stopped and self.efi_address is not None
+
+    @property
+    def efi_sha256(self) -> str:
+        return hashlib.sha256(self.efi_data).hexdigest() if self.efi_read else ""
+
     def to_json(self) -> dict:
-        return dict(asdict(self), data=self.data.hex(), sha256=self.sha256)
+        return dict(asdict(self), data=self.data.hex(), sha256=self.sha256,
+                    efi_data=self.efi_data.hex(), efi_sha256=self.efi_sha256)
 
     @classmethod
     def from_json(cls, data: dict | None) -> "SeedInFlight | None":
         if data is None:
             return None
-        data = {k: v for k, v in data.items() if k != "sha256"}
-        return cls(**dict(data, data=bytes.fromhex(data.get("data", ""))))
+        data = {k: v for k, v in data.items() if k not in ("sha256", "efi_sha256")}
+        return cls(**dict(data, data=bytes.fromhex(data.get("data", "")),
+                          efi_data=bytes.fromhex(data.get("efi_data", ""))))
 
 
 @dataclass
