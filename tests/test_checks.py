@@ -36,7 +36,7 @@ OBSERVED = {
     "qemu720-seed-overwritten":         [(Y, N, N, NA, NA, N, N, N, NA, NA)],
     "qemu720-seed-overwritten-control": [(Y, Y, Y, Y, Y, Y, N, N, NA, NA)],
     "sdboot-252":                       [(Y, N, NA, NA, NA, N, N, NA, N, Y), (Y, N, NA, NA, NA, N, N, NA, NA, NA)],
-    "sdboot-child-without-setup-data":  [(Y, Y, NA, NA, Y, Y, N, NA, Y, Y), (Y, Y, NA, NA, Y, Y, N, NA, NA, NA)],
+    "sdboot-child-without-setup-data":  [(Y, Y, NA, NA, Y, Y, N, NA, Y, Y), (Y, Y, Y, NA, Y, Y, N, NA, NA, NA)],
     "sdboot-no-seed":                   [(Y, N, NA, NA, NA, N, N, NA, N, NA), (Y, N, NA, NA, NA, N, N, NA, NA, NA)],
     "sdboot-no-token":                  [(Y, N, NA, NA, NA, N, N, NA, N, N), (Y, N, NA, NA, NA, N, N, NA, NA, NA)],
     "sdboot-seed-file":                 [(Y, Y, NA, NA, Y, Y, N, NA, Y, Y), (Y, Y, Y, Y, Y, Y, N, NA, NA, NA)],
