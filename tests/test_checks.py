@@ -28,6 +28,7 @@ OBSERVED = {
     "machine-pc":                       [(Y, N, NA, NA, NA, N, N, NA, Y, NA), (Y, Y, Y, Y, Y, Y, N, N, NA, NA)],
     "microvm":                          [(Y, N, NA, NA, NA, N, N, NA, Y, NA), (Y, Y, Y, Y, Y, Y, N, N, NA, NA)],
     "old-child":                        [(Y, N, NA, NA, NA, N, N, NA, Y, NA), (Y, Y, Y, N, N, N, Y, N, NA, NA)],
+    "ovmf-crash-kernel":                [(Y, Y, NA, NA, Y, Y, N, NA, Y, NA), (Y, Y, Y, Y, Y, Y, N, NA, NA, NA)],
     "ovmf-efi-seed":                    [(Y, Y, NA, NA, Y, Y, N, NA, Y, NA), (Y, Y, Y, Y, Y, Y, N, N, NA, NA)],
     "qemu-only":                        [(Y, N, NA, NA, NA, N, N, NA, NA, NA)],
     "qemu720-chain":                    [(Y, Y, Y, Y, Y, Y, N, Y, Y, NA), (Y, Y, Y, Y, Y, Y, N, N, Y, NA), (Y, Y, Y, Y, Y, Y, N, Y, NA, NA)],

@@ -77,6 +77,21 @@ def test_a_zeroed_inherited_table_alone_is_neither_received_nor_fresh():
     assert efi.inherited_state(_at_entry(child, size=0, data=b""), parent) == efi.STALE
 
 
+def test_a_crash_kernel_finds_the_table_not_refreshed():
+    parent, crash = facts("ovmf-crash-kernel")
+    assert crash.loader == "kexec_crash" and efi.inherited_from(crash, parent)
+    # A panic runs no reboot notifiers: the table is as layer 1 left it, zero, size kept.
+    assert efi.at_entry(crash) == (0x20, bytes(32)) == (parent.efi_seed_ram.size, parent.efi_seed_ram.data)
+    assert efi.inherited_state(crash, parent) == efi.STALE
+    assert rules.received_via(crash, parent) == ["setup_data"]
+    assert rules.fresh(crash, prev=parent) is True and rules.fresh_findings(crash, parent) == []
+    # Credited before the efi: line, by the setup_data seed made at load time.
+    assert rules.credit_attributable_to(crash, parent) == ["setup_data"]
+    assert rules.credited(crash, prev=parent) is True
+    assert rules.credited_without_seed(crash, parent) is None
+    assert "zero at this layer's entry" in rules.efi_seed_source(crash, parent)["source"]
+
+
 def test_a_stale_table_beside_a_setup_data_seed_does_not_spoil_it():
     parent, child = facts("sdboot-seed-file-virtio-rng")
     stale = _at_entry(child, data=bytes(32))
