@@ -166,6 +166,6 @@ def test_golden_verdicts_agree_with_the_recorded_run(name):
 def test_a_changed_verdict_shows_as_a_diff(monkeypatch):
     """The comparison can fail: a check that decides differently breaks the golden file."""
     from harness.checks import rules
-    monkeypatch.setitem(rules.FUNCTIONS, "zeroed_ram", lambda f, nxt=None: None)
+    monkeypatch.setitem(rules.FUNCTIONS, "zeroed_ram", lambda f, nxt=None, prev=None: None)
     got = json.dumps(replay("kexec-file-2"), indent=2, sort_keys=True) + "\n"
     assert got != (RUNS / "kexec-file-2" / "expected.json").read_text()

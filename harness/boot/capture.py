@@ -28,6 +28,7 @@ class Catcher:
         self.arch = get_arch(arch)
         self.stub = gdb.Stub(gdb.port_from(machine.qmp.cmd("query-chardev")))
         self.armed: tuple[int, str] | None = None
+        self.efi_table: int | None = None    # the parent's EFI seed table, read at the next stop too
 
     def arm(self, address: int, how: str) -> None:
         """Set the breakpoint for the next hand-over (stops the guest for a moment)."""
@@ -99,6 +100,14 @@ class Catcher:
                              kaslr_seed=extra.get("kaslr_seed"), dtb_size=extra.get("dtb_size", 0))
         if seeds:
             found.address, found.len, found.data = seeds[0]
+        if self.efi_table is not None:
+            # What the child will find at the parent's RNG= address, before it can touch it.
+            try:
+                found.efi_size, found.efi_data = self.arch.read_efi_seed(self.machine.read_memory,
+                                                                         self.efi_table)
+                found.efi_address = self.efi_table
+            except (QemuError, ValueError):
+                pass    # left unread: the checks then do not count the inherited table
         return found
 
     def _missed(self, reason: str) -> SeedInFlight:
@@ -151,7 +160,9 @@ class Watch:
                                             loader.name if loader else "", read=self.machine.read_memory))
 
     def arm_next(self, parent, child) -> None:
-        """After the parent loaded the child: arm the child's entry, from the loader's words."""
+        """After the parent loaded the child: arm the child's entry, from the loader's words,
+        and have the stop read the parent's EFI seed table too (kexec hands it on)."""
+        self.catcher.efi_table = parent.efi_rng_address
         self._arm(child, *self.arch.next_entry(parent.loader_record.output, parent.loader_record.dmesg))
 
     def hand_over(self, f, deadline: float, stream, console) -> None:

@@ -3,6 +3,8 @@
 None means "does not apply" (nothing was received, so nothing can be zeroed; other
 entropy sources were on, so a credit cannot be attributed to the seed). Each
 function's docstring says what it looks at, so a verdict can be traced to facts.
+Each check takes the layer's facts, the next layer's (for passed_on) and the previous
+layer's (a kexec'd layer's EFI seed table may be its parent's: harness/checks/efi.py).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import re
 
 from harness.checks import devicetree
+from harness.checks import efi as efi_table
 from harness.facts.layer import SEED_SIZE, SETUP_RNG_SEED, LayerFacts
 from harness.scenario.model import CHECKS
 
@@ -22,56 +25,66 @@ SETUP_DATA = "setup_data"   # SETUP_RNG_SEED in the boot_params setup_data list
 EFI = "efi"                 # LINUX_EFI_RANDOM_SEED_TABLE, installed by the EFI stub or a boot loader
 
 
-def booted(f: LayerFacts, nxt: LayerFacts | None = None) -> bool:
+def booted(f: LayerFacts, nxt: LayerFacts | None = None, prev: LayerFacts | None = None) -> bool:
     """The layer's agent ran and sent a well-formed report."""
     return f.booted
 
 
-def received_via(f: LayerFacts) -> list[str]:
+def received_via(f: LayerFacts, prev: LayerFacts | None = None) -> list[str]:
     """How seeds reached the layer: "setup_data" (a type-9 entry in sysfs or in the
-    setup_data list in RAM) and/or "efi" (dmesg's `efi: ... RNG=0x...`); on a device-tree
-    layer "dtb" (harness/checks/devicetree.py) and/or "efi"."""
+    setup_data list in RAM) and/or "efi" (dmesg's `efi: ... RNG=0x...`). A kexec'd
+    layer's table at its parent's address counts only when it held non-zero bytes at
+    the layer's entry (harness/checks/efi.py): a consumed table handed on is no seed.
+    On a device-tree layer: "dtb" (harness/checks/devicetree.py) and/or "efi"."""
     if _devicetree(f):
         return devicetree.received_via(f)
     via = []
     if f.sysfs_seeds or f.ram_seeds:
         via.append(SETUP_DATA)
-    if f.efi_rng_address is not None:
+    if efi_table.counts_as_received(f, prev):
         via.append(EFI)
     return via
 
 
-def received(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
+def received(f: LayerFacts, nxt: LayerFacts | None = None, prev: LayerFacts | None = None) -> bool | None:
     """A seed reached the layer: a SETUP_RNG_SEED (type 9) entry in sysfs or in RAM,
-    or an EFI RNG seed table (dmesg's `efi: ... RNG=0x...`); on a device-tree layer, a
-    /chosen/rng-seed in the DTB caught at its entry (see devicetree.received)."""
+    or an EFI RNG seed table (dmesg's `efi: ... RNG=0x...`) that is not its parent's
+    consumed one; on a device-tree layer, a /chosen/rng-seed in the DTB caught at its
+    entry (see devicetree.received)."""
     if _devicetree(f):
         return devicetree.received(f)
     if not f.booted:
         return None
-    return bool(received_via(f))
+    return bool(received_via(f, prev))
 
 
 def _devicetree(f: LayerFacts) -> bool:
     return f.arch != "x86_64"
 
 
-def fresh_findings(f: LayerFacts) -> list[str]:
+def fresh_findings(f: LayerFacts, prev: LayerFacts | None = None) -> list[str]:
     """What is wrong with the seed caught at the layer's hand-over: all zero, the same
     bytes as another seed of this run or of an earlier run (the ledger's `same_as`), or
-    not the entry the kernel listed afterwards (a disagreement between the two views)."""
+    not the entry the kernel listed afterwards (a disagreement between the two views);
+    and an inherited EFI seed table that held the parent's bytes, or (when it was all the
+    layer had) zero bytes, at the entry."""
     caught = f.seed_in_flight
-    if caught is None or not caught.caught:
+    if caught is None or not caught.stopped:
         return []
+    efi = efi_table.findings(f, prev)
+    if efi and efi_table.inherited_state(f, prev) == efi_table.STALE and (f.sysfs_seeds or f.ram_seeds):
+        efi = []    # a zero table beside a setup_data seed is not a seed handed over
+    if not caught.caught:
+        return efi
     findings = []
     if not any(caught.data):
-        findings.append("all 32 bytes are zero")
+        findings.append(f"all {len(caught.data)} bytes are zero")
     findings += [f"the same bytes as {other}" for other in caught.same_as]
     later = {e.address for e in f.ram_seeds}
     if f.booted and later and caught.address not in later:
         findings.append(f"caught at {caught.address:#x}, but the kernel's setup_data list later "
                         f"had its seed at {', '.join(f'{a:#x}' for a in sorted(later))}")
-    if f.booted and not received(f):
+    if f.booted and not _devicetree(f) and not (f.sysfs_seeds or f.ram_seeds):
         after = f.handed_entry_after
         if after is not None and after.type != SETUP_RNG_SEED:
             findings.append(f"the entry handed over at {caught.address:#x} was overwritten before the "
@@ -79,13 +92,15 @@ def fresh_findings(f: LayerFacts) -> list[str]:
                             f"len {after.len:#x}): the kernel saw no seed")
         else:
             findings.append(f"caught at {caught.address:#x}, but the kernel showed no seed afterwards")
-    return findings
+    return findings + efi
 
 
-def fresh(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
+def fresh(f: LayerFacts, nxt: LayerFacts | None = None, prev: LayerFacts | None = None) -> bool | None:
     """The setup_data seed caught at the hand-over is fresh: not all zero, unlike every
     other seed of the run and this scenario's seeds in earlier runs, and the entry the
-    kernel later listed (None: not booted, or no seed was caught, see seed_in_flight)."""
+    kernel later listed; an EFI seed table inherited from the parent is judged by what it
+    held at the layer's entry: zero or the parent's bytes is not fresh (None: not booted,
+    or no seed was caught, see seed_in_flight)."""
     caught = f.seed_in_flight
     if not f.booted:
         return None
@@ -93,11 +108,16 @@ def fresh(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
         return None
     if not caught.caught:
         # Stopped at the hand-over and no seed there: one found later came from elsewhere.
-        return False if f.sysfs_seeds or f.ram_seeds else None
-    return not fresh_findings(f)
+        if f.sysfs_seeds or f.ram_seeds:
+            return False
+        state = efi_table.inherited_state(f, prev)
+        if state in (efi_table.FRESH, efi_table.REPLAYED, efi_table.STALE):
+            return state == efi_table.FRESH
+        return None
+    return not fresh_findings(f, prev)
 
 
-def lingering(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
+def lingering(f: LayerFacts, nxt: LayerFacts | None = None, prev: LayerFacts | None = None) -> bool | None:
     """A copy (16 or more consecutive bytes) of a seed caught so far in the chain is in
     the layer's RAM after it reported, outside the seed's own setup_data entry (None:
     RAM not searched)."""
@@ -106,24 +126,25 @@ def lingering(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
     return bool(f.ram_copies)
 
 
-def zeroed_sysfs(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
+def zeroed_sysfs(f: LayerFacts, nxt: LayerFacts | None = None, prev: LayerFacts | None = None) -> bool | None:
     """Every type-9 entry's sysfs data file is empty or all zero bytes (None: no
     setup_data seed; the EFI table has no sysfs view). Device tree: rng-seed gone from
     /proc/device-tree and /sys/firmware/fdt, kaslr-seed zero in both."""
     if _devicetree(f):
         return devicetree.zeroed_sysfs(f)
-    if not received(f) or SETUP_DATA not in received_via(f):
+    if not received(f, prev=prev) or SETUP_DATA not in received_via(f, prev):
         return None
     return all(not any(e.data) for e in f.sysfs_seeds)
 
 
-def zeroed_ram(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
+def zeroed_ram(f: LayerFacts, nxt: LayerFacts | None = None, prev: LayerFacts | None = None) -> bool | None:
     """In guest RAM every type-9 entry has len 0 and 32 zero bytes, and the EFI seed
-    table's bits are all zero (None: nothing received, or none of it read from RAM).
-    Device tree: the DTB handed over has neither rng-seed nor its bytes, kaslr-seed zero."""
+    table's bits are all zero when it counts as received (None: nothing received, or
+    none of it read from RAM). Device tree: the DTB handed over has neither rng-seed nor
+    its bytes, kaslr-seed zero."""
     if _devicetree(f):
         return devicetree.zeroed_ram(f)
-    if not received(f):
+    if not received(f, prev=prev):
         return None
     entries = list(f.ram_seeds)
     after = f.handed_entry_after
@@ -132,7 +153,7 @@ def zeroed_ram(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
     verdicts = [e.len == 0 and len(e.data) >= SEED_SIZE and not any(e.data[:SEED_SIZE])
                 for e in entries]
     efi = f.efi_seed_ram
-    if efi is not None and EFI in received_via(f):
+    if efi is not None and EFI in received_via(f, prev):
         verdicts.append(efi.size > 0 and not any(efi.data))
     return all(verdicts) if verdicts else None
 
@@ -179,7 +200,7 @@ def _first_line(f: LayerFacts, pattern: re.Pattern) -> int | None:
     return next((number for number, line in enumerate(f.dmesg) if pattern.search(line)), None)
 
 
-def credit_attributable_to(f: LayerFacts) -> list[str]:
+def credit_attributable_to(f: LayerFacts, prev: LayerFacts | None = None) -> list[str]:
     """The received seeds an early credit ('crng init done' before /init) could be put
     down to: a setup_data seed when EFI, RDRAND and hardware RNGs are off; an EFI seed
     when RDRAND and hardware RNGs are off. A hardware RNG whose module the agent loaded
@@ -188,16 +209,19 @@ def credit_attributable_to(f: LayerFacts) -> list[str]:
     With both seeds (a kexec'd child of an EFI boot gets both) dmesg's order decides:
     parse_setup_data() runs before efi_init(), so a 'crng init done' logged before
     the `efi: ... RNG=` line is the setup_data seed's, and one logged after it the EFI
-    seed's (the setup_data seed, when credited, would have come first)."""
+    seed's (the setup_data seed, when credited, would have come first). That holds for
+    an EFI table that does not count as received too (its parent's, zero at the entry, or
+    not read there): the kernel credits what it finds, so a credit after its efi: line
+    is not put down to the setup_data seed."""
     if any(before_init for _, before_init in _non_seed_sources(f)):
         return []
-    via = received_via(f)
-    if via != [SETUP_DATA, EFI]:
+    via = received_via(f, prev)
+    if SETUP_DATA not in via or f.efi_rng_address is None:
         return via
     crng, efi = _first_line(f, _CRNG_DONE), _first_line(f, _EFI_RNG_LINE)
     if crng is not None and efi is not None and crng < efi:
         return [SETUP_DATA]
-    return [EFI]
+    return [EFI] if EFI in via else []
 
 
 def _crng_before_init(f: LayerFacts) -> bool:
@@ -210,20 +234,33 @@ def _crng_before_init(f: LayerFacts) -> bool:
     return crng is not None and (init is None or crng < init)
 
 
-def credited(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
+def credited(f: LayerFacts, nxt: LayerFacts | None = None, prev: LayerFacts | None = None) -> bool | None:
     """A seed initialised the RNG: 'crng init done' before 'Run /init', with the
-    sources other than that seed off (else None: the credit cannot be attributed)."""
-    got = received(f)
+    sources other than that seed off (else None: the credit cannot be attributed).
+    Nothing received is not credited, even where the kernel credited a consumed EFI
+    table it was handed again (see credited_without_seed)."""
+    got = received(f, prev=prev)
     if got is None:
         return None
     if not got:
         return False
-    if not credit_attributable_to(f):
+    if not credit_attributable_to(f, prev):
         return None
     return _crng_before_init(f)
 
 
-def exposed(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
+def credited_without_seed(f: LayerFacts, prev: LayerFacts | None = None) -> bool | None:
+    """The kernel declared its RNG ready before /init from its parent's EFI seed table,
+    which held zero bytes at its entry, with no other seed and no other source on (None:
+    no such table, or other sources were on)."""
+    if not f.booted or efi_table.inherited_state(f, prev) != efi_table.STALE:
+        return None
+    if received_via(f, prev) or any(before for _, before in _non_seed_sources(f)):
+        return None
+    return _crng_before_init(f)
+
+
+def exposed(f: LayerFacts, nxt: LayerFacts | None = None, prev: LayerFacts | None = None) -> bool | None:
     """Seed bytes are still readable by any user in sysfs (a non-zero, world-readable data file);
     device tree: a non-empty rng-seed or a non-zero kaslr-seed in /proc/device-tree/chosen."""
     if _devicetree(f):
@@ -233,11 +270,11 @@ def exposed(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
     return any(any(e.data) and e.world_readable for e in f.sysfs_seeds)
 
 
-def passed_on(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
+def passed_on(f: LayerFacts, nxt: LayerFacts | None = None, prev: LayerFacts | None = None) -> bool | None:
     """The next layer received a seed (None for the last layer or when it never booted)."""
     if nxt is None or not f.booted:
         return None
-    return received(nxt)
+    return received(nxt, prev=f)
 
 
 def seed_file_findings(f: LayerFacts) -> list[str]:
@@ -259,7 +296,8 @@ def seed_file_findings(f: LayerFacts) -> list[str]:
     return findings
 
 
-def seed_file_refreshed(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | None:
+def seed_file_refreshed(f: LayerFacts, nxt: LayerFacts | None = None,
+                        prev: LayerFacts | None = None) -> bool | None:
     """The boot loader rewrote its seed file on the ESP: other bytes after the boot than
     the host wrote before it, not all zero, and neither seen in an earlier run (None:
     no boot loader seed file, or the layer did not boot)."""
@@ -270,6 +308,12 @@ def seed_file_refreshed(f: LayerFacts, nxt: LayerFacts | None = None) -> bool | 
 
 
 _EFI_LINE = re.compile(r"\befi: .*")
+_INHERITED = {
+    efi_table.FRESH: "refreshed before the hand-over: other non-zero bytes at this layer's entry",
+    efi_table.REPLAYED: "not refreshed: the parent's bytes at this layer's entry",
+    efi_table.STALE: "not refreshed: zero at this layer's entry",
+    efi_table.UNREAD: "not read at this layer's entry, so refreshed and stale cannot be told apart",
+}
 
 
 def efi_seed_source(f: LayerFacts, parent: LayerFacts | None = None) -> dict | None:
@@ -286,9 +330,10 @@ def efi_seed_source(f: LayerFacts, parent: LayerFacts | None = None) -> dict | N
     position = "no INITRD=" if initrd < 0 else ("before INITRD=" if rng < initrd else "after INITRD=")
     size = f.efi_seed_ram.size if f.efi_seed_ram is not None else None
     booted_by = f.seed_file.loader if f.seed_file is not None else ""
-    if parent is not None and parent.efi_rng_address == f.efi_rng_address:
-        source = (f"layer {parent.index}'s table again (the same RNG= address), handed on by kexec "
-                  "with the EFI system table; not refreshed")
+    if efi_table.inherited_from(f, parent):
+        state = efi_table.inherited_state(f, parent)
+        source = (f"layer {parent.index}'s table again (the same RNG= address), handed on by kexec with "
+                  "the EFI configuration tables (SETUP_EFI); " + _INHERITED[state])
     elif size == 0x40:
         source = f"merged: {booted_by or 'a boot loader'}'s seed and the EFI stub's (EFI_RNG_PROTOCOL)"
     elif size == 0x20 and booted_by and position == "before INITRD=":
@@ -306,9 +351,11 @@ FUNCTIONS = {name: globals()[name] for name in CHECKS}
 
 
 def run_checks(layers: list[LayerFacts]) -> list[dict[str, bool | None]]:
-    """Every check for every layer; passed_on looks at the following layer."""
+    """Every check for every layer; passed_on looks at the following layer, an inherited
+    EFI seed table at the previous one."""
     results = []
     for i, f in enumerate(layers):
         nxt = layers[i + 1] if i + 1 < len(layers) else None
-        results.append({name: fn(f, nxt) for name, fn in FUNCTIONS.items()})
+        prev = layers[i - 1] if i else None
+        results.append({name: fn(f, nxt, prev) for name, fn in FUNCTIONS.items()})
     return results

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.checks.rules import (SETUP_DATA, credit_attributable_to, efi_seed_source, fresh_findings,
-                                  other_entropy_sources, received_via, run_checks, seed_file_findings)
+from harness.checks import efi as efi_table
+from harness.checks.rules import (SETUP_DATA, credit_attributable_to, credited_without_seed, efi_seed_source,
+                                  fresh_findings, other_entropy_sources, received_via, run_checks,
+                                  seed_file_findings)
 from harness.facts.copies import describe
 from harness.facts.layer import SETUP_RNG_SEED, Component, LayerFacts
 from harness.scenario.model import CHECKS, Scenario
@@ -54,6 +56,12 @@ class LayerResult:
                          f"from {self.loaded_by.userland}")
         return " ".join(parts)
 
+    @property
+    def parent(self) -> LayerFacts | None:
+        """The layer that started this one (None for layer 1)."""
+        i = self.facts.index
+        return self.chain[i - 2] if i > 1 and len(self.chain) >= i - 1 else None
+
     def seed_address(self) -> int | None:
         for entry in self.facts.ram_entries:
             if entry.type == SETUP_RNG_SEED:
@@ -64,7 +72,8 @@ class LayerResult:
         f, c = self.facts, self.facts.component
         seeds = [e for e in f.ram_entries if e.type == SETUP_RNG_SEED]
         address = self.seed_address()
-        via = received_via(f) if f.booted else []
+        prev = self.parent
+        via = received_via(f, prev) if f.booted else []
         efi = f.efi_seed_ram
         return {
             "index": f.index,
@@ -87,12 +96,13 @@ class LayerResult:
             "efi_seed_ram": None if efi is None else {
                 "address": f"{efi.address:#x}", "size": efi.size, "bytes": efi.data.hex(),
                 "zeroed": efi.size > 0 and not any(efi.data)},
-            "efi_seed_source": efi_seed_source(f, self.chain[f.index - 2] if f.index > 1 and self.chain else None)
-                               if f.booted else None,
+            "efi_seed_source": efi_seed_source(f, prev) if f.booted else None,
+            "efi_inherited": dict(efi_table.describe(f, prev), credited_without_seed=credited_without_seed(f, prev))
+                             if f.booted and efi_table.inherited_from(f, prev) else None,
             "seed_file": self.seed_file(),
             "other_entropy_sources": other_entropy_sources(f, via[0] if via else SETUP_DATA)
                                      if f.booted else [],
-            "credit_attributable_to": credit_attributable_to(f) if f.booted else [],
+            "credit_attributable_to": credit_attributable_to(f, prev) if f.booted else [],
             "handed_on": None if f.loader_record is None else {
                 "loader": f.loader_record.loader, "rc": f.loader_record.rc,
                 "rng_ready": f.loader_record.rng_ready, "output": f.loader_record.output},
@@ -137,7 +147,11 @@ class LayerResult:
             "boot_params": address(caught.boot_params), "setup_data_head": address(caught.setup_data_head),
             "address": address(caught.address), "len": caught.len, "entries": caught.entries,
             "bytes": caught.data.hex() if caught.caught else None, "sha256": caught.sha256 or None,
-            "same_as": caught.same_as, "findings": fresh_findings(self.facts),
+            "same_as": caught.same_as, "findings": fresh_findings(self.facts, self.parent),
+            "efi_address": address(caught.efi_address),
+            "efi_size": None if caught.efi_address is None else f"{caught.efi_size:#x}",
+            "efi_bytes": caught.efi_data.hex() if caught.efi_read else None,
+            "efi_sha256": caught.efi_sha256 or None,
             "stopped_seconds": round(caught.stopped_seconds, 3),
         }
 
@@ -171,7 +185,7 @@ class RunResult:
             lines.append(f"{layer.blame()}: {wrong}")
             if "fresh" in layer.mismatches:
                 caught = layer.facts.seed_in_flight
-                why = fresh_findings(layer.facts) or [caught.reason if caught and caught.reason
+                why = fresh_findings(layer.facts, layer.parent) or [caught.reason if caught and caught.reason
                                                       else "no seed was caught at the hand-over"]
                 lines.append(f"  fresh: {'; '.join(why)}")
             if "seed_file_refreshed" in layer.mismatches:

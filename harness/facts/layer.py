@@ -77,6 +77,11 @@ class SeedInFlight:
     stopped_seconds: float = 0.0     # how long the guest stood still for it
     kaslr_seed: str | None = None    # device tree: /chosen/kaslr-seed at the hand-over (hex; None: none)
     dtb_size: int = 0                # device tree: the content bytes of the DTB handed over
+    # A kexec'd layer: the parent's EFI seed table (dmesg's RNG= in the parent), read at the
+    # same stop. kexec hands the EFI tables on (SETUP_EFI), so the child finds that table again.
+    efi_address: int | None = None   # None: not read (no parent table, or no stop)
+    efi_size: int = 0                # its size field at the child's entry
+    efi_data: bytes = b""            # bits[0 .. min(size, EFI_SEED_MAX)] at the child's entry
     # Filled in after the boot, from this run and the ledger of earlier runs (harness/facts/ledger.py):
     same_as: list[str] = field(default_factory=list)
 
@@ -88,8 +93,17 @@ class SeedInFlight:
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest() if self.caught else ""
 
+    @property
+    def efi_read(self) -> bool:
+        return self.stopped and self.efi_address is not None
+
+    @property
+    def efi_sha256(self) -> str:
+        return hashlib.sha256(self.efi_data).hexdigest() if self.efi_read else ""
+
     def to_json(self) -> dict:
-        data = dict(asdict(self), data=self.data.hex(), sha256=self.sha256)
+        data = dict(asdict(self), data=self.data.hex(), sha256=self.sha256,
+                    efi_data=self.efi_data.hex(), efi_sha256=self.efi_sha256)
         if self.kaslr_seed is None and not self.dtb_size:    # x86: recordings keep their shape
             del data["kaslr_seed"], data["dtb_size"]
         return data
@@ -98,8 +112,9 @@ class SeedInFlight:
     def from_json(cls, data: dict | None) -> "SeedInFlight | None":
         if data is None:
             return None
-        data = {k: v for k, v in data.items() if k != "sha256"}
-        return cls(**dict(data, data=bytes.fromhex(data.get("data", ""))))
+        data = {k: v for k, v in data.items() if k not in ("sha256", "efi_sha256")}
+        return cls(**dict(data, data=bytes.fromhex(data.get("data", "")),
+                          efi_data=bytes.fromhex(data.get("efi_data", ""))))
 
 
 @dataclass
