@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.images import recipes
+from harness.images import kernel_source, recipes
 from harness.images.cache import Cache
 from harness.arch import x86_64 as X86  # the amd64 archive; arm64 beside it later
 from harness.errors import ImageError
@@ -133,11 +133,15 @@ def _debian_kernel(spec: str, cache: Cache) -> tuple[KernelImage, Apt, Package]:
     return KernelImage(image, spec, pkg.name, pkg.version, release), apt, pkg
 
 
-def resolve_kernel(spec: str, cache: Cache | None = None) -> KernelImage:
-    """A kernel from `debian:SUITE/SERIES` (downloaded, cached) or from a bzImage path."""
+def resolve_kernel(spec: str, cache: Cache | None = None, arch: str = "x86_64") -> KernelImage:
+    """A kernel from `debian:SUITE/SERIES` (downloaded, cached), `debian-source:SUITE/SERIES`
+    (built for `arch` from that suite's linux-source-SERIES, cached) or a bzImage path."""
     cache = cache or Cache()
     if spec.startswith("debian:"):
         return _debian_kernel(spec, cache)[0]
+    if spec.startswith(kernel_source.PREFIX):
+        built = kernel_source.build(spec, cache, arch)
+        return KernelImage(built.path, spec, built.package, built.version, built.release)
     path = Path(spec).expanduser().absolute()
     release, version = X86.read_kernel(path)
     return KernelImage(path, spec, "(file)", version, release)
@@ -147,7 +151,9 @@ def resolve_kernel(spec: str, cache: Cache | None = None) -> KernelImage:
 
 def kernel_modules(spec: str, cache: Cache | None = None) -> Path | None:
     """The extracted lib/modules/RELEASE (or usr/lib/modules/RELEASE) tree of a Debian
-    kernel spec; None for a bzImage path or when the suite has no modules for it.
+    kernel spec; None for a bzImage path, for a kernel built from source (everything is
+    built in: images/kernel/debian-source.yaml has no modules) or when the suite has no
+    modules for it.
 
     Note: Debian runs depmod at install time, so there is no modules.dep in the tree.
     """

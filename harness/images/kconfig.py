@@ -11,7 +11,9 @@ is one error naming each option and the layer that needs it; options that only c
 what a check can see become notes; a kernel without an embedded configuration is
 checked by its header alone, and a note says why the rest was skipped.
 
-Debian's kernels (`debian:SUITE/SERIES`) are not checked: they have all of it.
+Debian's kernels (`debian:SUITE/SERIES`) are not checked: they have all of it; nor are the
+kernels built from Debian's source (`debian-source:SUITE/SERIES`), whose build checks its
+.config against the recipe's fragment.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 
 from harness.arch import x86_64 as arch
 from harness.errors import ImageError
-from harness.scenario.model import Layer, Scenario
+from harness.scenario.model import Layer, Scenario, named_kernel
 
 START, END = b"IKCFG_ST", b"IKCFG_ED"
 CHUNK = 1 << 20                 # compressed bytes fed at a time
@@ -173,7 +175,7 @@ def check_kernels(scenario: Scenario) -> list[str]:
     configs: dict[str, tuple[KernelConfig | None, str]] = {}
     layers = scenario.layers
     for i, layer in enumerate(layers):
-        if layer.kernel.startswith("debian:"):
+        if named_kernel(layer.kernel):
             continue
         nxt = layers[i + 1] if i + 1 < len(layers) else None
         path = Path(layer.kernel)
