@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.images import elfdeps, recipes
+from harness.images import elfdeps, kernel_source, recipes
 from harness.images.cache import Cache
 from harness.arch import DEFAULT
 from harness.arch import get as get_arch
@@ -139,11 +139,15 @@ def _debian_kernel(spec: str, cache: Cache, arch: str = DEFAULT) -> tuple[Kernel
 
 
 def resolve_kernel(spec: str, cache: Cache | None = None, arch: str = DEFAULT) -> KernelImage:
-    """A kernel from `debian:SUITE/SERIES` (the arch's Debian package, downloaded, cached)
-    or from a kernel file's path (a bzImage, an arm64 Image)."""
+    """A kernel from `debian:SUITE/SERIES` (the arch's Debian package, downloaded, cached),
+    `debian-source:SUITE/SERIES` (built for `arch` from that suite's linux-source-SERIES,
+    cached) or a kernel file's path (a bzImage, an arm64 Image)."""
     cache = cache or Cache()
     if spec.startswith("debian:"):
         return _debian_kernel(spec, cache, arch)[0]
+    if spec.startswith(kernel_source.PREFIX):
+        built = kernel_source.build(spec, cache, arch)
+        return KernelImage(built.path, spec, built.package, built.version, built.release)
     path = Path(spec).expanduser().absolute()
     release, version = get_arch(arch).read_kernel(path)
     return KernelImage(path, spec, "(file)", version, release, arch)
@@ -153,7 +157,9 @@ def resolve_kernel(spec: str, cache: Cache | None = None, arch: str = DEFAULT) -
 
 def kernel_modules(spec: str, cache: Cache | None = None, arch: str = DEFAULT) -> Path | None:
     """The extracted lib/modules/RELEASE (or usr/lib/modules/RELEASE) tree of a Debian
-    kernel spec; None for a bzImage path or when the suite has no modules for it.
+    kernel spec; None for a bzImage path, for a kernel built from source (everything is
+    built in: images/kernel/debian-source.yaml has no modules) or when the suite has no
+    modules for it.
 
     Note: Debian runs depmod at install time, so there is no modules.dep in the tree.
     """

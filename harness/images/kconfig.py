@@ -13,7 +13,9 @@ checked by its header alone, and a note says why the rest was skipped. The
 architecture (the scenario's `arch`) says what a kernel file is: a bzImage on x86_64, an
 Image on aarch64 (harness.arch).
 
-Debian's kernels (`debian:SUITE/SERIES`) are not checked: they have all of it.
+Debian's kernels (`debian:SUITE/SERIES`) are not checked: they have all of it; nor are the
+kernels built from Debian's source (`debian-source:SUITE/SERIES`), whose build checks its
+.config against the recipe's fragment.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 from harness.arch import DEFAULT
 from harness.arch import get as get_arch
 from harness.errors import ImageError
-from harness.scenario.model import Layer, Scenario
+from harness.scenario.model import Layer, Scenario, named_kernel
 
 START, END = b"IKCFG_ST", b"IKCFG_ED"
 CHUNK = 1 << 20                 # compressed bytes fed at a time
@@ -180,7 +182,7 @@ def check_kernels(scenario: Scenario) -> list[str]:
     layers = scenario.layers
     arch = get_arch(scenario.arch)
     for i, layer in enumerate(layers):
-        if layer.kernel.startswith("debian:"):
+        if named_kernel(layer.kernel):
             continue
         nxt = layers[i + 1] if i + 1 < len(layers) else None
         path = Path(layer.kernel)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from harness import arch
 from harness.errors import SeedchainError
-from harness.images import debian, qemu_builds
+from harness.images import debian, kernel_source, qemu_builds
 from harness.images.kconfig import check_kernels
 from harness.scenario.model import Scenario
 
@@ -28,6 +28,8 @@ def check_scenario(scenario: Scenario) -> list[str]:
         where = f"{scenario.path}:{layer.line}: layer {layer.index}"
         if layer.kernel.startswith("debian:"):
             _at(where, debian.parse_kernel_spec, layer.kernel)
+        elif layer.kernel.startswith(kernel_source.PREFIX):
+            _at(where, kernel_source.check, layer.kernel)
         _at(where, _userland_suite, layer.userland)
     line = f":{scenario.qemu_line}" if scenario.qemu_line else ""
     _at(f"{scenario.path}{line}: qemu.build", lambda build: qemu_builds.check(build, scenario.arch),

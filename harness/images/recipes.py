@@ -147,3 +147,27 @@ BOOTLOADER_SCHEMA = {
 def bootloader(name: str) -> Recipe:
     """images/bootloader/NAME.yaml: a boot loader on an ESP, and what it reads there."""
     return _load(f"bootloader/{name}.yaml", BOOTLOADER_SCHEMA)
+
+
+KERNEL_SOURCE_SCHEMA = {
+    "type": "object", "additionalProperties": False,
+    "required": ["source", "base", "arches"],
+    "properties": {
+        "source": {"type": "object", "additionalProperties": False, "required": ["package", "tarball"],
+                   "properties": {"package": {"type": "string", "pattern": "{series}"},
+                                  "tarball": {"type": "string", "pattern": "{series}"}}},
+        "base": {"enum": ["allnoconfig", "tinyconfig"]},
+        "arches": {"type": "object", "minProperties": 1, "additionalProperties": {
+            "type": "object", "additionalProperties": False,
+            "required": ["make", "toolchain", "commands", "build_depends", "image", "target", "fragment"],
+            "properties": {"make": _WORDS, "toolchain": _WORDS, "commands": _WORDS, "headers": _WORDS,
+                           "build_depends": _WORDS, "image": _TEXT, "target": _TEXT,
+                           "fragment": {"type": "string", "minLength": 1}}}},
+    },
+}
+
+
+@functools.cache
+def kernel_source() -> Recipe:
+    """images/kernel/debian-source.yaml: a kernel built from a Debian linux-source package."""
+    return _load("kernel/debian-source.yaml", KERNEL_SOURCE_SCHEMA)

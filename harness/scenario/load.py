@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from harness import yamldoc
 from harness.errors import ScenarioError, SeedchainError
 from harness.paths import PROJECT
-from harness.scenario.model import ARCHES, DEFAULT_ARCH, BootLoader, Capture, Expect, Layer, QemuConfig, Scenario
+from harness.scenario.model import (ARCHES, DEFAULT_ARCH, BootLoader, Capture, Expect, Layer, QemuConfig,
+                                     Scenario, named_kernel)
 from harness.scenario.schema import PATTERN_WORDS, SCHEMA
 from harness.yamldoc import MAX_BYTES, Validator, Words, line_at, line_of, load_document  # noqa: F401 (re-exported)
 
@@ -77,7 +78,7 @@ def check_paths(scenario: Scenario, *, allowed: bool = False, replaced: Collecti
         return
     folder = os.path.realpath(Path(scenario.path).parent)
     for layer in scenario.layers:
-        if layer.index in replaced or layer.kernel.startswith("debian:"):
+        if layer.index in replaced or named_kernel(layer.kernel):
             continue
         target = os.path.realpath(layer.kernel)
         if not any(Path(target).is_relative_to(root) for root in (folder, PROJECT)):
@@ -165,7 +166,7 @@ def _build(data: dict, root: "Node", where: str) -> Scenario:
     layers = []
     for index, raw in enumerate(data["layers"], start=1):
         kernel = raw["kernel"]
-        if not kernel.startswith("debian:"):
+        if not named_kernel(kernel):
             kernel = os.path.abspath(folder / kernel)
         optional = {key: raw[key] for key in ("userland", "cmdline", "pad_kernel") if key in raw}
         if "timeout" in raw:

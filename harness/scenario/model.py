@@ -130,10 +130,21 @@ class BootLoader:
     line: int = 0                    # line in the scenario file, for messages
 
 
+# Kernel specs a layer may name instead of a file: Debian's package, or a kernel built from
+# Debian's linux-source package (images/kernel/debian-source.yaml).
+KERNEL_SPECS = ("debian:", "debian-source:")
+
+
+def named_kernel(kernel: str) -> bool:
+    """Is this a kernel spec (fetched or built by seedchain), not a file of the user's?"""
+    return kernel.startswith(KERNEL_SPECS)
+
+
 @dataclass(frozen=True)
 class Layer:
     index: int                   # 1-based; layer 1 is started by QEMU
-    kernel: str                  # "debian:SUITE/SERIES" or a path to a bzImage (an Image on aarch64)
+    kernel: str                  # "debian:SUITE/SERIES", "debian-source:SUITE/SERIES" or a path
+                                 # to a bzImage (an Image on aarch64)
     loader: str                  # "qemu" for layer 1, else one of LOADERS
     userland: str = "debian:bookworm"   # where busybox and kexec-tools come from
     cmdline: str = ""            # appended to the harness's own console options

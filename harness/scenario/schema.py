@@ -23,7 +23,7 @@ NAME = r"^[a-z0-9][a-z0-9-]*$"
 TAG = r"^[a-z0-9-]+$"
 MACHINE = r"^[a-z0-9][a-z0-9.,=_-]*$"
 CPU = r"^[A-Za-z0-9][A-Za-z0-9,=_.+-]*$"
-DEBIAN_KERNEL = r"^debian:[a-z]+(-backports)?/[0-9]+\.[0-9]+$"
+DEBIAN_KERNEL = r"^debian(-source)?:[a-z]+(-backports)?/[0-9]+\.[0-9]+$"
 KERNEL_PATH = r"^[^\n\r\u0000]+$"
 USERLAND = r"^debian:[a-z]+(-backports)?$"
 ONE_LINE = r"^[^\n\r\u0000]*$"
@@ -34,8 +34,9 @@ PATTERN_WORDS = {
     TAG: "lowercase letters, digits and '-'",
     MACHINE: "a QEMU machine type such as pc, q35, pc-i440fx-7.2 or microvm,rtc=on",
     CPU: "a QEMU CPU model such as max, qemu64 or qemu64,+rdrand",
-    DEBIAN_KERNEL: "'debian:SUITE/SERIES' such as debian:bookworm/6.1 or debian:sid/7.2",
-    KERNEL_PATH: "'debian:SUITE/SERIES' or a path to a kernel image, on one line",
+    DEBIAN_KERNEL: "'debian:SUITE/SERIES' such as debian:bookworm/6.1 or debian:sid/7.2, or "
+                   "'debian-source:SUITE/SERIES' such as debian-source:bookworm/6.1",
+    KERNEL_PATH: "'debian:SUITE/SERIES', 'debian-source:SUITE/SERIES' or a path to a kernel image, on one line",
     USERLAND: "'debian:SUITE' such as debian:bookworm or debian:bookworm-backports",
     ONE_LINE: "text on one line",
 }
@@ -113,10 +114,13 @@ def _layer(first: bool) -> dict:
             "kernel": {
                 "type": "string",
                 "description": "Kernel to boot: 'debian:SUITE/SERIES' (e.g. debian:bookworm/6.1, "
-                               "debian:sid/7.2; the arch's Debian packages), or a path to a bzImage "
+                               "debian:sid/7.2; the arch's Debian packages), 'debian-source:SUITE/SERIES' "
+                               "(e.g. debian-source:bookworm/6.1: built for the scenario's arch from that "
+                               "suite's linux-source-SERIES package with images/kernel/debian-source.yaml, "
+                               "where Debian ships no kernel that can do the job), or a path to a bzImage "
                                "(x86_64) or an uncompressed Image (aarch64), absolute or relative "
                                "to this file's folder.",
-                "if": {"pattern": "^debian:"},
+                "if": {"pattern": "^debian(-source)?:"},
                 "then": {"pattern": DEBIAN_KERNEL},
                 "else": {"pattern": KERNEL_PATH},
             },
