@@ -21,6 +21,9 @@ ADDED_CHECKS = ("seed_file_refreshed",)     # newer than some recorded result.js
 # seed_file_refreshed
 OBSERVED = {
     # the device tree (arch aarch64): received = an rng-seed in the DTB caught at the entry
+    "a64-chain":                        [(Y, Y, Y, Y, Y, Y, N, NA, Y, NA), (Y, Y, Y, Y, Y, Y, N, NA, Y, NA), (Y, Y, Y, Y, Y, Y, N, NA, NA, NA)],
+    "a64-dtb-randomness-off":           [(Y, N, NA, NA, NA, N, N, NA, N, NA), (Y, N, NA, NA, NA, N, N, NA, NA, NA)],
+    "a64-uefi-efi-table":               [(Y, Y, NA, NA, Y, Y, N, NA, Y, NA), (Y, Y, Y, NA, Y, Y, N, NA, NA, NA)],
     "a64-debian-kexec-load":            [(Y, Y, Y, Y, Y, Y, N, NA, N, NA), (Y, N, NA, NA, NA, N, N, NA, NA, NA)],
     "a64-nokaslr":                      [(Y, Y, Y, N, N, Y, Y, NA, NA, NA)],
     "a64-qemu-hop":                     [(Y, Y, Y, Y, Y, Y, N, NA, NA, NA)],

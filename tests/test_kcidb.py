@@ -91,10 +91,10 @@ def test_every_recorded_run_validates(data):
     assert len(data["tests"]) == sum(len(la["outcome"]) for r in records for la in r["layers"])
     assert {t["path"].rsplit(".", 1)[1] for t in data["tests"]} >= set(CHECKS)
     assert len({t["id"] for t in data["tests"]}) == len(data["tests"])
-    # 5 kernels (6.1.0-57, the same padded to 31 MiB, 7.2.13, 5.10.0-46, 6.1.0-57-arm64);
-    # 7 kernel x QEMU pairs, the arm64 one built for aarch64
-    assert len(data["checkouts"]) == 5 and len(data["builds"]) == 7
-    assert sorted(b["architecture"] for b in data["builds"]) == ["aarch64"] + ["x86_64"] * 6
+    # 6 kernels (6.1.0-57, the same padded to 31 MiB, 7.2.13, 5.10.0-46, 6.1.0-57-arm64 and
+    # 6.1.192 built from linux-source-6.1); 8 kernel x QEMU pairs, the arm64 ones for aarch64
+    assert len(data["checkouts"]) == 6 and len(data["builds"]) == 8
+    assert sorted(b["architecture"] for b in data["builds"]) == ["aarch64"] * 2 + ["x86_64"] * 6
     assert {o["origin"] for kind in ("checkouts", "builds", "tests") for o in data[kind]} == {"seedchain"}
     for kind in ("checkouts", "builds", "tests"):
         for obj in data[kind]:
@@ -275,7 +275,7 @@ def test_the_command_writes_a_valid_file(runs, tmp_path):
     _validate(written)
     statuses = [t["status"] for t in written["tests"]]
     assert proc.stdout.splitlines() == [
-        f"{len(names())} results: 5 checkouts, 7 builds, {len(statuses)} tests ("
+        f"{len(names())} results: 6 checkouts, 8 builds, {len(statuses)} tests ("
         + ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses))) + ")",
         f"wrote {out} (KCIDB schema v5.3, validated)"]
     assert set(statuses) == {"DONE", "PASS", "SKIP"}

@@ -185,7 +185,8 @@ def is_microvm(machine: str) -> bool:
 def machine_args(*, machine: str, rng: str, firmware: str, workdir: Path | None,
                  vars_template: Path | None = None, boot_disk: Path | None = None) -> list[str]:
     """UEFI's flash (code read-only, a per-run copy of the variable store) when asked
-    for, the agent's virtio serial port, and the RNG device on virtio-mmio."""
+    for, and the RNG device on virtio-mmio (the agent's port is AGENT_DEVICE, which the
+    runner adds with the agent's chardev)."""
     args: list[str] = []
     if boot_disk is not None:
         raise QemuError("a boot loader on an ESP disk is x86_64 only here",
@@ -203,7 +204,6 @@ def machine_args(*, machine: str, rng: str, firmware: str, workdir: Path | None,
         shutil.copyfile(template, copy)
         args += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
                  "-drive", f"if=pflash,format=raw,unit=1,file={copy}"]
-    args += AGENT_DEVICE
     if rng == "virtio":
         args += ["-device", "virtio-rng-device"]
     return args

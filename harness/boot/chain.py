@@ -230,7 +230,7 @@ def qemu_args(scenario: Scenario, images: list[LayerImage], build: qemu_builds.Q
     seeds are caught in flight, then layer 1's kernel, initramfs and command line (or,
     with a boot loader, the ESP disk that holds them)."""
     q = scenario.qemu
-    args = qemu_control.base_args(machine=q.machine, cpu=q.cpu, memory=q.memory, accel=accel, rng=q.rng,
+    args = qemu_control.base_args(machine=q.machine, cpu=q.cpu, memory=q.memory, accel=accel, rng=q.rng, arch=scenario.arch,
                                   firmware=q.firmware, workdir=outdir,
                                   vars_template=esp.vars_template if esp else None,
                                   boot_disk=esp.image if esp else None)

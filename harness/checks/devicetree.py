@@ -13,6 +13,7 @@ layer whose facts say it is not x86_64; the names and meanings are the same.
 
 from __future__ import annotations
 
+from harness.checks import efi as efi_table
 from harness.facts import dtb
 from harness.facts.layer import LayerFacts
 
@@ -24,22 +25,22 @@ def views(f: LayerFacts) -> dtb.Views:
     return dtb.views(f.field)
 
 
-def received_via(f: LayerFacts) -> list[str]:
+def received_via(f: LayerFacts, prev: LayerFacts | None = None) -> list[str]:
     via = []
     caught = f.seed_in_flight
     seen = views(f) if f.booted else None
     if (caught is not None and caught.caught and caught.len > 0) or \
             (seen is not None and (seen.proc_rng_seed or (seen.fdt is not None and seen.fdt.rng_seed))):
         via.append(DTB)
-    if f.efi_rng_address is not None:
+    if efi_table.counts_as_received(f, prev):      # under UEFI: the stub's, or its parent's refreshed
         via.append(EFI)
     return via
 
 
-def received(f: LayerFacts) -> bool | None:
+def received(f: LayerFacts, prev: LayerFacts | None = None) -> bool | None:
     if not f.booted:
         return None
-    via = received_via(f)
+    via = received_via(f, prev)
     if via:
         return True
     caught = f.seed_in_flight
@@ -73,22 +74,27 @@ def zeroed_findings(f: LayerFacts) -> list[str]:
     return findings
 
 
-def zeroed_sysfs(f: LayerFacts) -> bool | None:
-    if not received(f) or DTB not in received_via(f):
+def zeroed_sysfs(f: LayerFacts, prev: LayerFacts | None = None) -> bool | None:
+    if not received(f, prev) or DTB not in received_via(f, prev):
         return None
     return not zeroed_findings(f)
 
 
-def zeroed_ram(f: LayerFacts) -> bool | None:
+def zeroed_ram(f: LayerFacts, prev: LayerFacts | None = None) -> bool | None:
     """The DTB handed over, read again from RAM after the report: no rng-seed property,
-    none of the seed's bytes, kaslr-seed zero (None: not read, or nothing received)."""
-    if not received(f) or DTB not in received_via(f):
+    none of the seed's bytes, kaslr-seed zero; and an EFI seed table it received (under
+    UEFI) with its bits all zero (None: nothing received, or none of it read)."""
+    if not received(f, prev):
         return None
+    via, verdicts = received_via(f, prev), []
     after = f.dtb_after
-    if after is None or after.error:
-        return None
-    return not after.rng_seed and not after.seed_bytes and _kaslr_zero(
-        bytes.fromhex(after.kaslr_seed) if after.kaslr_seed else None)
+    if DTB in via and after is not None and not after.error:
+        verdicts.append(not after.rng_seed and not after.seed_bytes and _kaslr_zero(
+            bytes.fromhex(after.kaslr_seed) if after.kaslr_seed else None))
+    efi = f.efi_seed_ram
+    if EFI in via and efi is not None:
+        verdicts.append(efi.size > 0 and not any(efi.data))
+    return all(verdicts) if verdicts else None
 
 
 def exposed(f: LayerFacts) -> bool | None:

@@ -37,7 +37,7 @@ def received_via(f: LayerFacts, prev: LayerFacts | None = None) -> list[str]:
     the layer's entry (harness/checks/efi.py): a consumed table handed on is no seed.
     On a device-tree layer: "dtb" (harness/checks/devicetree.py) and/or "efi"."""
     if _devicetree(f):
-        return devicetree.received_via(f)
+        return devicetree.received_via(f, prev)
     via = []
     if f.sysfs_seeds or f.ram_seeds:
         via.append(SETUP_DATA)
@@ -52,7 +52,7 @@ def received(f: LayerFacts, nxt: LayerFacts | None = None, prev: LayerFacts | No
     consumed one; on a device-tree layer, a /chosen/rng-seed in the DTB caught at its
     entry (see devicetree.received)."""
     if _devicetree(f):
-        return devicetree.received(f)
+        return devicetree.received(f, prev)
     if not f.booted:
         return None
     return bool(received_via(f, prev))
@@ -131,7 +131,7 @@ def zeroed_sysfs(f: LayerFacts, nxt: LayerFacts | None = None, prev: LayerFacts 
     setup_data seed; the EFI table has no sysfs view). Device tree: rng-seed gone from
     /proc/device-tree and /sys/firmware/fdt, kaslr-seed zero in both."""
     if _devicetree(f):
-        return devicetree.zeroed_sysfs(f)
+        return devicetree.zeroed_sysfs(f, prev)
     if not received(f, prev=prev) or SETUP_DATA not in received_via(f, prev):
         return None
     return all(not any(e.data) for e in f.sysfs_seeds)
@@ -143,7 +143,7 @@ def zeroed_ram(f: LayerFacts, nxt: LayerFacts | None = None, prev: LayerFacts | 
     none of it read from RAM). Device tree: the DTB handed over has neither rng-seed nor
     its bytes, kaslr-seed zero."""
     if _devicetree(f):
-        return devicetree.zeroed_ram(f)
+        return devicetree.zeroed_ram(f, prev)
     if not received(f, prev=prev):
         return None
     entries = list(f.ram_seeds)
