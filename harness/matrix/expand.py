@@ -20,6 +20,7 @@ from harness.yamldoc import Words, line_of, load_document
 AXES = {
     "qemu": "the QEMU build (qemu.build): system, debian:SUITE or a path",
     "machine": "the machine type (qemu.machine)",
+    "cpu": "the CPU model (qemu.cpu)",
     "firmware": "the firmware (qemu.firmware)",
     "kernel": "every layer's kernel",
     "child_kernel": "the kernel of every layer after the first",
@@ -87,7 +88,7 @@ def default_label(axis: str, value: str) -> str:
 
 def apply(scenario: Scenario, values: dict[str, str], labels: dict[str, str]) -> Scenario:
     qemu = scenario.qemu
-    qemu_fields = {"qemu": "build", "machine": "machine", "firmware": "firmware"}
+    qemu_fields = {"qemu": "build", "machine": "machine", "cpu": "cpu", "firmware": "firmware"}
     qemu = replace(qemu, **{qemu_fields[a]: v for a, v in values.items() if a in qemu_fields})
     layers = []
     for layer in scenario.layers:
