@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from harness.checks import devicetree
 from harness.checks import efi as efi_table
 from harness.checks.rules import (SETUP_DATA, credit_attributable_to, credited_without_seed, efi_seed_source,
                                   fresh_findings, other_entropy_sources, received_via, run_checks,
@@ -69,6 +70,12 @@ class LayerResult:
         return None
 
     def to_json(self) -> dict:
+        data = self._to_json()
+        if self.facts.arch != "x86_64":
+            data["device_tree"] = self.device_tree()
+        return data
+
+    def _to_json(self) -> dict:
         f, c = self.facts, self.facts.component
         seeds = [e for e in f.ram_entries if e.type == SETUP_RNG_SEED]
         address = self.seed_address()
@@ -121,6 +128,30 @@ class LayerResult:
                 "copies": [{"address": f"{c.address:#x}", "seed_of_layer": c.seed_layer,
                             "seed_bytes": [c.offset, c.offset + c.length], "length": c.length,
                             "what": describe(c, f, self.chain)} for c in f.ram_copies]},
+        }
+
+    def device_tree(self) -> dict:
+        """A device-tree layer's DTB: as handed over (at the entry), as read again from RAM
+        after the report, and as the guest shows it (/proc/device-tree, /sys/firmware/fdt)."""
+        f = self.facts
+        caught, after = f.seed_in_flight, f.dtb_after
+        seen = devicetree.views(f) if f.booted else None
+        hexed = lambda b: None if b is None else b.hex()  # noqa: E731
+        return {
+            "dtb_address": None if caught is None or caught.boot_params is None else f"{caught.boot_params:#x}",
+            "at_entry": None if caught is None or not caught.stopped else {
+                "size": caught.dtb_size, "rng_seed_len": caught.len if caught.caught else None,
+                "kaslr_seed": caught.kaslr_seed},
+            "in_ram_after": None if after is None else {
+                "size": after.size, "rng_seed": after.rng_seed, "seed_bytes": after.seed_bytes,
+                "kaslr_seed": after.kaslr_seed, "error": after.error},
+            "proc_device_tree": None if seen is None else {
+                "rng_seed": hexed(seen.proc_rng_seed), "kaslr_seed": hexed(seen.proc_kaslr_seed)},
+            "sys_firmware_fdt": None if seen is None else {
+                "size": len(seen.fdt_bytes), "error": seen.fdt_error,
+                "rng_seed": None if seen.fdt is None else hexed(seen.fdt.rng_seed),
+                "kaslr_seed": None if seen.fdt is None else hexed(seen.fdt.kaslr_seed)},
+            "findings": devicetree.zeroed_findings(f) if f.booted else [],
         }
 
     def seed_file(self) -> dict | None:
