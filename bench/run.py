@@ -12,6 +12,8 @@ Sections (see bench/README.md for what each number means):
             verbosity, -machine pc vs q35, each vs the current default
   capture   qemu720-chain with capture off, seeds caught in flight, and caught plus the
             RAM search: each layer's wall time against "off"
+  arch      aarch64 (a64-chain) and x86_64 (kexec-file-2) layers against the same bare
+            x86 chain, and against each other
   parallel  pytest scenarios/ -n 2 vs -n 1 (only with --parallel: takes many minutes)
 """
 
@@ -31,6 +33,7 @@ import os  # noqa: E402
 
 from bench._env import ROOT  # noqa: E402
 from bench.building import bench_build, report_build  # noqa: E402
+from bench.arch import bench_arch, report_arch  # noqa: E402
 from bench.capture import bench_capture, report_capture  # noqa: E402
 from bench.common import DEFAULT_ARTIFACTS, host_info, machine_state, say  # noqa: E402
 from bench.context import OVERHEAD_SCENARIOS, SECTIONS, Context, dmesg_times  # noqa: E402,F401 (dmesg_times: tests)
@@ -43,6 +46,7 @@ from harness.images.cache import Cache  # noqa: E402
 
 REPORTS = {"overhead": (summarize_overhead, report_overhead), "build": (None, report_build),
            "options": (summarize_options, report_options), "capture": (None, report_capture),
+           "arch": (None, report_arch),
            "parallel": (None, report_parallel)}
 
 
@@ -123,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
              "build": (lambda: bench_build(ctx, args.cold_network), lambda: report_build(ctx)),
              "options": (lambda: bench_options(ctx), lambda: report_options(ctx)),
              "capture": (lambda: bench_capture(ctx), lambda: report_capture(ctx)),
+             "arch": (lambda: bench_arch(ctx), lambda: report_arch(ctx)),
              "parallel": (lambda: bench_parallel(ctx, args.parallel_repeat, args.parallel_k),
                           lambda: report_parallel(ctx))}
     try:
