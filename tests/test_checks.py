@@ -22,6 +22,7 @@ ADDED_CHECKS = ("seed_file_refreshed",)     # newer than some recorded result.js
 OBSERVED = {
     # the device tree (arch aarch64): received = an rng-seed in the DTB caught at the entry
     "a64-chain":                        [(Y, Y, Y, Y, Y, Y, N, NA, Y, NA), (Y, Y, Y, Y, Y, Y, N, NA, Y, NA), (Y, Y, Y, Y, Y, Y, N, NA, NA, NA)],
+    "a64-crash-kernel":                 [(Y, Y, Y, Y, Y, Y, N, N, Y, NA), (Y, Y, Y, Y, Y, Y, N, Y, NA, NA)],
     "a64-dtb-randomness-off":           [(Y, N, NA, NA, NA, N, N, NA, N, NA), (Y, N, NA, NA, NA, N, N, NA, NA, NA)],
     "a64-uefi-efi-table":               [(Y, Y, NA, NA, Y, Y, N, NA, Y, NA), (Y, Y, Y, NA, Y, Y, N, NA, NA, NA)],
     "a64-debian-kexec-load":            [(Y, Y, Y, Y, Y, Y, N, NA, N, NA), (Y, N, NA, NA, NA, N, N, NA, NA, NA)],

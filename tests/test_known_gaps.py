@@ -153,10 +153,11 @@ def test_the_real_known_gaps(gaps):
                            "capture-needs-kexec-file-debug", "systemd-boot-252-seed-not-for-the-kernel",
                            "kernel-credits-a-stale-efi-seed-table",
                            "kexec-tools-arm64-no-rng-seed", "debian-arm64-no-kexec-file-load",
-                           "arm64-nokaslr-keeps-kaslr-seed", "qemu-virt-no-rng-seed-before-7.1"]
+                           "arm64-nokaslr-keeps-kaslr-seed", "qemu-virt-no-rng-seed-before-7.1",
+                           "arm64-crash-kernel-dtb-in-crashed-kernel"]
     assert {g.id for g in gaps if g.arch == ("aarch64",)} == {
         "kexec-tools-arm64-no-rng-seed", "debian-arm64-no-kexec-file-load", "arm64-nokaslr-keeps-kaslr-seed",
-        "qemu-virt-no-rng-seed-before-7.1"}
+        "qemu-virt-no-rng-seed-before-7.1", "arm64-crash-kernel-dtb-in-crashed-kernel"}
     assert all(g.arch == ("x86_64",) for g in gaps if not g.id.startswith(("kexec-tools-arm64", "debian-arm64", "arm64", "qemu-virt")))
     for gap in gaps:
         assert gap.reason and gap.source and gap.where.startswith(f"{GAPS_FILE}:")
