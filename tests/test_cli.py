@@ -132,7 +132,7 @@ def test_matrix_with_a_wrong_name_says_which_file_and_which_names_exist():
     (["--file", "{tmp}/none.yaml"], "none.yaml: no such matrix file"),
     (["--file", "{tmp}/bad.yaml"], "bad.yaml:1: matrixes: unknown key; allowed: matrices"),
     (["--file", "{tmp}/empty.yaml"], "empty.yaml:1: top level: missing required key 'matrices'"),
-    (["--by", "cpu"], "unknown axis 'cpu'"),
+    (["--by", "memory"], "unknown axis 'memory'"),
 ])
 def test_matrix_on_bad_input(tmp_path, args, message):
     (tmp_path / "bad.yaml").write_text("matrixes: {}\n")
