@@ -16,7 +16,7 @@ from harness.scenario.model import Scenario
 
 OVERHEAD_SCENARIOS = ("kexec-file-2", "kexec-file-4")
 OPTIONS_SCENARIO = "kexec-file-2"
-SECTIONS = ("overhead", "build", "options", "capture", "arch", "parallel")
+SECTIONS = ("overhead", "build", "options", "capture", "arch", "depth", "parallel")
 GOAL_OVERHEAD = 1.05
 GOAL_WARM_BUILD = 0.5
 GOAL_PARALLEL = 1.8

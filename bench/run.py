@@ -14,6 +14,8 @@ Sections (see bench/README.md for what each number means):
             RAM search: each layer's wall time against "off"
   arch      aarch64 (a64-chain) and x86_64 (kexec-file-2) layers against the same bare
             x86 chain, and against each other
+  depth     2-, 4-, 8- and 16-layer kexec_file_load chains: per-layer wall, bytes built,
+            whether the chain passes in less memory (--depth-memory, --depths)
   parallel  pytest scenarios/ -n 2 vs -n 1 (only with --parallel: takes many minutes)
 """
 
@@ -35,6 +37,7 @@ from bench._env import ROOT  # noqa: E402
 from bench.building import bench_build, report_build  # noqa: E402
 from bench.arch import bench_arch, report_arch  # noqa: E402
 from bench.capture import bench_capture, report_capture  # noqa: E402
+from bench.depth import DEPTHS, MEMORY_PROBES, bench_depth, report_depth  # noqa: E402
 from bench.common import DEFAULT_ARTIFACTS, host_info, machine_state, say  # noqa: E402
 from bench.context import OVERHEAD_SCENARIOS, SECTIONS, Context, dmesg_times  # noqa: E402,F401 (dmesg_times: tests)
 from bench.options import bench_options, bench_parallel, report_options, report_parallel, summarize_options  # noqa: E402
@@ -47,7 +50,17 @@ from harness.images.cache import Cache  # noqa: E402
 REPORTS = {"overhead": (summarize_overhead, report_overhead), "build": (None, report_build),
            "options": (summarize_options, report_options), "capture": (None, report_capture),
            "arch": (None, report_arch),
-           "parallel": (None, report_parallel)}
+           "depth": (None, report_depth), "parallel": (None, report_parallel)}
+
+
+def _ints(ap: argparse.ArgumentParser, text: str, option: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        ap.error(f"{option} takes comma-separated whole numbers, not {text!r}")
+    if any(v < 1 for v in values):
+        ap.error(f"{option}: every number must be at least 1")
+    return values
 
 
 def reprint(path: Path) -> int:
@@ -88,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="only the scenarios pytest -k EXPR selects (default: all of scenarios/)")
     ap.add_argument("--cold-network", action="store_true",
                     help="also build each scenario into an empty cache (downloads ~hundreds of MB)")
+    ap.add_argument("--depths", default=",".join(map(str, DEPTHS)),
+                    help="chain depths for the depth section (default: %(default)s)")
+    ap.add_argument("--depth-memory", default=",".join(map(str, MEMORY_PROBES)),
+                    help="MiB each depth is also run once in (default: %(default)s; '' for none)")
     ap.add_argument("--report", type=Path, default=None, metavar="JSON",
                     help="print the tables of a results file written earlier; run nothing")
     args = ap.parse_args(argv)
@@ -128,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
              "options": (lambda: bench_options(ctx), lambda: report_options(ctx)),
              "capture": (lambda: bench_capture(ctx), lambda: report_capture(ctx)),
              "arch": (lambda: bench_arch(ctx), lambda: report_arch(ctx)),
+             "depth": (lambda: bench_depth(ctx, _ints(ap, args.depths, "--depths"),
+                                           _ints(ap, args.depth_memory, "--depth-memory")),
+                       lambda: report_depth(ctx)),
              "parallel": (lambda: bench_parallel(ctx, args.parallel_repeat, args.parallel_k),
                           lambda: report_parallel(ctx))}
     try:
