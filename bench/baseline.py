@@ -1,16 +1,18 @@
 """The bare baseline: the harness's kernels and userland, no agent, no QMP, plain QEMU.
 
 Each layer's initramfs holds the same busybox and kexec-tools tree as the
-harness's (from the same cache entries), the same directories, and the next
-layer's kernel and initramfs at the same paths, nested the same way (last layer
-first). Only /init differs: a short script that mounts proc, sys and dev, prints
-one marker line, then `kexec -l` + `kexec -e` into the next layer, or powers off
-after the last. QEMU runs with harness.qemu.base_args and the console to a file;
-a boot is timed from launch until QEMU exits.
+harness's (from the same cache entries), the same directories and kernel modules,
+and the next layer's kernel and initramfs come from a chain disk laid out the same
+way (harness.images.chaindisk, last layer first). Only /init differs: a short
+script that mounts proc, sys and dev, prints one marker line, then copies the next
+layer's images off the disk and checks them as the agent does, `kexec -l` +
+`kexec -e` into the next layer, or powers off after the last. QEMU runs with
+harness.qemu.base_args, the chain disk and the console to a file; a boot is timed
+from launch until QEMU exits.
 
-Variants for the options benchmark: the initramfs compression (nested ones and
-the outer one, with the host tools), text added to every kernel command line,
-and the -machine type.
+Variants for the options benchmark: the initramfs compression (each layer's,
+with the host tools), text added to every kernel command line, and the -machine
+type.
 """
 
 from __future__ import annotations
@@ -24,15 +26,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.images import cpio
+from harness.arch import DEFAULT, get as get_arch
+from harness.images import chaindisk, cpio
 from harness.images import qemu_builds
 from harness.images.cache import Cache, sha256_file
-from harness.images.initramfs import LayerImage
+from harness.images.initramfs import CHAIN_DISK_SERIAL, MODULES_DIR, LayerImage
 from harness.scenario.model import QemuConfig
 from harness.boot.qemu import base_args
 from harness.proc import die_with_parent
 
-LAYOUT = "bench-baseline/v1"       # bump when the image recipe below changes
+LAYOUT = "bench-baseline/v2"       # bump when the image recipe below changes
 INITRD = "initrd"
 INFO = "build.json"
 MARKER = "bench-init: layer"
@@ -58,8 +61,26 @@ busybox mount -t sysfs sysfs /sys
 busybox mount -t devtmpfs devtmpfs /dev 2>/dev/null
 echo "{marker} {layer}" >/dev/console
 if [ -n {has_next} ]; then
-	kexec {mode} -l /seedchain/next/bzImage --initrd=/seedchain/next/initrd --command-line={cmdline} \\
+	for module in {modules}; do busybox insmod "$module"; done
+	disk="" tries=50
+	while [ $tries -gt 0 ]; do
+		for dev in /sys/block/*; do
+			[ -e "$dev/serial" ] && read -r serial <"$dev/serial" && [ "$serial" = {serial} ] && disk=/dev/${{dev##*/}}
+		done
+		[ -n "$disk" ] && [ -b "$disk" ] && break
+		disk="" tries=$((tries - 1))
+		busybox sleep 0.1
+	done
+	busybox mkdir -p /tmp/next
+	take() {{
+		busybox dd if="$disk" of="$4" bs=1M iflag=skip_bytes,fullblock skip="$1" \\
+			count=$((($2 + 1048575) / 1048576)) 2>/dev/null && busybox truncate -s "$2" "$4" &&
+			echo "$3  $4" | busybox sha256sum -c -s
+	}}
+	take {kernel} /tmp/next/bzImage && take {initrd} /tmp/next/initrd &&
+		kexec {mode} -l /tmp/next/bzImage --initrd=/tmp/next/initrd --command-line={cmdline} \\
 		|| echo "bench-init: loading layer {next_layer} failed" >/dev/console
+	busybox rm -rf /tmp/next
 	kexec -e
 	echo "bench-init: kexec -e returned" >/dev/console
 fi
@@ -67,13 +88,20 @@ busybox poweroff -f
 """
 
 
-def init_script(layer: int, loader: str | None, next_cmdline: str) -> bytes:
-    """The /init of one baseline layer; loader None for the last layer."""
+def init_script(layer: int, loader: str | None, next_cmdline: str,
+                next_images: "tuple[chaindisk.Extent, chaindisk.Extent] | None" = None,
+                modules: tuple[str, ...] = ()) -> bytes:
+    """The /init of one baseline layer; loader None for the last layer. next_images: the
+    next layer's kernel and initramfs on the chain disk; modules: what drives the disk."""
     if loader is not None and loader not in KEXEC_MODE:
         raise ValueError(f"the baseline cannot start a layer with {loader}")
+    kernel, initrd = next_images or (chaindisk.Extent(0, 0, ""), chaindisk.Extent(0, 0, ""))
     return _INIT.format(layer=layer, marker=MARKER, next_layer=layer + 1,
                         has_next=shlex.quote("yes" if loader else ""),
-                        mode=KEXEC_MODE.get(loader or "", ""),
+                        mode=KEXEC_MODE.get(loader or "", ""), serial=shlex.quote(CHAIN_DISK_SERIAL),
+                        modules=" ".join(shlex.quote(m) for m in modules),
+                        kernel=f"{kernel.offset} {kernel.size} {kernel.sha256}",
+                        initrd=f"{initrd.offset} {initrd.size} {initrd.sha256}",
                         cmdline=shlex.quote(next_cmdline)).encode()
 
 
@@ -86,9 +114,10 @@ class PlainLayer:
     raw_bytes: int          # the initramfs as cpio
     bytes: int              # as QEMU or kexec loads it (compressed or not)
     compress_seconds: float  # host time to compress it (0 for "none"), when it was built
+    chain_disk: Path | None = None   # the later layers' images (the same for every layer)
 
 
-def _entries(image: LayerImage, script: bytes, nxt: PlainLayer | None) -> list[cpio.Entry]:
+def _entries(image: LayerImage, script: bytes) -> list[cpio.Entry]:
     # The same tree as harness.images._write_initrd, with our /init and no layer.conf.
     entries = cpio.tree(image.userland.root)
     names = {e.path for e in entries}
@@ -98,10 +127,9 @@ def _entries(image: LayerImage, script: bytes, nxt: PlainLayer | None) -> list[c
     if "bin/sh" not in names:
         entries.append(cpio.symlink("bin/sh", "busybox"))
     entries += [cpio.chardev("dev/console", 5, 1), cpio.file("init", data=script, perm=0o755)]
-    if nxt is not None:
-        entries += [cpio.directory("seedchain/next"),
-                    cpio.file("seedchain/next/bzImage", source=nxt.kernel),
-                    cpio.file("seedchain/next/initrd", source=nxt.initrd)]
+    if image.modules:
+        entries.append(cpio.directory(MODULES_DIR))
+        entries += [cpio.file(f"{MODULES_DIR}/{m.name}.ko", data=m.data) for m in image.modules]
     return entries
 
 
@@ -119,7 +147,7 @@ def _write(out_dir: Path, entries: list[cpio.Entry], codec: str) -> None:
         seconds = time.monotonic() - started
         raw.unlink()
     info = {"codec": codec, "raw_bytes": raw_bytes, "bytes": (out_dir / INITRD).stat().st_size,
-            "compress_seconds": round(seconds, 3)}
+            "compress_seconds": round(seconds, 3), "sha256": sha256_file(out_dir / INITRD)}
     (out_dir / INFO).write_text(json.dumps(info) + "\n")
 
 
@@ -134,24 +162,30 @@ def build_plain_chain(images: list[LayerImage], cache: Cache, *, codec: str = "n
         return f"{image.cmdline} {extra_cmdline}".strip()
 
     chain: list[PlainLayer] = []
-    nxt: PlainLayer | None = None
+    layout = chaindisk.Layout()
+    next_images = None
+    digests: dict[Path, str] = {}
     for i in range(len(images) - 1, -1, -1):
         image = images[i]
         following = images[i + 1] if i + 1 < len(images) else None
         script = init_script(image.layer.index, following.layer.loader if following else None,
-                             cmdline(following) if following else "")
+                             cmdline(following) if following else "", next_images, image.disk_modules)
         key = [LAYOUT, codec, script, str(image.userland.root)]
-        if nxt is not None:
-            key += [sha256_file(nxt.kernel), str(nxt.initrd)]
-        entries = _entries(image, script, nxt)
+        key += [sha256_file(m.source) for m in image.modules]
         entry = cache.build(f"baseline-{codec}", key,
-                            lambda out, e=entries: _write(out, e, codec))
+                            lambda out, e=_entries(image, script): _write(out, e, codec))
         info = json.loads((entry / INFO).read_text())
-        nxt = PlainLayer(index=image.layer.index, kernel=image.kernel.path, initrd=entry / INITRD,
-                         cmdline=cmdline(image), raw_bytes=info["raw_bytes"], bytes=info["bytes"],
-                         compress_seconds=info["compress_seconds"])
-        chain.insert(0, nxt)
-    return chain
+        layer = PlainLayer(index=image.layer.index, kernel=image.kernel.path, initrd=entry / INITRD,
+                           cmdline=cmdline(image), raw_bytes=info["raw_bytes"], bytes=info["bytes"],
+                           compress_seconds=info["compress_seconds"])
+        chain.insert(0, layer)
+        if i > 0:
+            if layer.kernel not in digests:
+                digests[layer.kernel] = sha256_file(layer.kernel)
+            next_images = (layout.add(layer.kernel, digests[layer.kernel]), layout.add(layer.initrd, info["sha256"]))
+    disk = chaindisk.build(layout, cache)
+    return [PlainLayer(**{**layer.__dict__, "chain_disk": disk}) for layer in chain]
+
 
 
 @dataclass
@@ -191,11 +225,14 @@ def boot_plain(chain: list[PlainLayer], q: QemuConfig, *, accel: str, build: qem
     console.unlink(missing_ok=True)
     first = chain[0]
     args = machine_args(q, machine=machine or q.machine, accel=accel, workdir=workdir)
+    if first.chain_disk is not None:
+        args += get_arch(DEFAULT).chain_disk_args(machine or q.machine, first.chain_disk, CHAIN_DISK_SERIAL)
     args += [*build.extra_args, "-kernel", str(first.kernel), "-initrd", str(first.initrd),
              "-append", first.cmdline, *q.extra_args, "-serial", f"file:{console}"]
     if any("chardev=agent" in a for a in args):     # a machine wiring the agent's port itself
         args += ["-chardev", "null,id=agent"]
-    command = [*build.command(workdir, cache_root, [first.kernel, first.initrd]), *args]
+    ro_paths = [first.kernel, first.initrd, *([first.chain_disk] if first.chain_disk else [])]
+    command = [*build.command(workdir, cache_root, ro_paths), *args]
     (workdir / "qemu-cmdline.txt").write_text(shlex.join(command) + "\n")
     markers: dict[int, float] = {}
     seen = 0

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import lzma
 import shutil
 import stat
@@ -16,6 +17,7 @@ import pytest
 from bench import baseline
 from bench.flake_rate import summarize
 from bench.run import dmesg_times
+from harness.images import chaindisk
 from harness.images.cache import Cache
 from harness.images.debian import KernelImage, Userland
 from harness.images.initramfs import LayerImage, cmdline_for
@@ -61,9 +63,13 @@ def fake_images(tmp_path: Path, layers: int) -> list[LayerImage]:
 
 
 def test_init_script_hands_over_with_the_scenarios_loader_and_quoted_cmdline():
-    script = baseline.init_script(1, "kexec_file_load", "console=ttyS0 panic=-1 a='b c'").decode()
+    kernel, initrd = chaindisk.Extent(0, 10, "a" * 64), chaindisk.Extent(4096, 20, "b" * 64)
+    script = baseline.init_script(1, "kexec_file_load", "console=ttyS0 panic=-1 a='b c'", (kernel, initrd),
+                                  ("/seedchain/modules/virtio_blk.ko",)).decode()
     assert script.startswith("#!/bin/sh\n")
-    assert "kexec -s -l /seedchain/next/bzImage --initrd=/seedchain/next/initrd" in script
+    assert "kexec -s -l /tmp/next/bzImage --initrd=/tmp/next/initrd" in script
+    assert f"take 0 10 {'a' * 64} /tmp/next/bzImage && take 4096 20 {'b' * 64} /tmp/next/initrd" in script
+    assert "for module in /seedchain/modules/virtio_blk.ko; do" in script
     assert "--command-line='console=ttyS0 panic=-1 a='\"'\"'b c'\"'\"''" in script
     assert "kexec -e" in script and "poweroff -f" in script
     assert "kexec -c -l" in baseline.init_script(2, "kexec_load", "").decode()
@@ -73,9 +79,11 @@ def test_init_script_hands_over_with_the_scenarios_loader_and_quoted_cmdline():
         baseline.init_script(1, "kexec_crash", "")
 
 
-def test_plain_chain_nests_like_the_harness(tmp_path):
+def test_plain_chain_reads_its_next_layer_from_a_disk_like_the_harness(tmp_path):
     images = fake_images(tmp_path, 3)
     chain = baseline.build_plain_chain(images, Cache(tmp_path / "cache"), extra_cmdline="quiet")
+    disk = chain[0].chain_disk.read_bytes()
+    assert {layer.chain_disk for layer in chain} == {chain[0].chain_disk}
     assert [layer.index for layer in chain] == [1, 2, 3]
     assert [layer.cmdline for layer in chain] == [
         "console=ttyS0 panic=-1 oops=panic quiet",
@@ -84,24 +92,29 @@ def test_plain_chain_nests_like_the_harness(tmp_path):
     outer = read_newc(chain[0].initrd.read_bytes())
     assert stat.S_ISREG(outer["init"][0]) and outer["init"][0] & 0o111
     assert outer["bin/busybox"][1] == (tmp_path / "userland/bin/busybox").read_bytes()
-    assert outer["seedchain/next/bzImage"][1] == images[1].kernel.path.read_bytes()
-    assert outer["seedchain/next/initrd"][1] == chain[1].initrd.read_bytes()
+    assert "seedchain/next/bzImage" not in outer
+    for layer in chain[1:]:      # every later layer's images are on the disk, where /init looks
+        for part in (layer.kernel.read_bytes(), layer.initrd.read_bytes()):
+            at = disk.index(part)
+            assert at % chaindisk.ALIGN == 0
+            assert f"take {at} {len(part)} {hashlib.sha256(part).hexdigest()} ".encode() in \
+                read_newc(chain[layer.index - 2].initrd.read_bytes())["init"][1]
     assert stat.S_ISCHR(outer["dev/console"][0]) and outer["bin/sh"][1] == b"busybox"
     assert "random.trust_cpu=off quiet" in outer["init"][1].decode()
     innermost = read_newc(chain[2].initrd.read_bytes())
-    assert "seedchain/next/bzImage" not in innermost and b"poweroff" in innermost["init"][1]
+    assert b"if [ -n '' ]" in innermost["init"][1] and b"poweroff" in innermost["init"][1]
     # Built again: the same entries (cache hits), so the chain is the same.
     assert baseline.build_plain_chain(images, Cache(tmp_path / "cache"), extra_cmdline="quiet") == chain
 
 
 @pytest.mark.parametrize("codec", ["gzip", "xz"])
-def test_compressed_chain_compresses_every_level(tmp_path, codec):
+def test_compressed_chain_compresses_every_layer(tmp_path, codec):
     assert shutil.which(codec), f"{codec} is part of every Debian system; install it"
     unpack = {"gzip": gzip.decompress, "xz": lzma.decompress}[codec]
     chain = baseline.build_plain_chain(fake_images(tmp_path, 2), Cache(tmp_path / "cache"), codec=codec)
-    outer = read_newc(unpack(chain[0].initrd.read_bytes()))
-    inner = read_newc(unpack(outer["seedchain/next/initrd"][1]))
+    inner = read_newc(unpack(chain[1].initrd.read_bytes()))
     assert b"poweroff" in inner["init"][1]
+    assert chain[1].initrd.read_bytes() in chain[0].chain_disk.read_bytes()
     assert chain[0].bytes < chain[0].raw_bytes
     if codec == "xz":   # the kernel's xz decoder wants CRC32 (or no) checks, not CRC64
         assert chain[0].initrd.read_bytes()[7] == lzma.CHECK_CRC32

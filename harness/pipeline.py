@@ -71,7 +71,8 @@ def boot_once(scenario: Scenario, images: list[LayerImage], build: qemu_builds.Q
     """One boot of the chain into `outdir`: its facts (each caught seed set beside the
     ledger's earlier runs), the QEMU version and QEMU's arguments."""
     outdir.mkdir(parents=True, exist_ok=True)
-    command = build.command(outdir, cache.root, [images[0].kernel.path, images[0].initrd])
+    command = build.command(outdir, cache.root, [images[0].kernel.path, images[0].initrd,
+                                                 *([images[0].chain_disk] if images[0].chain_disk else [])])
     disk = esp.prepare(scenario, images[0].kernel.path, images[0].initrd, images[0].cmdline, cache, outdir)
     args = qemu_args(scenario, images, build, accel, outdir, disk)
     facts = empty_facts(scenario, images)

@@ -23,7 +23,8 @@ from harness.scenario.load import load_scenario
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 NEEDED = {"SERIAL_8250": "y", "SERIAL_8250_CONSOLE": "y", "DEVTMPFS": "y", "BLK_DEV_INITRD": "y",
-          "KEXEC": "y", "KEXEC_FILE": "y", "RELOCATABLE": "y", "IKCONFIG": "y", "DYNAMIC_DEBUG": "y"}
+          "KEXEC": "y", "KEXEC_FILE": "y", "RELOCATABLE": "y", "IKCONFIG": "y", "DYNAMIC_DEBUG": "y",
+          "VIRTIO_BLK": "y", "VIRTIO_PCI": "y", "VIRTIO_MMIO": "y"}
 
 
 def config_text(**changes: str | None) -> str:
@@ -208,6 +209,19 @@ def test_what_a_layer_needs_follows_from_the_next_layers_loader(tmp_path):
     assert kconfig.check_kernels(scenario("kexec-load.yaml", layer1=no_file, layer2=no_kexec)) == []
     with pytest.raises(ImageError, match=r"CONFIG_KEXEC is not set \(it loads layer 2 with kexec_load\)"):
         kconfig.check_kernels(scenario("kexec-load.yaml", layer1=no_kexec))
+
+
+def test_a_layer_with_a_next_one_needs_the_chain_disks_driver_built_in(tmp_path):
+    as_module = kernel(tmp_path, "blk-m", VIRTIO_BLK="m")
+    assert kconfig.check_kernels(scenario(layer2=as_module)) == []      # the last layer reads no disk
+    with pytest.raises(ImageError) as info:
+        kconfig.check_kernels(scenario(layer1=as_module))
+    assert "layer 1 (" in info.value.what and "CONFIG_VIRTIO_BLK is not set (it reads layer 2's kernel" in info.value.what
+    assert "CONFIG_VIRTIO_BLK=y" in info.value.hint
+    no_mmio = kernel(tmp_path, "no-mmio", VIRTIO_MMIO=None)
+    assert kconfig.check_kernels(scenario(layer1=no_mmio)) == []        # q35: the disk is on PCI
+    with pytest.raises(ImageError, match="CONFIG_VIRTIO_MMIO is not set"):
+        kconfig.check_kernels(scenario("microvm.yaml", layer1=no_mmio))
 
 
 def test_an_old_boot_protocol_is_refused_only_where_kexec_file_load_starts_it(tmp_path):

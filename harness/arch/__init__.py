@@ -17,6 +17,7 @@ INTERFACE, per module:
   machine_args(...)         the machine's firmware (a variable store template), console, RNG device
                             and boot disk (an ESP image) options
   machine_cmdline(machine)  kernel options a machine type needs
+  chain_disk_args(machine, image, serial, boot_disk)  QEMU options for the read-only chain disk
   read_seed_records(read, head)   raw seed records walked from guest RAM
   read_efi_seed(read, address)    (size, bytes) of the EFI random seed table
   first_entry(machine, firmware, bootloader)  where QEMU enters layer 1's kernel (None and why
@@ -40,7 +41,8 @@ INTERFACE = ("NAME", "DEBIAN_ARCH", "QEMU_BINARY", "QEMU_PACKAGE", "KERNEL_PACKA
              "LOADER", "LIBDIR", "FIRMWARES", "find_qemu", "read_kernel", "kexec_problems",
              "kernel_payload", "machine_args", "machine_cmdline", "read_seed_records",
              "read_efi_seed", "first_entry", "next_entry", "read_handover", "GDB_REGISTERS",
-             "BOOT_PARAMS_REGISTER", "PC_REGISTER", "SEED_VALUE_OFFSET", "AGENT_DEVICE", "rng_bus")
+             "BOOT_PARAMS_REGISTER", "PC_REGISTER", "SEED_VALUE_OFFSET", "AGENT_DEVICE", "rng_bus",
+             "chain_disk_args")
 ARCHES: dict[str, ModuleType] = {x86_64.NAME: x86_64, aarch64.NAME: aarch64}
 DEFAULT = x86_64.NAME
 

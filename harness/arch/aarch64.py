@@ -214,6 +214,13 @@ def rng_bus(machine: str) -> str:
     return "mmio"
 
 
+def chain_disk_args(machine: str, image: Path, serial: str, boot_disk: bool = False) -> list[str]:
+    """The chain disk (the later layers' kernels and initramfs images) as a read-only
+    virtio block device on virtio-mmio, found by the agent by its serial."""
+    return ["-drive", f"if=none,id=chain,format=raw,readonly=on,file={image}",
+            "-device", f"virtio-blk-device,drive=chain,serial={serial}"]
+
+
 def machine_cmdline(machine: str) -> str:
     return ""
 

@@ -197,7 +197,7 @@ def ovmf_pflash(workdir: Path, vars_template: Path | None = None) -> list[str]:
 
 # With a boot disk, fixed PCI slots: OVMF's boot entries name the disk's device path, and a
 # device added before it must not move it (else OVMF drops into its shell).
-BOOT_DISK_SLOT, RNG_SLOT = "0x4", "0x5"
+BOOT_DISK_SLOT, RNG_SLOT, CHAIN_DISK_SLOT = "0x4", "0x5", "0x6"
 AGENT_DEVICE = ["-serial", "chardev:agent"]    # the agent's channel: the second serial port, ttyS1
 
 
@@ -233,8 +233,21 @@ def machine_args(*, machine: str, rng: str, firmware: str, workdir: Path | None,
 
 
 def rng_bus(machine: str) -> str:
-    """Where a virtio-rng device sits, so the initramfs carries its bus's modules."""
+    """Where the machine's virtio devices (RNG, chain disk) sit, so the initramfs carries
+    that bus's modules: virtio-mmio on microvm, PCI elsewhere."""
     return "mmio" if is_microvm(machine) else "pci"
+
+
+def chain_disk_args(machine: str, image: Path, serial: str, boot_disk: bool = False) -> list[str]:
+    """The chain disk (the later layers' kernels and initramfs images) as a read-only
+    virtio block device the agent finds by its serial. Beside a boot disk it takes a
+    fixed PCI slot after the RNG's, and is never booted from."""
+    drive = f"if=none,id=chain,format=raw,readonly=on,file={image}"
+    if is_microvm(machine):
+        device = f"virtio-blk-device,drive=chain,serial={serial}"
+    else:
+        device = f"virtio-blk-pci,drive=chain,serial={serial}" + (f",addr={CHAIN_DISK_SLOT}" if boot_disk else "")
+    return ["-drive", drive, "-device", device]
 
 
 def host_tsc_khz() -> int | None:

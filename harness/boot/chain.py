@@ -26,7 +26,7 @@ from harness.arch import DEFAULT
 from harness.arch import get as get_arch
 from harness.facts.layer import SEED_SIZE, SETUP_HEADER_SIZE, DtbRam, EfiSeedRam, LayerFacts, RamEntry
 from harness.images.esp import EspDisk
-from harness.images.initramfs import LayerImage
+from harness.images.initramfs import CHAIN_DISK_SERIAL, LayerImage
 from harness.scenario.model import Scenario
 from harness.facts.report import MAX_REPORT_BYTES, ReportError, parse_loader, parse_report, take_block
 
@@ -227,8 +227,9 @@ def ram_file(outdir: Path) -> Path:
 def qemu_args(scenario: Scenario, images: list[LayerImage], build: qemu_builds.QemuBuild,
               accel: str, outdir: Path, esp: EspDisk | None = None) -> list[str]:
     """QEMU's options for the chain: the machine, the gdbstub and the RAM file when the
-    seeds are caught in flight, then layer 1's kernel, initramfs and command line (or,
-    with a boot loader, the ESP disk that holds them)."""
+    seeds are caught in flight, the chain disk with the later layers' images, then
+    layer 1's kernel, initramfs and command line (or, with a boot loader, the ESP disk
+    that holds them)."""
     q = scenario.qemu
     args = qemu_control.base_args(machine=q.machine, cpu=q.cpu, memory=q.memory, accel=accel, rng=q.rng, arch=scenario.arch,
                                   firmware=q.firmware, workdir=outdir,
@@ -238,6 +239,9 @@ def qemu_args(scenario: Scenario, images: list[LayerImage], build: qemu_builds.Q
         args += gdb.qemu_args()
         if scenario.capture.ram_search:
             args += guest_ram.qemu_args(ram_file(outdir), q.memory)
+    if images[0].chain_disk is not None:
+        args += get_arch(scenario.arch).chain_disk_args(q.machine, images[0].chain_disk, CHAIN_DISK_SERIAL,
+                                                        boot_disk=esp is not None)
     args += build.extra_args
     if esp is None:
         args += ["-kernel", str(images[0].kernel.path), "-initrd", str(images[0].initrd),

@@ -1,9 +1,12 @@
-"""Images for a scenario: each layer's kernel and an initramfs that nests the rest.
+"""Images for a scenario: each layer's kernel and initramfs, and the chain disk.
 
-Layer N's initramfs holds busybox, kexec-tools, the agent as /init, a small config,
-and layer N+1's kernel and initramfs, so one QEMU boot carries the whole chain. It
-is built last layer first; every initramfs is a cache entry keyed by the hash of
-everything in it, so a warm run builds nothing.
+Layer N's initramfs holds busybox, kexec-tools, the agent as /init, the kernel
+modules it needs and a small config that says where on the chain disk layer N+1's
+kernel and initramfs are (harness/images/chaindisk.py), so one QEMU boot carries the
+whole chain and each layer carries only its own payload. Images are made last layer
+first (a layer's config names its next layer's extents, which the disk lays out in
+that order); every initramfs and the disk are cache entries keyed by the hash of
+everything in them, so a warm run builds nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.images import chaindisk
 from harness.images import cpio
 from harness.images import debian
 from harness.images import kmod
@@ -41,7 +45,10 @@ INITRD_NAME = "initrd.cpio"   # uncompressed: cheaper under TCG than any decompr
 CRASH_CMDLINE = _RECIPE.data["cmdline"]["crash_child"]
 CRASHKERNEL = _RECIPE.data["cmdline"]["crashkernel"]
 RNG_MODULES = {bus: tuple(names) for bus, names in _RECIPE.data["kernel_modules"].items()}
+CHAIN_DISK_SERIAL = _RECIPE.data["chain_disk"]["serial"]
+DISK_MODULES = {bus: tuple(names) for bus, names in _RECIPE.data["chain_disk"]["kernel_modules"].items()}
 MODULES_DIR = "seedchain/modules"
+DIGEST_SUFFIX = ".sha256"     # beside each initramfs in its cache entry: its digest, for the chain disk
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,9 @@ class LayerImage:
     userland: debian.Userland
     initrd: Path
     cmdline: str               # the full kernel command line this layer boots with
+    chain_disk: Path | None = None   # the chain's disk (the same for every layer; None for one layer)
+    modules: "tuple[kmod.Module, ...]" = ()   # the kernel modules its initramfs carries
+    disk_modules: tuple[str, ...] = ()        # their paths there that drive the chain disk, in insmod order
 
 
 def cmdline_for(layer: Layer, nxt: Layer | None = None, machine_options: str = "",
@@ -76,16 +86,25 @@ def _suite(userland_spec: str, where: str) -> str:
 
 
 def layer_conf(layer: Layer, nxt: Layer | None, next_cmdline: str | None,
-               modules: tuple[str, ...] = ()) -> bytes:
+               modules: tuple[str, ...] = (), disk_modules: tuple[str, ...] = (),
+               next_images: "tuple[chaindisk.Extent, chaindisk.Extent] | None" = None) -> bytes:
     """The agent's config: shell assignments, every value quoted. next_cmdline is the
     one build_chain computed for the next layer (it depends on the layer after that
     and on the machine, so it is not derived again here). MODULES lists the initramfs
-    paths of kernel modules to insmod, in order, before the report."""
+    paths of kernel modules to insmod, in order, before the report; DISK_MODULES those
+    that drive the chain disk, loaded after it. NEXT_KERNEL and NEXT_INITRD are the next
+    layer's extents on the disk whose serial is CHAIN_DISK: 'OFFSET SIZE SHA256'."""
     lines = [f"LAYER={layer.index}",
              f"NEXT_LOADER={shlex.quote(nxt.loader) if nxt else ''}",
              f"NEXT_CMDLINE={shlex.quote(next_cmdline) if nxt else ''}"]
     if modules:
         lines.append(f"MODULES={shlex.quote(' '.join(modules))}")
+    if nxt is not None and next_images is not None:
+        kernel, initrd = next_images
+        lines += [f"CHAIN_DISK={shlex.quote(CHAIN_DISK_SERIAL)}",
+                  f"NEXT_KERNEL={shlex.quote(kernel.conf())}", f"NEXT_INITRD={shlex.quote(initrd.conf())}"]
+        if disk_modules:
+            lines.append(f"DISK_MODULES={shlex.quote(' '.join(disk_modules))}")
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -103,6 +122,17 @@ def rng_modules(scenario: Scenario, layer: Layer, cache: Cache) -> list[kmod.Mod
     if tree is None:
         return []
     return kmod.closure(tree, names)
+
+
+def disk_modules(scenario: Scenario, layer: Layer, cache: Cache, loaded: "Sequence[kmod.Module]") -> list[kmod.Module]:
+    """The kernel modules that drive the chain disk, less those `loaded` already (none
+    for a kernel given as a file: it must have them built in)."""
+    tree = debian.kernel_modules(layer.kernel, cache, scenario.arch)
+    if tree is None:
+        return []
+    names = {m.name for m in loaded}
+    bus = get_arch(scenario.arch).rng_bus(scenario.qemu.machine)
+    return [m for m in kmod.closure(tree, list(DISK_MODULES[bus])) if m.name not in names]
 
 
 def agent(arch: str = DEFAULT) -> Path:
@@ -138,8 +168,7 @@ def _applet_links(listing: Sequence[str], present: set[str]) -> list[cpio.Entry]
 
 
 def _write_initrd(out_dir: Path, userland: debian.Userland, conf: bytes,
-                  nxt: "LayerImage | None", modules: "Sequence[kmod.Module]" = (),
-                  agent_file: Path | None = None) -> None:
+                  modules: "Sequence[kmod.Module]" = (), agent_file: Path | None = None) -> None:
     entries = cpio.tree(userland.root)
     names = {e.path for e in entries}
     for d in ("bin", "dev", "proc", "sys", "tmp", "seedchain", "usr"):
@@ -155,12 +184,9 @@ def _write_initrd(out_dir: Path, userland: debian.Userland, conf: bytes,
     if modules:
         entries.append(cpio.directory(MODULES_DIR))
         entries += [cpio.file(f"{MODULES_DIR}/{m.name}.ko", data=m.data) for m in modules]
-    if nxt is not None:
-        entries += [cpio.directory("seedchain/next"),
-                    cpio.file("seedchain/next/bzImage", source=nxt.kernel.path),
-                    cpio.file("seedchain/next/initrd", source=nxt.initrd)]
     with open(out_dir / INITRD_NAME, "wb") as out:
         cpio.write(out, entries)
+    (out_dir / (INITRD_NAME + DIGEST_SUFFIX)).write_text(sha256_file(out_dir / INITRD_NAME) + "\n")
 
 
 def padded(kernel: debian.KernelImage, mib: int, cache: Cache, where: str) -> debian.KernelImage:
@@ -206,29 +232,39 @@ def build_chain(scenario: Scenario, cache: Cache) -> list[LayerImage]:
     cmdlines = [cmdline_for(layer, layers[i + 1] if i + 1 < len(layers) else None, machine_options,
                             scenario.arch)
                 for i, layer in enumerate(layers)]
-    modules: dict[str, list[kmod.Module]] = {}
+    modules: dict[str, tuple[list[kmod.Module], list[kmod.Module]]] = {}
+    digests: dict[Path, str] = {}      # a kernel file is hashed once per build, however many layers boot it
+    layout = chaindisk.Layout()
     images: list[LayerImage] = []
-    nxt: LayerImage | None = None
+    next_images: tuple[chaindisk.Extent, chaindisk.Extent] | None = None
     for i in range(len(layers) - 1, -1, -1):
         layer = layers[i]
         next_layer = layers[i + 1] if i + 1 < len(layers) else None
         kernel = kernels[(layer.kernel, layer.pad_kernel) if layer.pad_kernel else layer.kernel]
         userland = userlands[_suite(layer.userland, "")]
         if layer.kernel not in modules:
-            modules[layer.kernel] = rng_modules(scenario, layer, cache)
-        mods = modules[layer.kernel]
-        conf = layer_conf(layer, next_layer, cmdlines[i + 1] if next_layer else None,
-                          tuple(f"/{MODULES_DIR}/{m.name}.ko" for m in mods))
-        key = ["initrd/v1", agent_digest, str(userland.root), conf]
+            rng = rng_modules(scenario, layer, cache)
+            modules[layer.kernel] = rng, disk_modules(scenario, layer, cache, rng)
+        rng, disk = modules[layer.kernel]
+        mods = rng + disk if next_layer else rng
+        paths = tuple(f"/{MODULES_DIR}/{m.name}.ko" for m in rng)
+        disk_paths = tuple(f"/{MODULES_DIR}/{m.name}.ko" for m in disk)
+        conf = layer_conf(layer, next_layer, cmdlines[i + 1] if next_layer else None, paths,
+                          disk_paths, next_images)
+        key = ["initrd/v2", agent_digest, str(userland.root), conf]
         if scenario.arch != DEFAULT:
-            key.append(scenario.arch)       # x86_64's images keep the keys they had
+            key.append(scenario.arch)
         key += [hashlib.sha256(m.data).hexdigest() for m in mods]
-        if nxt is not None:
-            key += [sha256_file(nxt.kernel.path), str(nxt.initrd)]
         entry = cache.build("initrd", key,
-                            lambda out, u=userland, c=conf, n=nxt, m=mods: _write_initrd(out, u, c, n, m, agent_file))
+                            lambda out, u=userland, c=conf, m=mods: _write_initrd(out, u, c, m, agent_file))
         image = LayerImage(layer=layer, kernel=kernel, userland=userland,
-                           initrd=entry / INITRD_NAME, cmdline=cmdlines[i])
+                           initrd=entry / INITRD_NAME, cmdline=cmdlines[i], modules=tuple(mods),
+                           disk_modules=disk_paths if next_layer else ())
         images.insert(0, image)
-        nxt = image
-    return images
+        if i > 0:      # layer 1 comes from QEMU itself; every other layer from the disk
+            if kernel.path not in digests:
+                digests[kernel.path] = sha256_file(kernel.path)
+            next_images = (layout.add(kernel.path, digests[kernel.path]),
+                           layout.add(image.initrd, (entry / (INITRD_NAME + DIGEST_SUFFIX)).read_text().strip()))
+    disk = chaindisk.build(layout, cache)
+    return [dataclasses.replace(image, chain_disk=disk) for image in images]

@@ -44,6 +44,9 @@ EVERY_LAYER = (("SERIAL_8250", "the console on ttyS0 and the agent's reports on 
                ("BLK_DEV_INITRD", "each layer's userland is an initramfs"))
 KEXECD = (("RELOCATABLE", "it is started by kexec at an address its parent's loader chooses"),)
 LOADS_NEXT = {"kexec_file_load": "KEXEC_FILE", "kexec_crash": "KEXEC_FILE", "kexec_load": "KEXEC"}
+# A layer that starts another reads its images off the chain disk; a kernel file brings
+# no modules, so the disk's driver must be built in.
+DISK_DRIVER = {"pci": ("VIRTIO_BLK", "VIRTIO_PCI"), "mmio": ("VIRTIO_BLK", "VIRTIO_MMIO")}
 
 # Magic numbers of the payload compressions Linux/x86 offers (scripts/Makefile.lib).
 _ZSTD, _LZO, _LZ4 = b"(\xb5/\xfd", b"\x89LZO", b"\x02\x21\x4c\x18"
@@ -145,13 +148,16 @@ def embedded_config(path: Path, arch: str = DEFAULT) -> tuple[KernelConfig | Non
         return None, f"its embedded configuration is not readable gzip data ({exc})"
 
 
-def needs(layer: Layer, nxt: Layer | None) -> list[tuple[str, str]]:
+def needs(layer: Layer, nxt: Layer | None, machine: str = "q35", arch: str = DEFAULT) -> list[tuple[str, str]]:
     """(option, why) that `layer`'s kernel must have, from what the layer does."""
     wanted = list(EVERY_LAYER)
     if layer.loader != "qemu":
         wanted += KEXECD
     if nxt is not None:
         wanted.append((LOADS_NEXT[nxt.loader], f"it loads layer {nxt.index} with {nxt.loader}"))
+        wanted += [(name, f"it reads layer {nxt.index}'s kernel and initramfs off the chain disk, "
+                          "a virtio block device")
+                   for name in DISK_DRIVER[get_arch(arch).rng_bus(machine)]]
     return wanted
 
 
@@ -199,7 +205,8 @@ def check_kernels(scenario: Scenario) -> list[str]:
             notes.append(f"layer {layer.index}: {path}: boot header checked; option check skipped: {why}")
             continue
         problems += [(layer, f"CONFIG_{name} is not set ({reason})")
-                     for name, reason in needs(layer, nxt) if not config.enabled(name)]
+                     for name, reason in needs(layer, nxt, scenario.qemu.machine, scenario.arch)
+                     if not config.enabled(name)]
         notes += [f"layer {layer.index}: {note}"
                   for note in advice(layer, nxt, config, release, scenario.capture.seed_in_flight,
                                            scenario.arch)]

@@ -23,7 +23,7 @@ _TEXT = {"type": "string"}
 
 INITRAMFS_SCHEMA = {
     "type": "object", "additionalProperties": False,
-    "required": ["agent", "userland", "kernel_modules", "channel_modules", "cmdline"],
+    "required": ["agent", "userland", "kernel_modules", "channel_modules", "chain_disk", "cmdline"],
     "properties": {
         "agent": {"type": "object", "minProperties": 1, "additionalProperties": _TEXT,
                   "description": "The agent file of each architecture, relative to images/."},
@@ -34,6 +34,11 @@ INITRAMFS_SCHEMA = {
                            "description": "Modules for virtio-rng, by bus."},
         "channel_modules": {"type": "object", "additionalProperties": _WORDS,
                             "description": "Modules for the agent's channel, by architecture."},
+        "chain_disk": {"type": "object", "additionalProperties": False,
+                       "required": ["serial", "kernel_modules"],
+                       "properties": {"serial": {"type": "string", "pattern": "^[a-z0-9-]{1,20}$"},
+                                      "kernel_modules": {"type": "object", "additionalProperties": _WORDS}},
+                       "description": "The chain disk's serial and the modules that drive it, by bus."},
         "cmdline": {"type": "object", "additionalProperties": False,
                     "required": ["console", "base", "crash_child", "crashkernel"],
                     "properties": {"console": {"type": "object", "minProperties": 1,

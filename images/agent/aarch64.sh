@@ -60,6 +60,39 @@ long_field() {
 	sed 's/^/|/' >&3
 }
 hex() { od -An -v -tx1 "$1" | tr -d ' \n'; echo; }
+# The next layer's kernel and initramfs, copied from the chain disk into /tmp/next
+# and checked; what goes wrong goes to stdout, which becomes the loader's output.
+extract() {   # extract DEVICE OFFSET SIZE SHA256 FILE
+	dd if="$1" of="$5" bs=1M iflag=skip_bytes,fullblock skip="$2" count=$((($3 + 1048575) / 1048576)) \
+		2>/dev/null || { echo "cannot read $3 bytes at offset $2 of $1"; return 1; }
+	truncate -s "$3" "$5"
+	echo "$4  $5" | sha256sum -c -s ||
+		{ echo "the copy of $5 from $1 does not have the sha256 layer.conf gives"; return 1; }
+}
+fetch_next() {
+	for module in $DISK_MODULES; do
+		insmod "$module" || echo "insmod $module failed"
+	done
+	disk="" tries=50
+	while [ $tries -gt 0 ]; do   # a disk's node shows up shortly after its driver probes it
+		for dev in /sys/block/*; do
+			[ -e "$dev/serial" ] || continue
+			read -r serial <"$dev/serial"
+			[ "$serial" = "$CHAIN_DISK" ] && disk=/dev/${dev##*/}
+		done
+		[ -n "$disk" ] && [ -b "$disk" ] && break
+		disk="" tries=$((tries - 1))
+		sleep 0.1
+	done
+	if [ -z "$disk" ]; then
+		echo "no disk with serial $CHAIN_DISK: this kernel sees no chain disk; a kernel given" \
+			"as a file needs virtio_blk and the virtio transport (CONFIG_VIRTIO_BLK=y," \
+			"CONFIG_VIRTIO_MMIO=y) built in"
+		return 1
+	fi
+	mkdir -p /tmp/next
+	extract "$disk" $NEXT_KERNEL /tmp/next/bzImage && extract "$disk" $NEXT_INITRD /tmp/next/initrd
+}
 crng_ready() { dmesg | grep -q 'random: crng init done' && echo yes || echo no; }
 # The FDT's header (big-endian words) says how many of its bytes are content: QEMU pads
 # its blob to 1 MiB, and only the content is worth sending.
@@ -123,10 +156,17 @@ control=/proc/dynamic_debug/control
 for file in kexec_image.c machine_kexec_file.c kexec.c; do
 	echo "file $file +p" >$control 2>/dev/null
 done
+fetch_next >/tmp/loader.out 2>&1
+fetched=$?
 ready=$(crng_ready)
-kexec -d $mode /seedchain/next/bzImage --initrd=/seedchain/next/initrd \
-	--command-line="$NEXT_CMDLINE" >/tmp/loader.out 2>&1
-rc=$?
+if [ $fetched = 0 ]; then
+	kexec -d $mode /tmp/next/bzImage --initrd=/tmp/next/initrd \
+		--command-line="$NEXT_CMDLINE" >>/tmp/loader.out 2>&1
+	rc=$?
+else
+	rc=1
+fi
+rm -rf /tmp/next   # the kernel holds its own copy now; the memory is the next layer's
 echo "@loader $NEXT_LOADER $rc $ready" >&3
 grep -v '^sym: ' /tmp/loader.out | long_field loader_output
 dmesg | grep -E 'Loaded (kernel|dtb) at|RNG is not initiali[sz]ed' | long_field loader_dmesg

@@ -14,7 +14,11 @@
 #                           then "@end-loader"; the host answers "go" again)
 #   @exec <rc>              kexec -e (or the crash trigger) returned: the hand-over failed
 # /seedchain/layer.conf (written by the host) sets LAYER, NEXT_LOADER, NEXT_CMDLINE and
-# maybe MODULES (kernel modules to load first, in order, e.g. for virtio-rng).
+# maybe MODULES (kernel modules to load first, in order, e.g. for virtio-rng). A layer
+# with a next one also gets CHAIN_DISK (the serial of the read-only chain disk),
+# NEXT_KERNEL and NEXT_INITRD ("OFFSET SIZE SHA256": where the next layer's images are
+# on it) and maybe DISK_MODULES (the disk's driver, loaded after the report). A failure
+# to fetch them is reported as the loader's: "@loader" with rc 1 and what went wrong.
 # With NEXT_LOADER=kexec_crash the next layer is loaded as a crash kernel (kexec -s -p)
 # and started by crashing this one on purpose (sysrq c): the host expects that panic.
 
@@ -61,6 +65,39 @@ long_field() {   # the same for long text: one sed beats a byte-by-byte read loo
 	sed 's/^/|/' >&3
 }
 hex() { od -An -v -tx1 "$1" | tr -d ' \n'; echo; }
+# The next layer's kernel and initramfs, copied from the chain disk into /tmp/next
+# and checked; what goes wrong goes to stdout, which becomes the loader's output.
+extract() {   # extract DEVICE OFFSET SIZE SHA256 FILE
+	dd if="$1" of="$5" bs=1M iflag=skip_bytes,fullblock skip="$2" count=$((($3 + 1048575) / 1048576)) \
+		2>/dev/null || { echo "cannot read $3 bytes at offset $2 of $1"; return 1; }
+	truncate -s "$3" "$5"
+	echo "$4  $5" | sha256sum -c -s ||
+		{ echo "the copy of $5 from $1 does not have the sha256 layer.conf gives"; return 1; }
+}
+fetch_next() {
+	for module in $DISK_MODULES; do
+		insmod "$module" || echo "insmod $module failed"
+	done
+	disk="" tries=50
+	while [ $tries -gt 0 ]; do   # a disk's node shows up shortly after its driver probes it
+		for dev in /sys/block/*; do
+			[ -e "$dev/serial" ] || continue
+			read -r serial <"$dev/serial"
+			[ "$serial" = "$CHAIN_DISK" ] && disk=/dev/${dev##*/}
+		done
+		[ -n "$disk" ] && [ -b "$disk" ] && break
+		disk="" tries=$((tries - 1))
+		sleep 0.1
+	done
+	if [ -z "$disk" ]; then
+		echo "no disk with serial $CHAIN_DISK: this kernel sees no chain disk; a kernel given" \
+			"as a file needs virtio_blk and the virtio transport (CONFIG_VIRTIO_BLK=y," \
+			"CONFIG_VIRTIO_PCI=y, or CONFIG_VIRTIO_MMIO=y on microvm) built in"
+		return 1
+	fi
+	mkdir -p /tmp/next
+	extract "$disk" $NEXT_KERNEL /tmp/next/bzImage && extract "$disk" $NEXT_INITRD /tmp/next/initrd
+}
 crng_ready() { dmesg | grep -q 'random: crng init done' && echo yes || echo no; }
 
 echo "seedchain-agent: layer $LAYER reporting" >/dev/console
@@ -110,11 +147,18 @@ esac
 control=/proc/dynamic_debug/control
 [ -w $control ] || { mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null; control=/sys/kernel/debug/dynamic_debug/control; }
 echo 'file kexec-bzimage64.c +p' >$control 2>/dev/null
+fetch_next >/tmp/loader.out 2>&1
+fetched=$?
 # kexec_file_load only adds a seed when this kernel's RNG is ready right now.
 ready=$(crng_ready)
-kexec -d $mode /seedchain/next/bzImage --initrd=/seedchain/next/initrd \
-	--command-line="$NEXT_CMDLINE" >/tmp/loader.out 2>&1
-rc=$?
+if [ $fetched = 0 ]; then
+	kexec -d $mode /tmp/next/bzImage --initrd=/tmp/next/initrd \
+		--command-line="$NEXT_CMDLINE" >>/tmp/loader.out 2>&1
+	rc=$?
+else
+	rc=1
+fi
+rm -rf /tmp/next   # the kernel holds its own copy now; the memory is the next layer's
 echo "@loader $NEXT_LOADER $rc $ready" >&3
 long_field loader_output </tmp/loader.out
 dmesg | grep 'Loaded 64bit kernel at' | long_field loader_dmesg
