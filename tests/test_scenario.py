@@ -415,3 +415,12 @@ def test_layer_1s_unknown_key_offers_only_what_layer_1_may_have():
     assert "layers[1].lodaer: unknown key; allowed: cmdline, expect, kernel, pad_kernel, timeout, " \
            "userland" in message, message
     assert "loader" not in message.replace("lodaer", "")
+
+
+def test_a_file_that_is_no_scenario_is_described_never_quoted(tmp_path):
+    """A password file given by mistake: its kind and size, none of its text."""
+    path = tmp_path / "passwd"
+    path.write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n")
+    message = error_of(load_scenario, path)
+    assert "top level: expected a mapping, got text (" in message
+    assert "root" not in message.replace(str(tmp_path), "") and "daemon" not in message
