@@ -60,7 +60,7 @@ def fuzz(examples: int, env: dict) -> dict:
         if head:
             current = tests.setdefault(head[1], {"cases": 0, "invalid": 0, "outcome": "?"})
             continue
-        counts = re.search(r"(\d+) passing examples, (\d+) failing examples, (\d+) invalid examples", line)
+        counts = re.search(r"(\d+) passing(?: examples)?, (\d+) failing(?: examples)?, (?:and )?(\d+) invalid", line)
         if counts and current is not None:
             current["cases"] += int(counts[1]) + int(counts[2])
             current["invalid"] += int(counts[3])

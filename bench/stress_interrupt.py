@@ -124,10 +124,17 @@ def pytest_basetemps(tmpdir: Path) -> int:
     return sum(1 for p in tmpdir.glob("pytest-of-*/pytest-*") if not p.is_symlink())
 
 
+def _default_signals() -> None:
+    """A script started in the background by a shell without job control ignores SIGINT, and
+    so would every run it starts: each run gets the default actions, as from a terminal."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def measure_span(target: str, scenario: Path, folder: Path, env: dict) -> float:
     started = time.monotonic()
     run = subprocess.run(command(target, scenario, folder / f"span-{target}"), cwd=ROOT, env=env,
-                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900)
+                         stdin=subprocess.DEVNULL, preexec_fn=_default_signals, capture_output=True, text=True, timeout=900)
     seconds = time.monotonic() - started
     if run.returncode != 0:
         raise SystemExit(f"stress: the uninterrupted {target} run failed (exit status {run.returncode}); "
@@ -148,30 +155,42 @@ def one_run(number: int, target: str, signame: str, delay: float, scenario, fold
     with open(logs / f"{number}.out", "w") as out, open(logs / f"{number}.err", "w+") as err:
         proc = subprocess.Popen(command(target, Path(scenario.path), artifacts), cwd=ROOT,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
-                                env={**env, MARKER: tag, "TMPDIR": str(tmpdir)})
-        started = time.monotonic()
-        finished_first = False
+                                env={**env, MARKER: tag, "TMPDIR": str(tmpdir)}, preexec_fn=_default_signals)
         try:
-            proc.wait(delay)
-            finished_first = True
-        except subprocess.TimeoutExpired:
-            if signame == "SIGINT":
-                os.killpg(proc.pid, signal.SIGINT)
-            else:
-                proc.send_signal(SIGNALS[signame])
-        hung = False
-        try:
-            proc.wait(EXIT_GRACE)
-        except subprocess.TimeoutExpired:
-            hung = True
-            proc.kill()
-            proc.wait()
-        exited = time.monotonic() - started
-        deadline = time.monotonic() + TREE_GRACE
-        while (alive := marked(tag)) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        err.seek(0)
-        traceback = "Traceback (most recent call last)" in err.read()
+            return _stop_and_count(proc, number, target, signame, delay, tag, artifacts, outdir, tmpdir,
+                                   scenario, cache, cache_before, err)
+        except BaseException:
+            for pid in marked(tag):                 # the stress run itself is stopped: leave nothing
+                os.kill(pid, signal.SIGKILL)
+            raise
+
+
+def _stop_and_count(proc, number, target, signame, delay, tag, artifacts, outdir, tmpdir, scenario, cache,
+                    cache_before, err) -> dict:
+    """Signal the run at `delay`, wait for it and its processes, count, sweep, count, clean up."""
+    started = time.monotonic()
+    finished_first = False
+    try:
+        proc.wait(delay)
+        finished_first = True
+    except subprocess.TimeoutExpired:
+        if signame == "SIGINT":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(SIGNALS[signame])
+    hung = False
+    try:
+        proc.wait(EXIT_GRACE)
+    except subprocess.TimeoutExpired:
+        hung = True
+        proc.kill()
+        proc.wait()
+    exited = time.monotonic() - started
+    deadline = time.monotonic() + TREE_GRACE
+    while (alive := marked(tag)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    err.seek(0)
+    traceback = "Traceback (most recent call last)" in err.read()
     processes = {kind: sum(1 for k in alive.values() if k == kind) for kind in PROCESS_KINDS}
     for pid in alive:
         try:
@@ -196,15 +215,17 @@ def one_run(number: int, target: str, signame: str, delay: float, scenario, fold
             "names": {k: [str(p) for p in v] for k, v in after.items() if v}}
 
 
-def run(count: int, seed: int, base: Path, folder: Path, budget: float | None, env: dict) -> dict:
-    """`count` interrupted runs (fewer if `budget` seconds run out); the results by run."""
+def run(count: int, seed: int, base: Path, folder: Path, budget: float | None, env: dict,
+        plan: list[tuple[str, str]] | None = None) -> dict:
+    """`count` interrupted runs (fewer if `budget` seconds run out); the results by run.
+    `plan` fixes each run's (target, signal) instead of drawing them."""
     rng = random.Random(seed)
     cache = Cache(Path(env["SEEDCHAIN_CACHE"]) if env.get("SEEDCHAIN_CACHE") else None)
     path = stress_scenario(base, folder)
     scenario = load_scenario(path)
     started = time.monotonic()
     spans = {}
-    for target in TARGETS:
+    for target in sorted({t for t, _ in plan} if plan else TARGETS):
         say(f"interrupts: timing one uninterrupted {target} run of {scenario.name}")
         spans[target] = measure_span(target, path, folder, env)
         say(f"interrupts: {target} takes {spans[target]:.1f} s")
@@ -214,8 +235,7 @@ def run(count: int, seed: int, base: Path, folder: Path, budget: float | None, e
             if budget is not None and time.monotonic() - started > budget:
                 say(f"interrupts: the {budget:.0f} s budget is spent after {number - 1} runs")
                 break
-            target = rng.choice(TARGETS)
-            signame = rng.choice(list(SIGNALS))
+            target, signame = plan[number - 1] if plan else (rng.choice(TARGETS), rng.choice(list(SIGNALS)))
             delay = rng.uniform(0, spans[target])
             result = one_run(number, target, signame, delay, scenario, folder, cache, env)
             runs.append(result)
