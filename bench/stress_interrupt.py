@@ -198,6 +198,7 @@ def _stop_and_count(proc, number, target, signame, delay, tag, artifacts, outdir
         except ProcessLookupError:
             pass
     left = files_left(outdir, tmpdir, cache.root, cache_before)
+    qemu_started = (outdir / "qemu-cmdline.txt").exists()
     # What the next run does before it starts QEMU; a run that started none left no folder.
     if outdir.exists():
         pipeline.prepare_artifacts(scenario, artifacts)
@@ -209,7 +210,7 @@ def _stop_and_count(proc, number, target, signame, delay, tag, artifacts, outdir
     shutil.rmtree(tmpdir, ignore_errors=True)
     return {"run": number, "target": target, "signal": signame, "delay": round(delay, 2),
             "finished_before_signal": finished_first, "exit_status": proc.returncode,
-            "seconds_to_exit": round(exited, 2), "hung": hung, "traceback": traceback,
+            "seconds_to_exit": round(exited, 2), "qemu_started": qemu_started, "hung": hung, "traceback": traceback,
             "processes": processes, "files": {k: len(v) for k, v in left.items()},
             "files_after_sweep": {k: len(v) for k, v in after.items()}, KEPT_BY_DESIGN: basetemps,
             "names": {k: [str(p) for p in v] for k, v in after.items() if v}}
@@ -259,6 +260,8 @@ def summarize(data: dict) -> dict:
                 **{kind: sum(r["files"][kind] for r in mine) for kind in FILE_KINDS},
                 **{f"{kind} after sweep": sum(r["files_after_sweep"][kind] for r in mine) for kind in FILE_KINDS},
                 KEPT_BY_DESIGN: sum(r[KEPT_BY_DESIGN] for r in mine),
+                "exit_statuses": {str(e): sum(r["exit_status"] == e for r in mine)
+                                  for e in sorted({r["exit_status"] for r in mine})},
                 "hung": sum(r["hung"] for r in mine), "traceback": sum(r["traceback"] for r in mine)}
     leftovers = sum(c[k] for c in cells.values() for k in PROCESS_KINDS) + sum(
         c[f"{k} after sweep"] for c in cells.values() for k in FILE_KINDS)
@@ -266,9 +269,11 @@ def summarize(data: dict) -> dict:
 
 
 def report(data: dict, summary: dict) -> str:
-    heads = ["target signal", "runs", "stopped", *PROCESS_KINDS, *FILE_KINDS, KEPT_BY_DESIGN, "hung", "traceback"]
+    heads = ["target signal", "runs", "stopped", *PROCESS_KINDS, *FILE_KINDS, KEPT_BY_DESIGN, "hung", "traceback",
+             "exit statuses (runs)"]
     rows = [[name, c["runs"], c["interrupted"], *(c[k] for k in PROCESS_KINDS),
-             *(f"{c[k]}>{c[k + ' after sweep']}" for k in FILE_KINDS), c[KEPT_BY_DESIGN], c["hung"], c["traceback"]]
+             *(f"{c[k]}>{c[k + ' after sweep']}" for k in FILE_KINDS), c[KEPT_BY_DESIGN], c["hung"], c["traceback"],
+             " ".join(f"{e}({n})" for e, n in c["exit_statuses"].items()) or "-"]
             for name, c in summary["cells"].items()]
     spans = ", ".join(f"{t} {s:.1f} s" for t, s in data["spans"].items())
     return "\n".join([

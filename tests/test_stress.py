@@ -30,8 +30,10 @@ def test_a_handful_of_interrupted_runs_leave_nothing_behind(seedchain, tmp_path)
     assert summary["leftovers"] == 0, f"seed {seed}:\n{table}"
     assert not any(r["traceback"] for r in data["runs"] if r["target"] == "seedchain"), table
     for r in data["runs"]:
+        # A SIGTERM before seedchain has set its handler (in Python's start-up) ends it by
+        # the signal; once QEMU is up it unwinds and says so.
         if r["target"] == "seedchain" and r["signal"] == "SIGTERM" and not r["finished_before_signal"]:
-            assert r["exit_status"] == 130, r
+            assert r["exit_status"] == 130 or (r["exit_status"] == -15 and not r["qemu_started"]), r
 
 
 def test_the_fuzz_section_counts_each_tests_cases():
