@@ -124,7 +124,7 @@ def test_matrix_lists_the_cells_and_prints_the_github_job_list():
 def test_matrix_with_a_wrong_name_says_which_file_and_which_names_exist():
     proc = seedchain("matrix", "nighty", "--github")
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.startswith("seedchain: error: ") and "scenarios/matrix.yaml: no matrix named 'nighty'" in proc.stderr
+    assert proc.stderr.startswith("seedchain: error: ") and re.search(r"scenarios/matrix\.yaml:\d+: no matrix named 'nighty'", proc.stderr)
     assert "hint: known: nightly, smoke" in proc.stderr
 
 

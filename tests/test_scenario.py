@@ -7,14 +7,11 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from harness.scenario import schema as schema_module
 from harness.errors import ScenarioError
@@ -341,72 +338,7 @@ def test_discover_missing_folder(tmp_path):
     assert "no such folder" in error_of(discover, tmp_path / "nope")
 
 
-# --- any input: a Scenario or a ScenarioError, nothing else ----------------------------
-
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def outcome(text: str):
-    try:
-        return load_text(text, "fuzz.yaml")
-    except ScenarioError as e:
-        assert str(e).startswith("fuzz.yaml")
-        return e
-
-
-KEYS = st.sampled_from(["name", "description", "tags", "qemu", "layers", "kernel", "loader", "expect",
-                        "seed", "memory", "timeout", "<<", *CHECKS]) | st.text(max_size=6)
-LEAVES = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
-          | st.sampled_from(["debian:bookworm/6.1", "kexec_load", "consumed", "/k", "q35", "x\n"]))
-STRUCTURES = st.recursive(LEAVES, lambda inner: st.lists(inner, max_size=4)
-                          | st.dictionaries(KEYS, inner, max_size=5), max_leaves=25)
-LAYERS = st.lists(st.dictionaries(
-    st.sampled_from(["kernel", "loader", "userland", "cmdline", "timeout", "expect"]),
-    LEAVES | st.dictionaries(st.sampled_from(["seed", *CHECKS]), LEAVES, max_size=3),
-    max_size=6), max_size=4)
-NEAR_VALID = st.fixed_dictionaries(
-    {"name": st.sampled_from(["ok", "Not ok"]) | LEAVES, "description": LEAVES, "layers": LAYERS},
-    optional={"qemu": st.dictionaries(st.sampled_from(["memory", "rng", "cpu", "extra_args"]), STRUCTURES,
-                                      max_size=3),
-              "tags": STRUCTURES})
-
-
-YAML_CHARS = ":-[]{}&*!|>'\"#%@`,?<~.\n\t ab01"    # syntax characters hit more parser paths
-
-
-@FUZZ
-@given(st.text(max_size=300) | st.text(alphabet=YAML_CHARS, max_size=200))
-def test_random_text(text):
-    outcome(text)
-
-
-@FUZZ
-@given(STRUCTURES | NEAR_VALID)
-def test_random_structures(data):
-    result = outcome(dump(data))
-    if isinstance(result, Scenario):
-        assert [layer.index for layer in result.layers] == list(range(1, len(result.layers) + 1))
-        assert result.layers[0].loader == "qemu"
-
-
-@FUZZ
-@given(st.integers(0, 2000), st.text(max_size=5), st.integers(0, 5))
-def test_mutated_valid_file(position, insert, cut):
-    text = (GOOD / "kexec-file-chain.yaml").read_text()
-    position %= len(text)
-    outcome(text[:position] + insert + text[position + cut:])
-
-
-@settings(max_examples=100, deadline=None)
-@given(st.binary(max_size=300))
-def test_random_bytes(data):
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "fuzz.yaml"
-        path.write_bytes(data)
-        try:
-            load_scenario(path)
-        except ScenarioError as e:
-            assert str(e).startswith(str(path))
+# Any input, fuzzed: tests/test_fuzz.py.
 
 
 def test_layer_1s_unknown_key_offers_only_what_layer_1_may_have():

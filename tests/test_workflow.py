@@ -57,7 +57,7 @@ def _matrix_name(job: dict) -> str:
 
 def test_it_parses_and_has_its_jobs():
     wf = _workflow()
-    assert set(wf["jobs"]) == {"plan", "cells", "report"}
+    assert set(wf["jobs"]) == {"plan", "cells", "report", "stress"}
     assert wf["jobs"]["cells"]["needs"] == "plan"
     assert wf["jobs"]["report"]["needs"] == "cells"
     assert wf[True]["schedule"]          # YAML 1.1 reads the key "on" as True
@@ -101,6 +101,14 @@ def test_every_command_is_in_the_repository():
                 for arg in argv:
                     if arg.startswith("--") and arg not in ("--junitxml",):
                         assert f'"{arg}"' in options or arg in ("--artifacts",), arg
+
+
+def test_the_stress_job_runs_the_stress_script_in_full_as_tox_does():
+    (argv,) = [a for a in _commands(_workflow()["jobs"]["stress"]) if a[0] == ".venv/bin/python"]
+    assert argv[1:3] == ["-m", "bench.stress"] and (ROOT / "bench" / "stress.py").is_file()
+    assert not {"--only", "--interrupts", "--fuzz", "--flake-runs"} & set(argv), argv   # the full size
+    tox = (ROOT / "tox.ini").read_text()
+    assert "[testenv:stress]" in tox and "python -m bench.stress " in tox.split("[testenv:stress]")[1]
 
 
 def _axis_labels(name: str, axis: str = "qemu") -> list[str]:

@@ -7,6 +7,7 @@ values, so it runs through the same runner and checks as any scenario.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -112,7 +113,7 @@ def expand(matrix_file: Path, name: str) -> list[Scenario]:
     data, root = load_document(matrix_file, SCHEMA, _WORDS)
     matrices = data["matrices"]
     if name not in matrices:
-        raise ScenarioError(f"no matrix named {name!r}", where=str(matrix_file),
+        raise ScenarioError(f"no matrix named {name!r}", where=f"{matrix_file}:{line_of(root, ['matrices'])}",
                             hint=f"known: {', '.join(matrices)}")
     folder = matrix_file.parent
     scenarios = {load_scenario(p).name: p for p in discover(folder)}
@@ -122,6 +123,12 @@ def expand(matrix_file: Path, name: str) -> list[Scenario]:
         axes = list(group["axes"])
         options = [[(v, None) if isinstance(v, str) else (v["value"], v.get("label"))
                     for v in group["axes"][axis]] for axis in axes]
+        where = ["matrices", name, "groups", g]
+        _check_labels(axes, options, matrix_file, root, where)
+        if math.prod(map(len, options)) * len(group["scenarios"]) > MAX_CELLS:
+            raise ScenarioError(f"matrix {name!r}: group {g + 1} has over {MAX_CELLS} cells",
+                                where=f"{matrix_file}:{line_of(root, where)}",
+                                hint="split it, or give its axes fewer values")
         for s, scenario_name in enumerate(group["scenarios"]):
             if scenario_name not in scenarios:
                 line = line_of(root, ["matrices", name, "groups", g, "scenarios", s])
@@ -138,5 +145,21 @@ def expand(matrix_file: Path, name: str) -> list[Scenario]:
                     seen.add(cell.id)
                     cells.append(cell)
                 if len(cells) > MAX_CELLS:
-                    raise ScenarioError(f"matrix {name!r} has over {MAX_CELLS} cells", where=str(matrix_file))
+                    raise ScenarioError(f"matrix {name!r} has over {MAX_CELLS} cells",
+                                        where=f"{matrix_file}:{line_of(root, ['matrices', name])}",
+                                        hint="split it into smaller matrices")
     return cells
+
+
+def _check_labels(axes: list[str], options: list[list[tuple]], matrix_file: Path, root, where: list) -> None:
+    """Two values of one axis named alike would make two cells with one id."""
+    for axis, values in zip(axes, options):
+        seen: dict[str, str] = {}
+        for i, (value, label) in enumerate(values):
+            shown = label or default_label(axis, value)
+            if shown in seen and seen[shown] != value:
+                line = line_of(root, [*where, "axes", axis, i])
+                raise ScenarioError(f"axis {axis}: {value!r} and {seen[shown]!r} are both labelled {shown!r}",
+                                    where=f"{matrix_file}:{line}",
+                                    hint="give them labels of their own: {value: ..., label: ...}")
+            seen[shown] = value

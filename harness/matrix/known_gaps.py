@@ -192,16 +192,18 @@ def parse_gaps(text: str, where: str = "<known gaps>") -> tuple[Gap, ...]:
         if raw["id"] in first_line:
             fail(["id"], f"duplicate id {raw['id']!r}", f"it is already used on line {first_line[raw['id']]}")
         first_line[raw["id"]] = line
-        versions = []
-        listed = isinstance(raw["versions"], list)
-        for number, text_range in enumerate(raw["versions"] if listed else [raw["versions"]]):
-            try:
-                versions.append(VersionRange.parse(text_range))
-            except ValueError as e:
-                fail(["versions", number] if listed else ["versions"],
-                     f"{text_range!r} is not a version range: {e}",
-                     "write e.g. '>=7.2.1', '<6.0' or '>=2.0.20,<2.0.25' (operators >=, >, "
-                     "<=, <, ==, !=; '*' for every version)")
+        def ranges(keys: list, value) -> tuple[VersionRange, ...]:
+            parsed, listed = [], isinstance(value, list)
+            for number, text_range in enumerate(value if listed else [value]):
+                try:
+                    parsed.append(VersionRange.parse(text_range))
+                except ValueError as e:
+                    fail([*keys, number] if listed else keys, f"{text_range!r} is not a version range: {e}",
+                         "write e.g. '>=7.2.1', '<6.0' or '>=2.0.20,<2.0.25' (operators >=, >, "
+                         "<=, <, ==, !=; '*' for every version)")
+            return tuple(parsed)
+
+        versions = ranges(["versions"], raw["versions"])
         loader = raw.get("loader", [])
         loader = tuple(loader if isinstance(loader, list) else [loader])
         if raw["component"] in ("parent-kernel", "kexec-tools"):
@@ -222,15 +224,15 @@ def parse_gaps(text: str, where: str = "<known gaps>") -> tuple[Gap, ...]:
                  "checks: the checks this gap makes fail, with the value observed instead "
                  "(or set informational: true)")
         gaps.append(Gap(
-            id=raw["id"], component=raw["component"], versions=tuple(versions),
+            id=raw["id"], component=raw["component"], versions=versions,
             checks=tuple((k, _values(v)) for k, v in (raw.get("checks") or {}).items()),
             when=tuple((k, _values(v)) for k, v in (raw.get("when") or {}).items()),
             reason=" ".join(raw["reason"].split()),
             source=tuple(raw["source"] if isinstance(raw["source"], list) else [raw["source"]]),
             loader=loader, layer=raw.get("layer"), informational=informational,
             where=f"{where}:{line}",
-            also=tuple((component, tuple(VersionRange.parse(r) for r in _values(ranges)))
-                       for component, ranges in (raw.get("also") or {}).items()),
+            also=tuple((component, ranges(["also", component], value))
+                       for component, value in (raw.get("also") or {}).items()),
             cpu=_values(raw["cpu"]) if "cpu" in raw else (),
             firmware=_values(raw["firmware"]) if "firmware" in raw else (),
             machine=_values(raw["machine"]) if "machine" in raw else (),
