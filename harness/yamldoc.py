@@ -257,15 +257,6 @@ def validate(data: object, root: Node, where: str, validator: "jsonschema.Valida
     raise error(what, where=f"{where}:{line}", hint=hint)
 
 
-def _described(value: object) -> str:
-    """What a value is, without any of its content."""
-    if isinstance(value, str):
-        return f"text ({len(value)} characters)"
-    if isinstance(value, list):
-        return f"a list of {len(value)} item{'s' * (len(value) != 1)}"
-    return "nothing" if value is None else f"a {type(value).__name__}"
-
-
 def explain(error: jsonschema.ValidationError, data: object, root: Node,
             words: Words = PLAIN) -> tuple[int, str, str | None]:
     """(line, what, hint) for one schema error."""
@@ -290,8 +281,8 @@ def explain(error: jsonschema.ValidationError, data: object, root: Node,
         shown = show(value, node)
         if kind == "type":
             types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-            if not keys:       # not a document of ours at all (a file given by mistake): say what it is, never its text
-                shown = _described(value)
+            if not keys and isinstance(value, str):   # a file given by mistake: its size, never its text
+                shown = f"text ({len(value)} characters)"
             what = f"expected {' or '.join(_TYPE_WORDS[t] for t in types)}, got {shown}"
             if not keys:
                 hint = words.top_hint
