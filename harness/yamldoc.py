@@ -315,14 +315,12 @@ def explain(error: jsonschema.ValidationError, data: object, root: Node,
 
 
 def _range(schema: dict, low: str, high: str) -> str:
-    if low in schema and high in schema:
-        return f"{schema[low]} to {schema[high]}"
-    return f"at least {schema[low]}" if low in schema else f"at most {schema[high]}"
+    return (f"{schema[low]} to {schema[high]}" if low in schema and high in schema
+            else f"at least {schema[low]}" if low in schema else f"at most {schema[high]}")
 
 
 def did_you_mean(word: object, choices: list[str]) -> str | None:
-    close = difflib.get_close_matches(str(word), choices, n=1)
-    return f"did you mean '{close[0]}'?" if close else None
+    return next((f"did you mean '{c}'?" for c in difflib.get_close_matches(str(word), choices, n=1)), None)
 
 
 def keypath(keys: list, data: object = None) -> str:
