@@ -65,7 +65,9 @@ if [ -n {has_next} ]; then
 	disk="" tries=50
 	while [ $tries -gt 0 ]; do
 		for dev in /sys/block/*; do
-			[ -e "$dev/serial" ] && read -r serial <"$dev/serial" && [ "$serial" = {serial} ] && disk=/dev/${{dev##*/}}
+			[ -e "$dev/serial" ] || continue
+			read -r serial <"$dev/serial"   # no newline at its end: read says 1, serial is set
+			[ "$serial" = {serial} ] && disk=/dev/${{dev##*/}}
 		done
 		[ -n "$disk" ] && [ -b "$disk" ] && break
 		disk="" tries=$((tries - 1))
