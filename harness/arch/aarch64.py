@@ -11,7 +11,6 @@ from __future__ import annotations
 import mmap
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -194,16 +193,8 @@ def machine_args(*, machine: str, rng: str, firmware: str, workdir: Path | None,
     if firmware == "uefi":
         if workdir is None:
             raise ValueError("base_args needs the run's folder for the variable store")
-        code, template = AAVMF_DIR / AAVMF_CODE, vars_template or AAVMF_DIR / AAVMF_VARS
-        missing = [str(f) for f in (code, template) if not f.is_file()]
-        if missing:
-            raise QemuError(f"UEFI firmware not found: {', '.join(missing)}", where="qemu.firmware: uefi",
-                            hint="apt-get install qemu-efi-aarch64")
-        workdir.mkdir(parents=True, exist_ok=True)
-        copy = workdir / AAVMF_VARS
-        shutil.copyfile(template, copy)
-        args += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
-                 "-drive", f"if=pflash,format=raw,unit=1,file={copy}"]
+        args += common.pflash(AAVMF_DIR / AAVMF_CODE, vars_template or AAVMF_DIR / AAVMF_VARS, workdir,
+                              AAVMF_VARS, "qemu.firmware: uefi", "qemu-efi-aarch64")
     if rng == "virtio":
         args += ["-device", "virtio-rng-device"]
     return args

@@ -25,3 +25,18 @@ def find_qemu(build: str, binary: str, package: str) -> str:
         raise QemuError(f"{build} is not an executable file" + ("" if "/" in build else " nor a program on PATH"),
                         where="qemu.build", hint=f"give the path of a built {binary}")
     return str(path.resolve())
+
+
+def pflash(code: Path, template: Path, workdir: Path, copy_name: str, where: str, package: str) -> list[str]:
+    """-drive options for UEFI firmware in flash: the code read-only, and a fresh copy of
+    the variable store in the run's folder (the firmware writes to it; the package's
+    stays clean)."""
+    missing = [str(f) for f in (code, template) if not f.is_file()]
+    if missing:
+        raise QemuError(f"UEFI firmware not found: {', '.join(missing)}", where=where,
+                        hint=f"apt-get install {package}")
+    workdir.mkdir(parents=True, exist_ok=True)
+    vars_copy = workdir / copy_name
+    shutil.copyfile(template, vars_copy)
+    return ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]

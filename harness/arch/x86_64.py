@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -183,16 +182,8 @@ def ovmf_pflash(workdir: Path, vars_template: Path | None = None) -> list[str]:
     """-drive options for OVMF: the code read-only, and a fresh copy of the variable
     store in the run's folder (the firmware writes to it; the package's stays clean).
     `vars_template`: a store to copy instead of the package's (one with variables set)."""
-    code, template = OVMF_DIR / OVMF_CODE, vars_template or OVMF_DIR / OVMF_VARS
-    missing = [str(f) for f in (code, template) if not f.is_file()]
-    if missing:
-        raise QemuError(f"OVMF firmware not found: {', '.join(missing)}", where="qemu.firmware: ovmf",
-                        hint="apt-get install ovmf")
-    workdir.mkdir(parents=True, exist_ok=True)
-    vars_copy = workdir / "OVMF_VARS.fd"
-    shutil.copyfile(template, vars_copy)
-    return ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
-            "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
+    return common.pflash(OVMF_DIR / OVMF_CODE, vars_template or OVMF_DIR / OVMF_VARS, workdir, "OVMF_VARS.fd",
+                         "qemu.firmware: ovmf", "ovmf")
 
 
 # With a boot disk, fixed PCI slots: OVMF's boot entries name the disk's device path, and a
