@@ -172,3 +172,14 @@ def test_run_with_a_qemu_option_that_is_not_qemu_starts_nothing(tmp_path):
     assert proc.stderr.startswith(f"seedchain: error: --qemu: {fake} is not a QEMU"), proc.stderr
     assert calls.read_text() == "--version\n"
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_an_artifacts_folder_too_deep_for_sockets_is_a_clear_error(tmp_path):
+    from harness.boot.qemu import SOCKET_PATH_MAX, Machine
+    from harness.errors import QemuError
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    machine = Machine(["/bin/false"], [], deep)
+    with pytest.raises(QemuError) as info:
+        machine.start()
+    assert f"at most {SOCKET_PATH_MAX}" in str(info.value) and "shorter --artifacts" in info.value.hint
+    assert machine.proc is None                                       # nothing was started

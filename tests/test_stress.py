@@ -6,6 +6,8 @@ to sweep), and its fuzz section's figures from a real pytest run of the fuzz tes
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import random
 from pathlib import Path
 
@@ -18,7 +20,9 @@ PLAN = [("pytest", "SIGKILL"), ("pytest", "SIGINT"), ("seedchain", "SIGKILL"), (
 
 
 @pytest.mark.vm
-def test_a_handful_of_interrupted_runs_leave_nothing_behind(seedchain, tmp_path):
+def test_a_handful_of_interrupted_runs_leave_nothing_behind(seedchain, tmp_path_factory):
+    # A short folder: the runs' artifacts folders (with QEMU's sockets) nest below it.
+    tmp_path = Path(tempfile.mkdtemp(prefix="stress-", dir="/tmp"))
     seed = int(os.environ.get("SEEDCHAIN_INTERRUPT_SEED", "0")) or random.randrange(1, 2**32)
     env = {**os.environ, "SEEDCHAIN_CACHE": str(seedchain.cache.root),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
@@ -34,6 +38,7 @@ def test_a_handful_of_interrupted_runs_leave_nothing_behind(seedchain, tmp_path)
         # the signal; once QEMU is up it unwinds and says so.
         if r["target"] == "seedchain" and r["signal"] == "SIGTERM" and not r["finished_before_signal"]:
             assert r["exit_status"] == 130 or (r["exit_status"] == -15 and not r["qemu_started"]), r
+    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def test_the_fuzz_section_counts_each_tests_cases():

@@ -36,6 +36,7 @@ POWEROFF_TIMEOUT = 30.0
 PANIC_GRACE = 5.0               # after "Kernel panic" on the console, QEMU should exit by then
 CONSOLE_TAIL = 25
 _OOM = re.compile(r"Out of memory|oom-kill:|Initramfs unpacking failed")
+_FULL = re.compile(r"No space left on device")   # the guest's RAM-backed root file system is full
 _COMPLAINT = re.compile(r"fail|error|cannot|can't|denied|not permitted|invalid|no such", re.I)
 
 
@@ -374,7 +375,8 @@ def _hand_over(machine, stream, console, f: LayerFacts, child_layer, watch: Watc
             console.mark()   # the child's console starts here; a crash keeps the earlier mark
     machine.answer_agent("go")
     if f.loader_record.rc != 0:
-        kind = "out-of-memory" if _OOM.search(console.since_mark()) else "load-failed"
+        full = _OOM.search(console.since_mark()) or _FULL.search(f.loader_record.output)
+        kind = "out-of-memory" if full else "load-failed"
         raise Fault(kind, f"{f.loader_record.loader} of layer {next_index} failed in layer "
                           f"{f.index} (rc {f.loader_record.rc}): {_gist(f.loader_record.output)}")
 

@@ -25,6 +25,7 @@ from harness.errors import QemuError
 from harness.proc import die_with_parent
 
 log = logging.getLogger(__name__)
+SOCKET_PATH_MAX = 107       # sockaddr_un's sun_path holds 108 bytes with its terminating NUL
 
 def base_args(*, machine: str, cpu: str, memory: int, accel: str, rng: str,
               firmware: str = "seabios", workdir: Path | None = None, arch: str = DEFAULT,
@@ -82,6 +83,10 @@ class Machine:
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         for path in (self._qmp_path, self._agent_path):
+            if len(os.fsencode(path)) > SOCKET_PATH_MAX:
+                raise QemuError(f"the artifacts folder's path is too long for QEMU's sockets: {path} has "
+                                f"{len(os.fsencode(path))} bytes, a Unix socket's path at most {SOCKET_PATH_MAX}",
+                                where=str(self.workdir), hint="give a shorter --artifacts folder")
             path.unlink(missing_ok=True)
         self._agent_listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._agent_listener.bind(str(self._agent_path))

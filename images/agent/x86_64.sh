@@ -68,8 +68,9 @@ hex() { od -An -v -tx1 "$1" | tr -d ' \n'; echo; }
 # The next layer's kernel and initramfs, copied from the chain disk into /tmp/next
 # and checked; what goes wrong goes to stdout, which becomes the loader's output.
 extract() {   # extract DEVICE OFFSET SIZE SHA256 FILE
-	dd if="$1" of="$5" bs=1M iflag=skip_bytes,fullblock skip="$2" count=$((($3 + 1048575) / 1048576)) \
-		2>/dev/null || { echo "cannot read $3 bytes at offset $2 of $1"; return 1; }
+	# dd's complaint is kept in memory: when the root file system is full, no file takes it
+	err=$(dd if="$1" of="$5" bs=1M iflag=skip_bytes,fullblock skip="$2" count=$((($3 + 1048575) / 1048576)) 2>&1) ||
+		{ rm -f "$5"; echo "cannot copy $3 bytes at offset $2 of $1: $(echo "$err" | grep -v "records" | tail -n 1)"; return 1; }
 	truncate -s "$3" "$5"
 	echo "$4  $5" | sha256sum -c -s ||
 		{ echo "the copy of $5 from $1 does not have the sha256 layer.conf gives"; return 1; }
