@@ -235,10 +235,7 @@ def read_seed_records(read: Read, head: int) -> list[tuple[int, bytes]]:
     return []                # the seed is in the DTB: see read_handover
 
 
-def read_efi_seed(read: Read, address: int) -> tuple[int, bytes]:
-    """LINUX_EFI_RANDOM_SEED_TABLE, laid out as on x86 (the EFI stub is shared)."""
-    size = int.from_bytes(read(address, 4), "little")
-    return size, read(address + 4, min(size, 1024)) if size else b""
+read_efi_seed = common.read_efi_seed      # the EFI stub's table, as on x86
 
 
 # ---------------------------------------------------------------- catching the seed in flight

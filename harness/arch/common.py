@@ -27,6 +27,18 @@ def find_qemu(build: str, binary: str, package: str) -> str:
     return str(path.resolve())
 
 
+EFI_SEED_HEADER_SIZE = 4    # struct linux_efi_random_seed { u32 size; u8 bits[size]; }
+EFI_SEED_MAX = 1024         # the kernel uses at most this many bytes of bits (SZ_1K)
+
+
+def read_efi_seed(read, address: int) -> tuple[int, bytes]:
+    """The EFI RNG seed table (LINUX_EFI_RANDOM_SEED_TABLE), laid out alike on every
+    architecture the EFI stub serves: (its size field, bits[0 .. min(size, EFI_SEED_MAX)])."""
+    size = int.from_bytes(read(address, EFI_SEED_HEADER_SIZE), "little")
+    count = min(size, EFI_SEED_MAX)
+    return size, read(address + EFI_SEED_HEADER_SIZE, count) if count else b""
+
+
 def pflash(code: Path, template: Path, workdir: Path, copy_name: str, where: str, package: str) -> list[str]:
     """-drive options for UEFI firmware in flash: the code read-only, and a fresh copy of
     the variable store in the run's folder (the firmware writes to it; the package's

@@ -27,8 +27,7 @@ SETUP_RNG_SEED = 9
 SEED_SIZE = 32
 SETUP_HEADER_SIZE = 16      # u64 next, u32 type, u32 len
 MAX_SETUP_ENTRIES = 32      # a corrupt list must not loop us forever
-EFI_SEED_HEADER_SIZE = 4    # struct linux_efi_random_seed { u32 size; u8 bits[size]; }
-EFI_SEED_MAX = 1024         # the kernel uses at most this many bytes of bits (SZ_1K)
+EFI_SEED_HEADER_SIZE, EFI_SEED_MAX = common.EFI_SEED_HEADER_SIZE, common.EFI_SEED_MAX
 
 Read = Callable[[int, int], bytes]      # (guest-physical address, size) -> bytes
 
@@ -284,11 +283,7 @@ def read_seed_records(read: Read, head: int) -> list[tuple[int, bytes]]:
     return records
 
 
-def read_efi_seed(read: Read, address: int) -> tuple[int, bytes]:
-    """The EFI RNG seed table: struct linux_efi_random_seed { u32 size; u8 bits[]; }."""
-    size = int.from_bytes(read(address, EFI_SEED_HEADER_SIZE), "little")
-    count = min(size, EFI_SEED_MAX)
-    return size, read(address + EFI_SEED_HEADER_SIZE, count) if count else b""
+read_efi_seed = common.read_efi_seed
 
 
 # ---------------------------------------------------------------- the hand-over, caught in flight
