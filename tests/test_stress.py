@@ -20,7 +20,7 @@ PLAN = [("pytest", "SIGKILL"), ("pytest", "SIGINT"), ("seedchain", "SIGKILL"), (
 
 
 @pytest.mark.vm
-def test_a_handful_of_interrupted_runs_leave_nothing_behind(seedchain, tmp_path_factory):
+def test_a_handful_of_interrupted_runs_leave_nothing_behind(seedchain):
     # A short folder: the runs' artifacts folders (with QEMU's sockets) nest below it.
     tmp_path = Path(tempfile.mkdtemp(prefix="stress-", dir="/tmp"))
     seed = int(os.environ.get("SEEDCHAIN_INTERRUPT_SEED", "0")) or random.randrange(1, 2**32)

@@ -27,7 +27,6 @@ SETUP_RNG_SEED = 9
 SEED_SIZE = 32
 SETUP_HEADER_SIZE = 16      # u64 next, u32 type, u32 len
 MAX_SETUP_ENTRIES = 32      # a corrupt list must not loop us forever
-EFI_SEED_HEADER_SIZE, EFI_SEED_MAX = common.EFI_SEED_HEADER_SIZE, common.EFI_SEED_MAX
 
 Read = Callable[[int, int], bytes]      # (guest-physical address, size) -> bytes
 

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 
 from harness.facts.report import GuestReport, LoaderRecord, SysfsEntry
 
-from harness.arch.x86_64 import (EFI_SEED_HEADER_SIZE, EFI_SEED_MAX, SEED_SIZE,  # noqa: F401 (re-exported)
-                                 SETUP_HEADER_SIZE, SETUP_RNG_SEED)
+from harness.arch.common import EFI_SEED_HEADER_SIZE, EFI_SEED_MAX  # noqa: F401 (re-exported)
+from harness.arch.x86_64 import SEED_SIZE, SETUP_HEADER_SIZE, SETUP_RNG_SEED  # noqa: F401 (re-exported)
 # The kernel's efi_config_parse_tables() line, e.g. "efi: ACPI=0x7f77d000 ... RNG=0x7f773018"
 _EFI_RNG_ADDRESS = re.compile(r"\befi: .*\bRNG=(0x[0-9a-fA-F]+)")
 
