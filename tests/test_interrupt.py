@@ -109,3 +109,40 @@ def test_interrupting_parallel_runs_stops_every_qemu(seedchain, tmp_path):
                 assert (folder / "layer-1.json").exists(), f"{how}: {name} did not unwind"
     assert left == [], f"{len(left)} processes left over: {left}"
     assert interrupted, "no attempt was interrupted while running"
+
+
+@pytest.mark.vm
+def test_a_qmp_command_cut_short_leaves_no_task_behind(tmp_path, caplog):
+    """Ctrl-C while a QMP command waits for its answer (QEMU stopped, so it never comes),
+    then QEMU gone (Ctrl-C reaches the whole process group): closing the machine must not
+    leave asyncio a task whose exception nobody took, which it prints as a traceback
+    when the task is collected."""
+    import gc
+    import logging
+    from harness.arch.x86_64 import find_qemu
+    from harness.boot.qemu import Machine
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    machine = Machine(find_qemu("system"), ["-nodefaults", "-display", "none", "-S"], tmp_path)
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    caplog.set_level(logging.DEBUG, logger="asyncio")
+    try:
+        machine.start()
+        assert machine.qmp.cmd("query-status")["status"] == "prelaunch"
+        os.kill(machine.proc.pid, signal.SIGSTOP)            # QEMU cannot answer now
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(KeyboardInterrupt):
+            machine.qmp.cmd("query-status")
+        os.kill(machine.proc.pid, signal.SIGKILL)            # as Ctrl-C to the process group
+        machine.close()
+        assert machine.exit_code is not None                 # QEMU went
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if machine.proc is not None and machine.proc.poll() is None:
+            machine.proc.kill()
+    del machine
+    gc.collect()
+    unretrieved = [r.getMessage() for r in caplog.records if "never retrieved" in r.getMessage()]
+    assert unretrieved == []

@@ -79,7 +79,7 @@ class Machine:
 
     # -- start ---------------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> None:
-        from qemu.qmp.legacy import QEMUMonitorProtocol
+        from harness.boot.qmp import Monitor
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         for path in (self._qmp_path, self._agent_path):
@@ -91,7 +91,7 @@ class Machine:
         self._agent_listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._agent_listener.bind(str(self._agent_path))
         self._agent_listener.listen(1)
-        self.qmp = QEMUMonitorProtocol(str(self._qmp_path), server=True)
+        self.qmp = Monitor(self._qmp_path)
         (self.workdir / "qemu-cmdline.txt").write_text(self.command_line + "\n")
         with open(self.qemu_log_path, "wb") as qemu_log:
             try:
@@ -213,7 +213,7 @@ class Machine:
             if closer:
                 try:
                     closer()
-                except Exception:  # closing a half-open QMP shim may raise; nothing to save
+                except Exception:  # closing a half-open monitor may raise; nothing to save
                     pass
         for path in (self._qmp_path, self._agent_path):
             path.unlink(missing_ok=True)
