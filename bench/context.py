@@ -61,6 +61,34 @@ def layer_timings(outdir: Path) -> list[dict]:
     for path in sorted(outdir.glob("layer-*.json"), key=lambda p: int(p.stem.split("-")[1])):
         facts = json.loads(path.read_text())
         dmesg = ((facts.get("report") or {}).get("fields") or {}).get("dmesg", "")
+        fields = (facts.get("report") or {}).get("fields") or {}
         layers.append({"index": facts["index"], "seconds": facts.get("seconds") or None,
-                       "fault": facts.get("fault"), **dmesg_times(dmesg)})
+                       "fault": facts.get("fault"), **dmesg_times(dmesg),
+                       **phases(facts.get("steps") or {}, fields.get("agent_uptime", ""))})
     return layers
+
+
+def phases(steps: dict, agent_uptime: str) -> dict:
+    """Where a layer's time goes, in seconds, from the runner's named steps (host clock,
+    from the hand-over) and the agent's start on the kernel's clock:
+      entry       hand-over to the stop at the kernel's entry: firmware, or kexec -e and purgatory
+      pre_clock   entry to the kernel's clock starting: the decompressor and the earliest boot
+      report      the agent's report on the wire, first byte to last
+      host        the runner's RAM reads before it says go
+      load        fetching the next layer's images and loading them (kexec -l)
+    None where a step is missing (no in-flight stop, a last layer)."""
+    try:
+        started = float(agent_uptime.split()[0])
+    except (IndexError, ValueError):
+        started = None
+
+    def span(a, b):
+        return round(steps[b] - steps[a], 3) if a in steps and b in steps else None
+    begun = steps.get("report-begun")
+    clock_zero = begun - started if begun is not None and started is not None else None
+    entered = steps.get("entered")
+    return {"agent_started": started,
+            "entry": entered,
+            "pre_clock": round(clock_zero - (entered or 0.0), 3) if clock_zero is not None else None,
+            "report": span("report-begun", "reported"), "host": span("reported", "go"),
+            "load": span("go", "loaded")}

@@ -11,7 +11,7 @@ from harness.images import initramfs as images
 from harness.images import kmod
 from harness.arch import x86_64
 from harness.boot import qemu
-from harness.boot import chain as runner
+from harness.boot import channel
 from harness.errors import ImageError, QemuError
 from harness.scenario.model import Layer, QemuConfig, Scenario
 
@@ -196,7 +196,7 @@ def test_modules_only_when_the_scenario_has_a_virtio_rng(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ the crash hand-over
 
 class _FakeMachine:
-    """Enough of qemu.Machine for _wait_block: the agent's bytes arrive after a while."""
+    """Enough of qemu.Machine for wait_block: the agent's bytes arrive after a while."""
 
     def __init__(self, console: Path, chunks: list[bytes]):
         self.console_path = console
@@ -217,17 +217,17 @@ _PARENT_PANIC = ("seedchain-agent: starting layer 2 with kexec_crash\n"
 
 
 def _wait(tmp_path, console_text: str, intended: bool, monkeypatch):
-    monkeypatch.setattr(runner, "PANIC_GRACE", 0.0)
+    monkeypatch.setattr(channel, "PANIC_GRACE", 0.0)
     console = tmp_path / "console.log"
     console.write_text("")
     report = b"@begin 2\n@field kernel_release\n|6.1.0-56-amd64\n@end 2\n"
     machine = _FakeMachine(console, [b"", b"", report])
-    watcher = runner.Console(console)
+    watcher = channel.Console(console)
     watcher.mark()                       # the hand-over's mark, before the parent panics
     console.write_text(console_text)
-    stream = runner.AgentStream(machine, tmp_path / "agent.log")
+    stream = channel.AgentStream(machine, tmp_path / "agent.log")
     try:
-        return runner._wait_block(machine, stream, watcher, b"@begin ", b"@end 2", 30.0,
+        return channel.wait_block(machine, stream, watcher, b"@begin ", b"@end 2", 30.0,
                                   "report from layer 2", intended_panic=intended)
     finally:
         stream.close()
@@ -240,14 +240,14 @@ def test_the_parents_intended_panic_is_not_a_fault(tmp_path, monkeypatch):
 
 
 def test_the_same_panic_is_a_fault_for_any_other_loader(tmp_path, monkeypatch):
-    with pytest.raises(runner.Fault) as info:
+    with pytest.raises(channel.Fault) as info:
         _wait(tmp_path, _PARENT_PANIC, False, monkeypatch)
     assert info.value.kind == "panic"
 
 
 def test_a_crash_kernel_that_panics_itself_is_still_a_fault(tmp_path, monkeypatch):
     own = _PARENT_PANIC + "[    1.0] Kernel panic - not syncing: VFS: Unable to mount root fs\n"
-    with pytest.raises(runner.Fault) as info:
+    with pytest.raises(channel.Fault) as info:
         _wait(tmp_path, own, True, monkeypatch)
     assert info.value.kind == "panic"
 
@@ -255,8 +255,32 @@ def test_a_crash_kernel_that_panics_itself_is_still_a_fault(tmp_path, monkeypatc
 def test_skip_past_waits_for_the_whole_line(tmp_path):
     path = tmp_path / "console.log"
     path.write_text("boot\nKernel panic - not sync")
-    console = runner.Console(path)
+    console = channel.Console(path)
     assert not console.skip_past("Kernel panic")
     path.write_text("boot\nKernel panic - not syncing: sysrq triggered crash\nnext kernel\n")
     assert console.skip_past("Kernel panic")
     assert console.since_mark() == "next kernel\n"
+
+
+def test_a_blocks_start_is_timed_when_its_first_bytes_come(tmp_path, monkeypatch):
+    """The report-begun step is when "@begin" arrived, not when the block was complete."""
+    clock = iter([10.0, 11.0, 12.5, 13.0, 14.0, 15.0])
+    monkeypatch.setattr(channel.time, "monotonic", lambda: next(clock))
+    machine = _FakeMachine(tmp_path / "console.log", [b"@begin 1\n@field a\n", b"|x\n", b"@end 1\n@loa"])
+    stream = channel.AgentStream(machine, tmp_path / "agent.log")
+    try:
+        for _ in range(3):
+            stream.poll(0)
+        assert stream.take(b"@begin ", b"@end 1") is not None
+        assert stream.started_at == 10.0               # the first chunk's arrival
+        assert stream.take(b"@loader ", b"@end-loader") is None    # "@loa" is no start yet
+    finally:
+        stream.close()
+
+
+def test_layer_steps_survive_the_facts_json(tmp_path):
+    from harness.facts.layer import LayerFacts
+    f = LayerFacts(index=2, loader="kexec_file_load",
+                   steps={"entered": 1.2, "report-begun": 4.0, "reported": 4.6, "go": 4.7})
+    again = LayerFacts.from_json(f.to_json())
+    assert again.steps == f.steps and list(again.steps) == ["entered", "report-begun", "reported", "go"]

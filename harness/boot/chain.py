@@ -19,6 +19,7 @@ from typing import Callable
 from harness.boot import gdb
 from harness.boot import qemu as qemu_control
 from harness.boot import ram as guest_ram
+from harness.boot.channel import OOM, AgentStream, Console, Fault, wait_block
 from harness.boot.capture import Watch, not_caught
 from harness.images import qemu_builds
 from harness.images.cache import Cache
@@ -28,134 +29,13 @@ from harness.facts.layer import SEED_SIZE, SETUP_HEADER_SIZE, DtbRam, EfiSeedRam
 from harness.images.esp import EspDisk
 from harness.images.initramfs import CHAIN_DISK_SERIAL, LayerImage
 from harness.scenario.model import Scenario
-from harness.facts.report import MAX_REPORT_BYTES, ReportError, parse_loader, parse_report, take_block
+from harness.facts.report import ReportError, parse_loader, parse_report
 
 Progress = Callable[[str], None]
 LOADER_TIMEOUT = 120.0          # kexec -l of a large initramfs takes a few seconds under TCG
 POWEROFF_TIMEOUT = 30.0
-PANIC_GRACE = 5.0               # after "Kernel panic" on the console, QEMU should exit by then
-CONSOLE_TAIL = 25
-_OOM = re.compile(r"Out of memory|oom-kill:|Initramfs unpacking failed")
 _FULL = re.compile(r"No space left on device")   # the guest's RAM-backed root file system is full
 _COMPLAINT = re.compile(r"fail|error|cannot|can't|denied|not permitted|invalid|no such", re.I)
-
-
-class Fault(Exception):
-    """A layer did not get as far as it should: the kind and what was seen."""
-
-    def __init__(self, kind: str, detail: str):
-        super().__init__(f"{kind}: {detail}")
-        self.kind = kind
-        self.detail = detail
-
-
-class Console:
-    """Reads the console file QEMU writes, from a mark set when a layer starts."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.mark_at = 0
-
-    def _read(self) -> str:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.mark_at)
-                return f.read().decode("utf-8", errors="replace")
-        except OSError:
-            return ""
-
-    def mark(self) -> None:
-        self.mark_at = self.path.stat().st_size if self.path.exists() else 0
-
-    def since_mark(self) -> str:
-        return self._read()
-
-    def skip_past(self, needle: str) -> bool:
-        """Move the mark past the first complete line since the mark that holds
-        `needle` (a message that was expected, such as an intended panic)."""
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.mark_at)
-                data = f.read()
-        except OSError:
-            return False
-        at = data.find(needle.encode())
-        end = data.find(b"\n", at) if at >= 0 else -1
-        if end < 0:
-            return False
-        self.mark_at += end + 1
-        return True
-
-    def tail(self, lines: int = CONSOLE_TAIL) -> list[str]:
-        return [line.rstrip("\r") for line in self._read().splitlines()[-lines:]]
-
-
-class AgentStream:
-    """Splits the agent's byte stream into blocks ("@begin".."@end N" and so on)."""
-
-    def __init__(self, machine: qemu_control.Machine, log_path: Path):
-        self.machine = machine
-        self.buffer = b""
-        self.log = open(log_path, "ab")
-
-    def poll(self, wait: float) -> None:
-        data = self.machine.read_agent(wait)
-        if data:
-            self.log.write(data)
-            self.log.flush()
-            self.buffer += data
-            if len(self.buffer) > MAX_REPORT_BYTES:
-                raise Fault("bad-report", f"the agent sent over {MAX_REPORT_BYTES} bytes without a complete block")
-
-    def take(self, start: bytes, end: bytes) -> bytes | None:
-        block, self.buffer = take_block(self.buffer, start, end)
-        return block
-
-    def close(self) -> None:
-        self.log.close()
-
-
-def _wait_block(machine: qemu_control.Machine, stream: AgentStream, console: Console,
-                start: bytes, end: bytes, timeout: float, what: str,
-                intended_panic: bool = False, deadline: float | None = None) -> bytes:
-    """Wait for a block from the agent, `timeout` seconds or until `deadline` (a layer's
-    timeout runs from its hand-over). With intended_panic (a crash kernel's hand-over)
-    the first "Kernel panic" on the console is the parent's, on purpose: it is skipped."""
-    deadline = deadline if deadline is not None else time.monotonic() + timeout
-    panic_seen: float | None = None
-    while True:
-        if intended_panic and console.skip_past("Kernel panic"):
-            intended_panic = False
-        block = stream.take(start, end)
-        if block is not None:
-            return block
-        if not machine.running():
-            stream.poll(0)           # the last words may be in flight
-            block = stream.take(start, end)
-            if block is not None:
-                return block
-            raise _exit_fault(machine, console, what)
-        now = time.monotonic()
-        if "Kernel panic" in console.since_mark():
-            panic_seen = panic_seen or now
-            if now - panic_seen > PANIC_GRACE:
-                raise Fault("panic", f"kernel panic before {what}; QEMU did not exit")
-        else:
-            panic_seen = None
-        if now > deadline:
-            raise Fault("hang", f"no {what} within {timeout:.0f} s; the guest is silent or stuck")
-        stream.poll(0.2)
-
-
-def _exit_fault(machine: qemu_control.Machine, console: Console, what: str) -> Fault:
-    text = console.since_mark()
-    if "Kernel panic" in text:
-        reason = next((line.strip() for line in text.splitlines() if "Kernel panic" in line), "")
-        return Fault("out-of-memory" if _OOM.search(text) else "panic", f"{reason} (before {what})")
-    if machine.exit_code not in (0, None):
-        return Fault("qemu-exit", f"QEMU exited with status {machine.exit_code} before {what}: "
-                                  f"{machine.qemu_output()[-500:]}")
-    return Fault("reset", f"the guest reset or powered off before {what}, with no panic message")
 
 
 def read_efi_seed(machine: qemu_control.Machine, address: int, arch: str = DEFAULT) -> EfiSeedRam:
@@ -273,9 +153,11 @@ def boot_chain(scenario: Scenario, machine: qemu_control.Machine, facts: list[La
                 deadline = start + layer.timeout
                 if watch:
                     watch.hand_over(f, deadline, stream, console)
+                    if f.seed_in_flight is not None and f.seed_in_flight.stopped:
+                        _step(f, "entered", start)
                 _boot_layer(layer.index, layer.timeout, machine, stream, console, f,
                             intended_panic=layer.loader == "kexec_crash", watch=watch, facts=facts,
-                            deadline=max(deadline, time.monotonic() + 5.0))
+                            deadline=max(deadline, time.monotonic() + 5.0), start=start)
                 f.seconds = time.monotonic() - start
                 progress(f"layer {layer.index}: booted {f.field('kernel_release')} "
                          f"in {f.seconds:.1f} s via {layer.loader}; {_seen(f)}"
@@ -284,7 +166,7 @@ def boot_chain(scenario: Scenario, machine: qemu_control.Machine, facts: list[La
                     # From here a fault is the child's to show: the parent itself booted.
                     failed = i + 1
                     _hand_over(machine, stream, console, f, scenario.layers[i + 1],
-                               watch=watch, child=facts[i + 1])
+                               watch=watch, child=facts[i + 1], start=start)
             except Fault as fault:
                 facts[failed].fault, facts[failed].fault_detail = fault.kind, fault.detail
                 facts[failed].console_tail = console.tail()
@@ -298,6 +180,11 @@ def boot_chain(scenario: Scenario, machine: qemu_control.Machine, facts: list[La
         stream.close()
         if watch:
             watch.close()
+
+
+def _step(f: LayerFacts, name: str, start: float, at: float | None = None) -> None:
+    """A named step of the layer: seconds from its start (its hand-over) on the host's clock."""
+    f.steps[name] = round((time.monotonic() if at is None else at) - start, 3)
 
 
 def _seen(f: LayerFacts) -> str:
@@ -323,11 +210,16 @@ def _watch(scenario: Scenario, machine: qemu_control.Machine, outdir: Path) -> W
 
 def _boot_layer(index: int, timeout: float, machine, stream, console, f: LayerFacts,
                 intended_panic: bool = False, watch: Watch | None = None,
-                facts: list[LayerFacts] | None = None, deadline: float | None = None) -> None:
+                facts: list[LayerFacts] | None = None, deadline: float | None = None,
+                start: float | None = None) -> None:
+    start = time.monotonic() if start is None else start
     # The console's mark was set for layer 1 at the start, for the others at their hand-over.
-    block = _wait_block(machine, stream, console, b"@begin ", f"@end {index}".encode(),
+    block = wait_block(machine, stream, console, b"@begin ", f"@end {index}".encode(),
                         timeout, f"report from layer {index}", intended_panic=intended_panic,
                         deadline=deadline)
+    if stream.started_at is not None:
+        _step(f, "report-begun", start, stream.started_at)
+    _step(f, "reported", start)
     try:
         report = parse_report(block)
     except ReportError as exc:
@@ -355,15 +247,18 @@ def _boot_layer(index: int, timeout: float, machine, stream, console, f: LayerFa
             f.ram_error = (f"{f.ram_error}; " if f.ram_error else "") + f"handed entry: {type(exc).__name__}: {exc}"
     if watch:
         watch.search_ram(f, facts)
+    _step(f, "go", start)
     machine.answer_agent("go")
 
 
 def _hand_over(machine, stream, console, f: LayerFacts, child_layer, watch: Watch | None = None,
-               child: LayerFacts | None = None) -> None:
+               child: LayerFacts | None = None, start: float | None = None) -> None:
+    start = time.monotonic() if start is None else start
     next_index = child_layer.index
     console.mark()
-    block = _wait_block(machine, stream, console, b"@loader ", b"@end-loader",
+    block = wait_block(machine, stream, console, b"@loader ", b"@end-loader",
                         LOADER_TIMEOUT, f"loader record from layer {f.index}")
+    _step(f, "loaded", start)
     try:
         f.loader_record = parse_loader(block)
     except ReportError as exc:
@@ -373,9 +268,10 @@ def _hand_over(machine, stream, console, f: LayerFacts, child_layer, watch: Watc
             watch.arm_next(f, child)
         if child_layer.loader != "kexec_crash":
             console.mark()   # the child's console starts here; a crash keeps the earlier mark
+    _step(f, "exec", start)
     machine.answer_agent("go")
     if f.loader_record.rc != 0:
-        full = _OOM.search(console.since_mark()) or _FULL.search(f.loader_record.output)
+        full = OOM.search(console.since_mark()) or _FULL.search(f.loader_record.output)
         kind = "out-of-memory" if full else "load-failed"
         raise Fault(kind, f"{f.loader_record.loader} of layer {next_index} failed in layer "
                           f"{f.index} (rc {f.loader_record.rc}): {_gist(f.loader_record.output)}")

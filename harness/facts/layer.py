@@ -181,6 +181,9 @@ class LayerFacts:
     ram_search_seconds: float = 0.0
     seed_file: SeedFile | None = None            # layer 1 through a boot loader: its seed file on the ESP
     dtb_after: DtbRam | None = None              # device tree: the handed DTB in RAM after the report
+    # Named steps, seconds from the hand-over on the host's clock: entered (the in-flight stop),
+    # report-begun, reported, go (RAM read), loaded (the next layer's loader record), exec.
+    steps: dict[str, float] = field(default_factory=dict)
 
     # Convenience views over the report -------------------------------------------------
     def field(self, name: str) -> str:
@@ -250,6 +253,7 @@ class LayerFacts:
             seed_file=SeedFile(**data["seed_file"]) if data.get("seed_file") else None,
             arch=data.get("arch", "x86_64"),
             dtb_after=DtbRam(**data["dtb_after"]) if data.get("dtb_after") else None,
+            steps={str(k): float(v) for k, v in (data.get("steps") or {}).items()},
         )
 
 
