@@ -42,15 +42,16 @@ class Monitor:
         if self._loop.is_closed():
             return
         try:
-            self._run(self._client.disconnect(), 5.0)
-        except Exception:  # a monitor QEMU dropped says so here again; nothing to save
-            pass
-        finally:
+            try:
+                self._run(self._client.disconnect(), 5.0)
+            except Exception:  # a monitor QEMU dropped says so here again; nothing to save
+                pass
             left = asyncio.all_tasks(self._loop)
             for task in left:
                 task.cancel()
-            if left:
-                self._settle(self._loop.create_task(_every(left)))
+            if left:    # each ends now; gathering takes their outcomes, so none is reported
+                self._loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        finally:
             self._loop.close()
 
     def _run(self, awaitable: Awaitable, timeout: float | None = None) -> Any:
@@ -72,6 +73,3 @@ class Monitor:
         if not task.cancelled():
             task.exception()                        # taken: asyncio does not report it
 
-
-async def _every(tasks: set[asyncio.Task]) -> None:
-    await asyncio.gather(*tasks, return_exceptions=True)
