@@ -197,6 +197,32 @@ def test_missing_tools(tmp_path, monkeypatch):
     assert info.value.hint == "apt-get install apt"
 
 
+def test_apt_cache_answers_are_kept_until_the_lists_change(tmp_path, monkeypatch):
+    """A warm run asks apt-cache nothing: its answers are kept per state of the lists."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    calls = tmp_path / "calls"
+    (tools / "apt-cache").write_text(f'#!/bin/sh\necho "$@" >>{calls}\necho "answer to $*"\n')
+    (tools / "apt-cache").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    apt = Apt("bookworm", Cache(tmp_path / "cache"))
+    apt.dir.mkdir(parents=True)
+
+    def asked() -> int:
+        return len(calls.read_text().splitlines()) if calls.exists() else 0
+    assert apt.query("policy", "kexec-tools") == "answer to policy kexec-tools\n"
+    assert apt.query("policy", "kexec-tools") and asked() == 2        # no lists yet: nothing kept
+    (apt.dir / "updated").touch()
+    apt.query("policy", "kexec-tools")
+    assert apt.query("policy", "kexec-tools") == "answer to policy kexec-tools\n" and asked() == 3
+    apt.query("show", "kexec-tools")
+    assert asked() == 4                                                # another question is asked
+    later = (apt.dir / "updated").stat().st_mtime + 60
+    os.utime(apt.dir / "updated", (later, later))                      # the lists were fetched again
+    apt.query("policy", "kexec-tools")
+    assert asked() == 5
+
+
 def test_broken_deb(tmp_path):
     deb = tmp_path / "broken.deb"
     deb.write_bytes(b"!<arch>\nnot really a package")

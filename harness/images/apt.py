@@ -8,10 +8,11 @@ are used. Every download lands in a content-addressed cache entry.
 from __future__ import annotations
 
 import fcntl
-import functools
+import hashlib
 import logging
 import os
 import re
+import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -31,6 +32,7 @@ KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 RELEASES = ("bullseye", "bookworm", "trixie")
 SUITES = (*RELEASES, *(f"{r}-backports" for r in RELEASES), "sid")
 REFRESH_SECONDS = 24 * 3600
+ANSWERS = "answers"              # apt-cache answers kept per state of the lists (Apt.query)
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY = "http://deb.debian.org/debian-security"
 HOST_ARCH = "amd64"              # the Debian architecture of the machines seedchain runs on
@@ -45,53 +47,6 @@ class Package:
     sha256: str
     size: int
     archive: str  # e.g. "bookworm-security"
-
-
-# ---------------------------------------------------------------- versions
-
-def _order(c: str) -> int:
-    # dpkg's ordering of non-digit characters: ~ before everything (even the
-    # end of the string), then letters, then the rest.
-    if c == "~":
-        return -1
-    return ord(c) if c.isalpha() else ord(c) + 256
-
-
-def _compare_part(a: str, b: str) -> int:
-    while a or b:
-        na, nb = re.match(r"\D*", a).group(), re.match(r"\D*", b).group()
-        for k in range(max(len(na), len(nb))):
-            ca = _order(na[k]) if k < len(na) else 0
-            cb = _order(nb[k]) if k < len(nb) else 0
-            if ca != cb:
-                return ca - cb
-        a, b = a[len(na):], b[len(nb):]
-        da, db = re.match(r"\d*", a).group(), re.match(r"\d*", b).group()
-        if int(da or 0) != int(db or 0):
-            return int(da or 0) - int(db or 0)
-        a, b = a[len(da):], b[len(db):]
-    return 0
-
-
-def _split_version(v: str) -> tuple[int, str, str]:
-    epoch, _, rest = v.partition(":") if ":" in v else ("0", "", v)
-    upstream, _, revision = rest.rpartition("-") if "-" in rest else (rest, "", "0")
-    return int(epoch or 0), upstream, revision
-
-
-def compare_versions(a: str, b: str) -> int:
-    """Debian version comparison (like `dpkg --compare-versions`): <0, 0 or >0."""
-    ea, ua, ra = _split_version(a)
-    eb, ub, rb = _split_version(b)
-    return (ea - eb) or _compare_part(ua, ub) or _compare_part(ra, rb)
-
-
-version_key = functools.cmp_to_key(compare_versions)
-
-
-def upstream_version(v: str) -> str:
-    """'1:2.0.25-3+deb12u3' -> '2.0.25'."""
-    return _split_version(v)[1]
 
 
 # ---------------------------------------------------------------- subprocess
@@ -278,6 +233,7 @@ class Apt:
                 os.utime(self.dir / "updated", (retry, retry))
                 return
             (self.dir / "updated").touch()
+            shutil.rmtree(self.dir / ANSWERS, ignore_errors=True)    # answers from the old lists
 
     def _config_current(self) -> bool:
         try:
@@ -294,8 +250,28 @@ class Apt:
             "set SEEDCHAIN_DEBIAN_MIRROR / SEEDCHAIN_DEBIAN_SECURITY to use another)"))
 
     def query(self, *args: str) -> str:
-        return _run(["apt-cache", *args], env=self.env, what=f"apt-cache {args[0]} ({self.suite})",
-                    hint=f"remove {self.dir} to fetch the package lists again")
+        """apt-cache's answer, kept until the lists are fetched again: a warm run asks none."""
+        try:
+            lists = (self.dir / "updated").stat().st_mtime_ns
+        except OSError:
+            lists = None
+        kept = None
+        if lists is not None:
+            key = hashlib.sha256("\0".join((str(lists), self.sources(), self.conf(), *args)).encode())
+            kept = self.dir / ANSWERS / key.hexdigest()[:32]
+            try:
+                return kept.read_text()
+            except OSError:
+                pass
+        out = _run(["apt-cache", *args], env=self.env, what=f"apt-cache {args[0]} ({self.suite})",
+                   hint=f"remove {self.dir} to fetch the package lists again")
+        if kept is not None:
+            try:
+                kept.parent.mkdir(exist_ok=True)
+                _atomic_write(kept, out)
+            except OSError:
+                pass            # a read-only or full cache: the answer is not kept, nothing else
+        return out
 
     def show(self, *pins: str) -> dict[str, Package]:
         """Index records for `name=version` pins, keyed by name."""

@@ -28,7 +28,8 @@ from harness.errors import ImageError
 
 from harness.images.apt import (  # noqa: F401 (the Debian side of the images, in one place)
     DEFAULT_MIRROR, DEFAULT_SECURITY, HOST_ARCH, KEYRING, RELEASES, SUITES, Apt, Package, _cached_deb,
-    _download, _run, _scan_deb, compare_versions, upstream_version, version_key)
+    _download, _run, _scan_deb)
+from harness.images.debversion import compare_versions, upstream_version, version_key  # noqa: F401
 
 log = logging.getLogger(__name__)
 
