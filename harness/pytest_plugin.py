@@ -7,6 +7,7 @@ that cannot be loaded is a failing item of its own, so the others still run.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -119,7 +120,21 @@ class ScenarioItem(pytest.Item):
         return self.path, 0, f"scenario {self.name}"
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_sessionfinish(session, exitstatus):
+    """A Ctrl-C that lands while the session winds down (pytest-xdist stopping its
+    workers, whose QEMU goes with them) ends it as interrupted, not in a traceback
+    from outside pytest's own handling. Then, with --matrix, the matrix report."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
+        sys.stderr.write("seedchain: interrupted while the session was finishing\n")
+        return
+    _write_matrix_report(session)
+
+
+def _write_matrix_report(session) -> None:
     """With --matrix, the controlling process writes the matrix report over every
     cell's result.json (pytest-xdist workers each wrote their own)."""
     config = session.config

@@ -94,3 +94,18 @@ def test_no_artifacts_folder_is_named_when_no_scenario_ran(tmp_path):
 def test_an_empty_qemu_option_is_a_usage_error(tmp_path):
     proc = pytest_run(tmp_path, "scenarios", "--collect-only", "--qemu", "")
     assert proc.returncode == 4 and "--qemu: names no QEMU" in proc.stderr, proc.stdout + proc.stderr
+
+
+def test_ctrl_c_while_the_session_finishes_ends_it_as_interrupted(tmp_path):
+    """pytest-xdist stops its workers in pytest_sessionfinish; a Ctrl-C landing there came
+    out of pytest as a KeyboardInterrupt traceback (seen 3 times in 17 interrupted
+    `pytest -n 2` runs). The hook here raises it where xdist's teardown would."""
+    (tmp_path / "conftest.py").write_text(
+        "def pytest_sessionfinish(session):\n    raise KeyboardInterrupt\n")
+    (tmp_path / "test_one.py").write_text("def test_one():\n    assert True\n")
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "test_one.py"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)            # pytest's INTERRUPTED
+    assert "interrupted while the session was finishing" in proc.stderr
