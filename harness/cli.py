@@ -30,6 +30,8 @@ set-up; `report --check` 1 on a failing cell.
 
 from __future__ import annotations
 
+from harness import startup  # first: a Ctrl-C while the modules below load ends quietly
+
 import argparse
 import json
 import os
@@ -51,7 +53,9 @@ from harness.progress import TRANSIENT, UPDATE
 from harness.reports.terminal import summary
 from harness.scenario.load import check_paths, discover, kernel_options, load_scenario
 
-PASSED, FAILED, UNTESTED, INTERRUPTED = 0, 1, 125, 130    # `run`, as git bisect run reads them
+startup.loaded()
+
+PASSED, FAILED, UNTESTED, INTERRUPTED = 0, 1, 125, startup.INTERRUPTED   # as git bisect run reads them
 BAD_INPUT = 2                                               # every other command
 _WORST = (PASSED, UNTESTED, FAILED, INTERRUPTED)            # of several scenarios, the last present
 
@@ -114,7 +118,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:   # while parsing or loading a command, before its own handling
+        print("seedchain: interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["report"]:
         from harness.reports.matrix import main as report_main
         return report_main(argv[1:])
@@ -126,7 +138,6 @@ def main(argv: list[str] | None = None) -> int:
         if is_run and exc.code == BAD_INPUT:
             return UNTESTED
         raise
-    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         if args.command == "check":
             return _check(args)
@@ -174,18 +185,8 @@ def _ledger(args) -> int:
         cleared = ledger.clear(root, args.scenario)
         print(f"cleared the ledger of {', '.join(cleared)}" if cleared else "the ledger was empty")
         return 0
-    names = [args.scenario] if args.scenario else ledger.scenarios(root)
-    if not names:
-        print(f"the ledger is empty ({ledger.folder(root)})")
-    for name in names:
-        entries = ledger.runs(root, name)
-        print(f"{name}: {len(entries)} run{'s' * (len(entries) != 1)}")
-        for entry in entries[-20:]:
-            layers = "  ".join(f"{k}:{v[:16]}" for k, v in sorted(entry["layers"].items()))
-            seed_file = " -> ".join(d[:16] for d in entry.get("seed_file") or [])
-            print(f"  {entry.get('when', '?')}  {layers}" + (f"  seed file {seed_file}" if seed_file else ""))
-        if len(entries) > 20:
-            print(f"  ({len(entries) - 20} older runs not shown)")
+    for line in ledger.lines(root, args.scenario):
+        print(line)
     return 0
 
 

@@ -270,3 +270,42 @@ def test_a_reader_that_goes_away_is_no_traceback():
     proc = subprocess.run(f"{sys.executable} -m harness.cli list scenarios | true",
                           shell=True, capture_output=True, text=True, cwd=ROOT)
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
+def test_ctrl_c_while_the_modules_load_is_one_line_not_a_traceback():
+    """A Ctrl-C 50 ms after start landed in an import (1 of 9 SIGINTs in the stress) and
+    printed a KeyboardInterrupt traceback. Here the signal comes while harness.cli loads."""
+    code = ("import os, signal, sys\n"
+            "class Interrupt:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'harness.checks.verdict':\n"
+            "            os.kill(os.getpid(), signal.SIGINT)\n"
+            "sys.meta_path.insert(0, Interrupt())\n"
+            "import harness.cli\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL)
+    assert (proc.returncode, proc.stderr) == (130, "seedchain: interrupted\n")
+
+
+def test_importing_the_command_line_leaves_the_signals_as_they_were():
+    code = ("import signal, harness.cli\n"
+            "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
+            "assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_ctrl_c_while_a_command_is_parsed(monkeypatch, capsys):
+    import signal
+    from harness import cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "_parser", interrupted)
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        assert cli.main(["list"]) == cli.INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert capsys.readouterr().err == "seedchain: interrupted\n"

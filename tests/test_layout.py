@@ -29,6 +29,7 @@ ALLOWED = {
     "reports": BOTTOM | {"scenario", "checks", "matrix"},
     "pipeline": BOTTOM | {"arch", "scenario", "images", "boot", "facts", "checks"},
     "jobs": BOTTOM | {"scenario", "images", "checks", "pipeline"},   # several runs, a process each
+    "startup": set(),               # the command line's first moments, before its imports
 }
 FRONT_DOORS = {"cli", "pytest_plugin", "pytest_session"}   # thin: may use every stage
 

@@ -128,3 +128,22 @@ def clear(cache_root: Path, scenario: str | None = None) -> list[str]:
                 cleared.append(name)
         path.with_suffix(".lock").unlink(missing_ok=True)
     return cleared
+
+
+def lines(root: Path, scenario: str | None = None, newest: int = 20) -> list[str]:
+    """`seedchain ledger show`: per scenario its last runs, oldest first, each with the
+    digest of every layer's seed (and a boot loader's seed file before -> after the boot)."""
+    names = [scenario] if scenario else scenarios(root)
+    if not names:
+        return [f"the ledger is empty ({folder(root)})"]
+    out = []
+    for name in names:
+        entries = runs(root, name)
+        out.append(f"{name}: {len(entries)} run{'s' * (len(entries) != 1)}")
+        for entry in entries[-newest:]:
+            layers = "  ".join(f"{k}:{v[:16]}" for k, v in sorted(entry["layers"].items()))
+            seed_file = " -> ".join(d[:16] for d in entry.get("seed_file") or [])
+            out.append(f"  {entry.get('when', '?')}  {layers}" + (f"  seed file {seed_file}" if seed_file else ""))
+        if len(entries) > newest:
+            out.append(f"  ({len(entries) - newest} older runs not shown)")
+    return out
