@@ -64,19 +64,26 @@ def layer_timings(outdir: Path) -> list[dict]:
         fields = (facts.get("report") or {}).get("fields") or {}
         layers.append({"index": facts["index"], "seconds": facts.get("seconds") or None,
                        "fault": facts.get("fault"), **dmesg_times(dmesg),
-                       **phases(facts.get("steps") or {}, fields.get("agent_uptime", ""))})
+                       **phases(facts.get("steps") or {}, fields.get("agent_uptime", ""),
+                                (facts.get("loader_record") or {}).get("uptime", ""))})
     return layers
 
 
-def phases(steps: dict, agent_uptime: str) -> dict:
+def phases(steps: dict, agent_uptime: str, loader_uptime: str = "") -> dict:
     """Where a layer's time goes, in seconds, from the runner's named steps (host clock,
     from the hand-over) and the agent's start on the kernel's clock:
       entry       hand-over to the stop at the kernel's entry: firmware, or kexec -e and purgatory
       pre_clock   entry to the kernel's clock starting: the decompressor and the earliest boot
       report      the agent's report on the wire, first byte to last
       host        the runner's RAM reads before it says go
-      load        fetching the next layer's images and loading them (kexec -l)
+      load        fetching the next layer's images and loading them (kexec -l); of it, on
+                  the guest's clock: fetch (copy off the chain disk, checked) and kexec_l
     None where a step is missing (no in-flight stop, a last layer)."""
+    try:
+        went, copied, loaded = (float(x) for x in loader_uptime.split())
+        fetch, kexec_l = round(copied - went, 3), round(loaded - copied, 3)
+    except ValueError:
+        fetch = kexec_l = None
     try:
         started = float(agent_uptime.split()[0])
     except (IndexError, ValueError):
@@ -91,4 +98,4 @@ def phases(steps: dict, agent_uptime: str) -> dict:
             "entry": entered,
             "pre_clock": round(clock_zero - (entered or 0.0), 3) if clock_zero is not None else None,
             "report": span("report-begun", "reported"), "host": span("reported", "go"),
-            "load": span("go", "loaded")}
+            "load": span("go", "loaded"), "fetch": fetch, "kexec_l": kexec_l}

@@ -88,16 +88,17 @@ def bench_depth(ctx: Context, depths: tuple[int, ...] = DEPTHS,
             ctx.save()
 
 
+PHASES = ("entry", "pre_clock", "report", "host", "load", "fetch", "kexec_l")
+
+
 def _per_layer(data: dict) -> dict:
     """Medians over layers 2..N of every passing run: the kexec'd layers, which are alike."""
-    walls, inits = [], []
-    for r in data["runs"]:
-        if not r["passed"]:
-            continue
-        for x in r["layers"][1:]:
-            walls.append(x["seconds"])
-            inits.append(x["run_init"])
-    return {"wall": stats(walls)["median"], "init": stats(inits)["median"],
+    kexeced = [x for r in data["runs"] if r["passed"] for x in r["layers"][1:]]
+
+    def median(key: str):
+        return stats([x.get(key) for x in kexeced])["median"]
+    return {"wall": median("seconds"), "init": median("run_init"),
+            "phases": {key: median(key) for key in PHASES},
             "layer1": stats([r["layers"][0]["seconds"] for r in data["runs"] if r["passed"] and r["layers"]])["median"],
             "total": stats([r["seconds"] for r in data["runs"] if r["passed"]])["median"]}
 
@@ -120,6 +121,7 @@ def report_depth(ctx: Context) -> str:
                      fmt(p["wall"], 2), fmt(ratio(p["wall"], first["wall"]), 3), fmt(p["init"], 2),
                      fmt(ratio(p["wall"], p["init"]), 2), fmt(data["bytes"] / 1e6, 1),
                      fmt(data["bytes"] / 1e6 / int(d), 1), probes or "-"])
+    phases = [[d, *(fmt(_per_layer(section[d])["phases"][key], 2) for key in PHASES)] for d in depths]
     last = _per_layer(section[depths[-1]])
     flat = ratio(last["wall"], first["wall"])
     return "\n".join([
@@ -131,4 +133,9 @@ def report_depth(ctx: Context) -> str:
         "timestamp; bytes = the chain's own images",
         f"   flat: depth {depths[-1]} / depth {depths[0]} per-layer wall = {fmt(flat, 3)} "
         f"(goal <= {GOAL_FLAT}: {'n/a' if flat is None else 'met' if flat <= GOAL_FLAT else 'not met'}); "
-        f"wall/kernel goal <= {GOAL_REST}"])
+        f"wall/kernel goal <= {GOAL_REST}",
+        "   where layers 2..N spend it (medians, s; bench/context.py phases): entry = kexec -e and purgatory, "
+        "pre-clock = the decompressor,\n"
+        "   report = the agent's report on the wire, host = RAM reads, load = the next layer's fetch "
+        "(copy and check) and kexec -l",
+        table(["layers", "entry", "pre-clock", "report", "host", "load", "fetch", "kexec -l"], phases)])

@@ -140,6 +140,7 @@ def report_overhead(ctx: Context) -> str:
                          fmt(median("entry"), 2), fmt(median("pre_clock"), 2),
                          fmt(started - init if started is not None and init is not None else None, 2),
                          fmt(median("report"), 2), fmt(median("host"), 2), fmt(median("load"), 2),
+                         fmt(median("fetch"), 2), fmt(median("kexec_l"), 2),
                          fmt(ratio(rest, wall) * 100 if rest is not None else None, 0, "%")])
     out += ["",
             "2. Per layer (harness runs, medians): wall = hand-over to the end of its report "
@@ -149,7 +150,9 @@ def report_overhead(ctx: Context) -> str:
             "   pre-clock = from there to the kernel's clock starting (the decompressor), init = /init to "
             "the agent, report = the report on the wire,\n"
             "   host = RAM reads before go; load = fetching and kexec -l of the next layer (after the "
-            "report, so outside wall)",
+            "report, so outside wall),\n"
+            "   of it on the guest's clock: fetch = the copy off the chain disk with its sha256 check, "
+            "kexec -l = the loader itself",
             table(["scenario", "layer", "wall s", "kernel s", "wall/kernel", "entry s", "pre-clock s",
-                   "init s", "report s", "host s", "load s", "rest share"], rows)]
+                   "init s", "report s", "host s", "load s", "fetch s", "kexec -l s", "rest share"], rows)]
     return "\n".join(out)

@@ -153,3 +153,15 @@ def test_flake_summary_compares_with_the_first_run():
     assert s["scenarios"]["b"]["flaky_runs"] == [4]
     assert (s["scenario_runs_flaky"], s["scenario_runs_compared"]) == (2, 6)
     assert (s["whole_runs_flaky"], s["whole_runs_compared"]) == (2, 3)
+
+
+def test_phases_split_a_layer_by_its_steps_and_the_guests_clock():
+    from bench.context import phases
+    steps = {"entered": 1.5, "report-begun": 5.0, "reported": 5.4, "go": 5.5, "loaded": 8.0, "exec": 8.1}
+    p = phases(steps, "2.25\n2.65", "2.7\n3.9\n5.0")
+    assert p["entry"] == 1.5
+    assert p["pre_clock"] == 1.25            # the kernel's clock started at 5.0 - 2.25 = 2.75 s
+    assert (p["report"], p["host"], p["load"]) == (0.4, 0.1, 2.5)
+    assert (p["fetch"], p["kexec_l"]) == (1.2, 1.1)
+    bare = phases({}, "", "")
+    assert all(bare[k] is None for k in ("entry", "pre_clock", "report", "host", "load", "fetch", "kexec_l"))

@@ -75,3 +75,11 @@ def test_malformed_reports_are_refused(raw, message):
 
 
 # Any input, fuzzed: tests/test_fuzz.py.
+
+
+def test_loader_record_keeps_the_guests_clock():
+    block = (b"@loader kexec_file_load 0 yes\n@field loader_output\n|ok\n"
+             b"@field loader_uptime\n|2.70\n|3.91\n|5.02\n@end-loader\n")
+    record = parse_loader(block)
+    assert record.uptime.split() == ["2.70", "3.91", "5.02"] and record.output == "ok"
+    assert parse_loader(b"@loader kexec_load 0 no\n@end-loader\n").uptime == ""

@@ -61,6 +61,7 @@ class LoaderRecord:
     rng_ready: bool
     output: str = field(default="")
     dmesg: str = field(default="")      # the kernel's kexec lines while loading (dynamic debug)
+    uptime: str = field(default="")     # the guest's clock at go, images fetched, loaded: one a line
 
 
 def _decode(raw: bytes) -> list[str]:
@@ -165,4 +166,4 @@ def parse_loader(raw: bytes) -> LoaderRecord:
     fields = _fields(lines[1:-1])
     return LoaderRecord(loader=head.group(1), rc=int(head.group(2)),
                         rng_ready=head.group(3) == "yes", output=fields.get("loader_output", ""),
-                        dmesg=fields.get("loader_dmesg", ""))
+                        dmesg=fields.get("loader_dmesg", ""), uptime=fields.get("loader_uptime", ""))

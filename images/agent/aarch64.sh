@@ -59,7 +59,26 @@ long_field() {
 	echo "@field $1" >&3
 	sed 's/^/|/' >&3
 }
-hex() { od -An -v -tx1 "$1" | tr -d ' \n'; echo; }
+value() {   # value NAME LINE...: a field from words the shell already has
+	name=$1; shift
+	echo "@field $name" >&3
+	for line; do echo "|$line"; done >&3
+}
+# A command's output goes through a scratch file rather than a pipe: a pipe's end is a
+# subshell, one more fork.
+scratch=/tmp/field
+output() {   # output NAME COMMAND...: what COMMAND prints as a field
+	name=$1; shift
+	"$@" >$scratch
+	field "$name" <$scratch
+}
+first_line() {   # first_line NAME COMMAND...: the first line COMMAND prints, on stdout or stderr
+	name=$1; shift
+	"$@" >$scratch 2>&1
+	line="" && IFS= read -r line <$scratch
+	value "$name" "$line"
+}
+hex() { hexdump -v -e '1/1 "%02x"' "$1"; echo; }
 # The next layer's kernel and initramfs, copied from the chain disk into /tmp/next
 # and checked; what goes wrong goes to stdout, which becomes the loader's output.
 extract() {   # extract DEVICE OFFSET SIZE SHA256 FILE
@@ -110,30 +129,37 @@ fdt_used() {
 chosen=/proc/device-tree/chosen
 echo "seedchain-agent: layer $LAYER reporting" >/dev/console
 echo "@begin $LAYER" >&3
-uname -r | field kernel_release
+field kernel_release </proc/sys/kernel/osrelease
 field cmdline </proc/cmdline
-ls $chosen 2>/dev/null | field dt_chosen
+output dt_chosen ls $chosen 2>/dev/null
 if [ -e $chosen/rng-seed ]; then
-	echo yes | field dt_rng_seed_present
-	hex $chosen/rng-seed | field dt_rng_seed
-	stat -c %a $chosen/rng-seed | field dt_rng_seed_mode
+	value dt_rng_seed_present yes
+	output dt_rng_seed hex $chosen/rng-seed
+	output dt_rng_seed_mode stat -c %a $chosen/rng-seed
 else
-	echo no | field dt_rng_seed_present
+	value dt_rng_seed_present no
 fi
-[ -e $chosen/kaslr-seed ] && hex $chosen/kaslr-seed | field dt_kaslr_seed
+[ -e $chosen/kaslr-seed ] && output dt_kaslr_seed hex $chosen/kaslr-seed
 used=$(fdt_used)
-[ "$used" -gt 0 ] 2>/dev/null && { head -c "$used" /sys/firmware/fdt | od -An -v -tx1 | tr -d ' \n'; echo; } | long_field fdt
+if [ "$used" -gt 0 ] 2>/dev/null; then
+	head -c "$used" /sys/firmware/fdt >/tmp/fdt
+	hex /tmp/fdt >$scratch
+	long_field fdt <$scratch
+fi
 field boot_id </proc/sys/kernel/random/boot_id
-kexec --version 2>&1 | head -n 1 | field kexec_tools
-busybox 2>&1 | head -n 1 | field busybox
-grep -m 1 '^Features' /proc/cpuinfo | field cpu_flags
-cat /sys/class/misc/hw_random/rng_current 2>/dev/null | field hwrng
-cut -d ' ' -f 1 /proc/modules 2>/dev/null | field modules
-{ [ -d /sys/firmware/efi ] && echo yes || echo no; } | field efi
+first_line kexec_tools kexec --version
+first_line busybox busybox
+output cpu_flags grep -m 1 '^Features' /proc/cpuinfo
+rng=/sys/class/misc/hw_random/rng_current
+if [ -r $rng ]; then field hwrng <$rng; else value hwrng; fi
+output modules cut -d ' ' -f 1 /proc/modules 2>/dev/null
+if [ -d /sys/firmware/efi ]; then value efi yes; else value efi no; fi
 long_field iomem </proc/iomem
-crng_ready | field crng_ready
-dmesg | long_field dmesg
-{ echo "$started"; read -r now _ </proc/uptime; echo "$now"; } | field agent_uptime
+dmesg >/tmp/dmesg
+if grep -q 'random: crng init done' /tmp/dmesg; then value crng_ready yes; else value crng_ready no; fi
+long_field dmesg </tmp/dmesg
+read -r now _ </proc/uptime
+value agent_uptime "$started" "$now"
 echo "@end $LAYER" >&3
 
 read -r answer <&3
@@ -157,8 +183,10 @@ control=/proc/dynamic_debug/control
 for file in kexec_image.c machine_kexec_file.c kexec.c; do
 	echo "file $file +p" >$control 2>/dev/null
 done
+read -r went _ </proc/uptime
 fetch_next >/tmp/loader.out 2>&1
 fetched=$?
+read -r copied _ </proc/uptime
 ready=$(crng_ready)
 if [ $fetched = 0 ]; then
 	kexec -d $mode /tmp/next/bzImage --initrd=/tmp/next/initrd \
@@ -167,10 +195,12 @@ if [ $fetched = 0 ]; then
 else
 	rc=1
 fi
+read -r loaded _ </proc/uptime
 rm -rf /tmp/next   # the kernel holds its own copy now; the memory is the next layer's
 echo "@loader $NEXT_LOADER $rc $ready" >&3
 grep -v '^sym: ' /tmp/loader.out | long_field loader_output
 dmesg | grep -E 'Loaded (kernel|dtb) at|RNG is not initiali[sz]ed' | long_field loader_dmesg
+value loader_uptime "$went" "$copied" "$loaded"
 echo "@end-loader" >&3
 read -r answer <&3
 [ "$rc" = 0 ] || halt "loading layer $((LAYER + 1)) failed (rc $rc)"

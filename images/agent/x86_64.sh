@@ -64,7 +64,26 @@ long_field() {   # the same for long text: one sed beats a byte-by-byte read loo
 	echo "@field $1" >&3
 	sed 's/^/|/' >&3
 }
-hex() { od -An -v -tx1 "$1" | tr -d ' \n'; echo; }
+value() {   # value NAME LINE...: a field from words the shell already has
+	name=$1; shift
+	echo "@field $name" >&3
+	for line; do echo "|$line"; done >&3
+}
+# A command's output goes through a scratch file rather than a pipe: a pipe's end is a
+# subshell, one more fork.
+scratch=/tmp/field
+output() {   # output NAME COMMAND...: what COMMAND prints as a field
+	name=$1; shift
+	"$@" >$scratch
+	field "$name" <$scratch
+}
+first_line() {   # first_line NAME COMMAND...: the first line COMMAND prints, on stdout or stderr
+	name=$1; shift
+	"$@" >$scratch 2>&1
+	line="" && IFS= read -r line <$scratch
+	value "$name" "$line"
+}
+hex() { hexdump -v -e '1/1 "%02x"' "$1"; echo; }
 # The next layer's kernel and initramfs, copied from the chain disk into /tmp/next
 # and checked; what goes wrong goes to stdout, which becomes the loader's output.
 extract() {   # extract DEVICE OFFSET SIZE SHA256 FILE
@@ -103,28 +122,32 @@ crng_ready() { dmesg | grep -q 'random: crng init done' && echo yes || echo no; 
 
 echo "seedchain-agent: layer $LAYER reporting" >/dev/console
 echo "@begin $LAYER" >&3
-uname -r | field kernel_release
+field kernel_release </proc/sys/kernel/osrelease
 field cmdline </proc/cmdline
 field boot_protocol </sys/kernel/boot_params/version
-hex /sys/kernel/boot_params/data | long_field boot_params
+hex /sys/kernel/boot_params/data >$scratch
+long_field boot_params <$scratch
 for entry in /sys/kernel/boot_params/setup_data/*; do
 	[ -d "$entry" ] || continue
 	n=${entry##*/}
 	field "setup_data/$n/type" <"$entry/type"
-	hex "$entry/data" | field "setup_data/$n/data"
-	stat -c %a "$entry/data" | field "setup_data/$n/mode"
+	output "setup_data/$n/data" hex "$entry/data"
+	output "setup_data/$n/mode" stat -c %a "$entry/data"
 done
 field boot_id </proc/sys/kernel/random/boot_id
-kexec --version 2>&1 | head -n 1 | field kexec_tools
-busybox 2>&1 | head -n 1 | field busybox
-grep -m 1 '^flags' /proc/cpuinfo | field cpu_flags
-cat /sys/class/misc/hw_random/rng_current 2>/dev/null | field hwrng
-cut -d ' ' -f 1 /proc/modules 2>/dev/null | field modules
-{ [ -d /sys/firmware/efi ] && echo yes || echo no; } | field efi
+first_line kexec_tools kexec --version
+first_line busybox busybox
+output cpu_flags grep -m 1 '^flags' /proc/cpuinfo
+rng=/sys/class/misc/hw_random/rng_current
+if [ -r $rng ]; then field hwrng <$rng; else value hwrng; fi
+output modules cut -d ' ' -f 1 /proc/modules 2>/dev/null
+if [ -d /sys/firmware/efi ]; then value efi yes; else value efi no; fi
 long_field iomem </proc/iomem   # names the memory a lingering copy of a seed sits in
-crng_ready | field crng_ready
-dmesg | long_field dmesg
-{ echo "$started"; read -r now _ </proc/uptime; echo "$now"; } | field agent_uptime
+dmesg >/tmp/dmesg
+if grep -q 'random: crng init done' /tmp/dmesg; then value crng_ready yes; else value crng_ready no; fi
+long_field dmesg </tmp/dmesg
+read -r now _ </proc/uptime
+value agent_uptime "$started" "$now"
 echo "@end $LAYER" >&3
 
 # The host reads this layer's setup_data in RAM now; the next kernel may overwrite it.
@@ -148,8 +171,10 @@ esac
 control=/proc/dynamic_debug/control
 [ -w $control ] || { mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null; control=/sys/kernel/debug/dynamic_debug/control; }
 echo 'file kexec-bzimage64.c +p' >$control 2>/dev/null
+read -r went _ </proc/uptime
 fetch_next >/tmp/loader.out 2>&1
 fetched=$?
+read -r copied _ </proc/uptime
 # kexec_file_load only adds a seed when this kernel's RNG is ready right now.
 ready=$(crng_ready)
 if [ $fetched = 0 ]; then
@@ -159,10 +184,12 @@ if [ $fetched = 0 ]; then
 else
 	rc=1
 fi
+read -r loaded _ </proc/uptime
 rm -rf /tmp/next   # the kernel holds its own copy now; the memory is the next layer's
 echo "@loader $NEXT_LOADER $rc $ready" >&3
 long_field loader_output </tmp/loader.out
 dmesg | grep 'Loaded 64bit kernel at' | long_field loader_dmesg
+value loader_uptime "$went" "$copied" "$loaded"
 echo "@end-loader" >&3
 # Wait until the host has this record: a tty buffer is not drained across kexec -e.
 read -r answer <&4
