@@ -208,15 +208,13 @@ def _watch(scenario: Scenario, machine: qemu_control.Machine, outdir: Path) -> W
             path.unlink(missing_ok=True)
 
 
-def _boot_layer(index: int, timeout: float, machine, stream, console, f: LayerFacts,
+def _boot_layer(index: int, timeout: float, machine, stream, console, f: LayerFacts, *, start: float,
                 intended_panic: bool = False, watch: Watch | None = None,
-                facts: list[LayerFacts] | None = None, deadline: float | None = None,
-                start: float | None = None) -> None:
-    start = time.monotonic() if start is None else start
+                facts: list[LayerFacts] | None = None, deadline: float | None = None) -> None:
     # The console's mark was set for layer 1 at the start, for the others at their hand-over.
     block = wait_block(machine, stream, console, b"@begin ", f"@end {index}".encode(),
-                        timeout, f"report from layer {index}", intended_panic=intended_panic,
-                        deadline=deadline)
+                       timeout, f"report from layer {index}", intended_panic=intended_panic,
+                       deadline=deadline)
     if stream.started_at is not None:
         _step(f, "report-begun", start, stream.started_at)
     _step(f, "reported", start)
@@ -251,13 +249,12 @@ def _boot_layer(index: int, timeout: float, machine, stream, console, f: LayerFa
     machine.answer_agent("go")
 
 
-def _hand_over(machine, stream, console, f: LayerFacts, child_layer, watch: Watch | None = None,
-               child: LayerFacts | None = None, start: float | None = None) -> None:
-    start = time.monotonic() if start is None else start
+def _hand_over(machine, stream, console, f: LayerFacts, child_layer, *, start: float,
+               watch: Watch | None = None, child: LayerFacts | None = None) -> None:
     next_index = child_layer.index
     console.mark()
     block = wait_block(machine, stream, console, b"@loader ", b"@end-loader",
-                        LOADER_TIMEOUT, f"loader record from layer {f.index}")
+                       LOADER_TIMEOUT, f"loader record from layer {f.index}")
     _step(f, "loaded", start)
     try:
         f.loader_record = parse_loader(block)

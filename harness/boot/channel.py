@@ -105,8 +105,8 @@ class AgentStream:
 
 
 def wait_block(machine: qemu_control.Machine, stream: AgentStream, console: Console,
-                start: bytes, end: bytes, timeout: float, what: str,
-                intended_panic: bool = False, deadline: float | None = None) -> bytes:
+               start: bytes, end: bytes, timeout: float, what: str,
+               intended_panic: bool = False, deadline: float | None = None) -> bytes:
     """Wait for a block from the agent, `timeout` seconds or until `deadline` (a layer's
     timeout runs from its hand-over). With intended_panic (a crash kernel's hand-over)
     the first "Kernel panic" on the console is the parent's, on purpose: it is skipped."""
