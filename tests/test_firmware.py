@@ -266,7 +266,8 @@ def test_a_blocks_start_is_timed_when_its_first_bytes_come(tmp_path, monkeypatch
     """The report-begun step is when "@begin" arrived, not when the block was complete."""
     clock = iter([10.0, 11.0, 12.5, 13.0, 14.0, 15.0])
     monkeypatch.setattr(channel.time, "monotonic", lambda: next(clock))
-    machine = _FakeMachine(tmp_path / "console.log", [b"@begin 1\n@field a\n", b"|x\n", b"@end 1\n@loa"])
+    machine = _FakeMachine(tmp_path / "console.log", [b"@begin 1\n@field a\n", b"|x\n", b"@end 1\n@loa",
+                                                      b"der kexec_load 0 yes\n", b"@end-loader\n"])
     stream = channel.AgentStream(machine, tmp_path / "agent.log")
     try:
         for _ in range(3):
@@ -274,6 +275,10 @@ def test_a_blocks_start_is_timed_when_its_first_bytes_come(tmp_path, monkeypatch
         assert stream.take(b"@begin ", b"@end 1") is not None
         assert stream.started_at == 10.0               # the first chunk's arrival
         assert stream.take(b"@loader ", b"@end-loader") is None    # "@loa" is no start yet
+        for _ in range(2):
+            stream.poll(0)
+        assert stream.take(b"@loader ", b"@end-loader") is not None
+        assert stream.started_at == 13.0               # the marker split over two reads
     finally:
         stream.close()
 

@@ -86,9 +86,9 @@ class AgentStream:
             self.log.write(data)
             self.log.flush()
             self.buffer += data
-            now = time.monotonic()
+            now, fresh = time.monotonic(), self.buffer[-(len(data) + 16):]   # what came, and a bit before
             for marker in _STARTS:
-                if marker not in self._arrived and marker in self.buffer:
+                if marker not in self._arrived and marker in fresh:
                     self._arrived[marker] = now
             if len(self.buffer) > MAX_REPORT_BYTES:
                 raise Fault("bad-report", f"the agent sent over {MAX_REPORT_BYTES} bytes without a complete block")
