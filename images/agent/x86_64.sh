@@ -118,7 +118,11 @@ fetch_next() {
 	mkdir -p /tmp/next
 	extract "$disk" $NEXT_KERNEL /tmp/next/bzImage && extract "$disk" $NEXT_INITRD /tmp/next/initrd
 }
-crng_ready() { dmesg | grep -q 'random: crng init done' && echo yes || echo no; }
+rng_ready() {   # rng_ready: the kernel log, now, in /tmp/dmesg; $ready says if the RNG is ready
+	dmesg >/tmp/dmesg
+	ready=no
+	grep -q 'random: crng init done' /tmp/dmesg && ready=yes
+}
 
 echo "seedchain-agent: layer $LAYER reporting" >/dev/console
 echo "@begin $LAYER" >&3
@@ -143,8 +147,8 @@ if [ -r $rng ]; then field hwrng <$rng; else value hwrng; fi
 output modules cut -d ' ' -f 1 /proc/modules 2>/dev/null
 if [ -d /sys/firmware/efi ]; then value efi yes; else value efi no; fi
 long_field iomem </proc/iomem   # names the memory a lingering copy of a seed sits in
-dmesg >/tmp/dmesg
-if grep -q 'random: crng init done' /tmp/dmesg; then value crng_ready yes; else value crng_ready no; fi
+rng_ready
+value crng_ready $ready
 long_field dmesg </tmp/dmesg
 read -r now _ </proc/uptime
 value agent_uptime "$started" "$now"
@@ -176,7 +180,7 @@ fetch_next >/tmp/loader.out 2>&1
 fetched=$?
 read -r copied _ </proc/uptime
 # kexec_file_load only adds a seed when this kernel's RNG is ready right now.
-ready=$(crng_ready)
+rng_ready
 if [ $fetched = 0 ]; then
 	kexec -d $mode /tmp/next/bzImage --initrd=/tmp/next/initrd \
 		--command-line="$NEXT_CMDLINE" >>/tmp/loader.out 2>&1
