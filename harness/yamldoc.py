@@ -14,6 +14,7 @@ import difflib
 import math
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 
 import jsonschema
@@ -21,6 +22,7 @@ import yaml
 from jsonschema.exceptions import relevance
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from harness import files
 from harness.errors import ScenarioError, SeedchainError
 
 MAX_BYTES = 256 * 1024
@@ -47,7 +49,14 @@ def read_text(path: str | os.PathLike, words: Words = PLAIN, error: Error = Scen
     """A project YAML file's text; any problem reading it is an `error`."""
     where = str(path)
     try:
-        with open(path, "rb") as f:
+        # Not open(): a FIFO or a terminal named here would wait forever for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise error(f"is {files.kind(mode)}, not a file", where=where,
+                            hint="give the file itself")
+            os.set_blocking(fd, True)
             raw = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise error("no such file", where=where) from None
