@@ -65,7 +65,7 @@ import jsonschema
 import kcidb_io
 
 from harness.errors import SeedchainError
-from harness.reports.matrix import artifacts_dir, merge
+from harness.reports.matrix import RESULT_NAME, artifacts_dir, merge, unreadable
 from harness.scenario.model import CHECKS
 
 SCHEMA = kcidb_io.schema.V5_3
@@ -87,7 +87,13 @@ def kcidb_data(results: Sequence[dict], out_dir: Path, url_base: str | None = No
     links = _Links(Path(out_dir), url_base)
     objects: dict[str, dict[str, dict]] = {"checkouts": {}, "builds": {}, "tests": {}}
     for result in results:
-        for kind, obj in _objects(result, links):
+        try:
+            found = list(_objects(result, links))
+        except (AttributeError, TypeError, ValueError, KeyError, IndexError) as e:
+            # a value of a shape no seedchain writes: the result is reported as unreadable
+            bad = unreadable(str(result.get("result_file") or "?"), f"not a seedchain result ({type(e).__name__})")
+            found = list(_objects(bad, links))
+        for kind, obj in found:
             objects[kind].setdefault(obj["id"], obj)
     data = {"version": {"major": SCHEMA.major, "minor": SCHEMA.minor},
             **{kind: list(found.values()) for kind, found in objects.items()}}
@@ -105,7 +111,8 @@ def write_kcidb(data: dict, out: Path) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     except OSError as e:
-        raise SeedchainError(f"cannot write: {e.strerror}", where=str(out)) from None
+        raise SeedchainError(f"cannot write: {e.strerror}", where=str(out),
+                             hint="give --kcidb a file in a folder you can write to") from None
 
 
 # --- one result --------------------------------------------------------------------------
@@ -353,6 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         results = merge(args.results)
+        if not results:
+            raise SeedchainError(f"no {RESULT_NAME} under {' '.join(args.results)}",
+                                 hint="give result.json files or folders holding them (seedchain run --artifacts)")
         data = kcidb_data(results, args.kcidb.parent, args.kcidb_url_base)
         write_kcidb(data, args.kcidb)
     except SeedchainError as e:
