@@ -4,9 +4,9 @@
 `matrix NAME` lists a matrix's cells, `matrix NAME --github` its CI jobs as JSON.
 `run -j N` boots N scenarios at once, each in a process of its own; `run --kernel
 N=PATH` puts a kernel file in layer N only (repeatable), `--kernel PATH` in every layer.
-`check` makes the checks `run` makes before it fetches or builds anything (no network);
-both refuse a scenario's kernel path out of its folder and the project unless given
-`--allow-outside-paths`.
+`check` makes the checks `run` makes before it fetches or builds anything (no network, nothing
+run); both refuse a scenario's kernel path out of its folder and the project unless given
+`--allow-outside-paths`, and a QEMU binary it names unless given `--allow-scenario-binaries`.
 
 Exit status of `run`, as `git bisect run` reads it:
   0    every expectation held (bisect: good);
@@ -38,7 +38,6 @@ import os
 import signal
 import sys
 import tempfile
-import time
 import traceback
 from pathlib import Path
 
@@ -49,9 +48,10 @@ from harness.images.preflight import check_scenario
 from harness.jobs import Outcome, run_all
 from harness.matrix.github import MATRIX_FILE, print_matrix
 from .errors import SeedchainError
-from harness.progress import TRANSIENT, UPDATE
+from harness.progress import TRANSIENT
+from harness.progress import Terminal as _Terminal
 from harness.reports.terminal import summary
-from harness.scenario.load import check_paths, discover, kernel_options, load_scenario
+from harness.scenario.load import check_binaries, check_paths, discover, kernel_options, load_scenario
 
 startup.loaded()
 
@@ -87,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="folder for console logs, reports and results (default: %(default)s)")
     r.add_argument("--cache", type=Path, help="image cache (default: $SEEDCHAIN_CACHE or ~/.cache/seedchain)")
     r.add_argument("--qemu", help="a qemu-system-x86_64 binary to use instead of the scenario's")
+    r.add_argument("--qemu-arg", action="append", default=[], metavar="ARG",
+                   help="one more QEMU argument, any (yours, unchecked); repeat: --qemu-arg=-d --qemu-arg=int")
     r.add_argument("--kernel", action="append", default=[], metavar="[N=]PATH",
                    help="a bzImage for layer N instead of the scenario's kernel, or without N=, "
                         "for every layer; repeat for several layers")
@@ -99,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--allow-outside-paths", action="store_true",
                              help="accept kernel paths in a scenario that lead out of its folder and "
                                   "the project (for a scenario file you trust)")
+        command.add_argument("--allow-scenario-binaries", action="store_true",
+                             help="run the QEMU binary a scenario file you trust names (else only --qemu)")
     rep = sub.add_parser("report", add_help=False,
                          help="merge result.json files into a matrix report (see: seedchain report --help)")
     rep.add_argument("rest", nargs=argparse.REMAINDER)
@@ -202,6 +206,7 @@ def _check(args) -> int:
         s = load_scenario(path)
         _named_once(s, seen)
         check_paths(s, allowed=args.allow_outside_paths)
+        check_binaries(s, allowed=args.allow_scenario_binaries)
         notes = check_scenario(s)
         print(f"{path}: ok ({s.name}, {_layers(s)})")
         for note in notes:
@@ -239,7 +244,9 @@ def _scenarios(args) -> list:
         _named_once(s, names)
         check_paths(s, allowed=args.allow_outside_paths,
                     replaced=[layer.index for layer in s.layers if every or layer.index in layers])
-    scenarios = [s.with_overrides(qemu_build=args.qemu, kernel=every, layer_kernels=layers) for s in scenarios]
+        check_binaries(s, allowed=args.allow_scenario_binaries or args.qemu is not None)   # --qemu replaces it
+    scenarios = [s.with_overrides(qemu_build=args.qemu, kernel=every, layer_kernels=layers, qemu_args=tuple(args.qemu_arg))
+                 for s in scenarios]
     if args.jobs > 1:
         seen: dict[str, str] = {}
         for s in scenarios:
@@ -249,30 +256,6 @@ def _scenarios(args) -> list:
                                      where="-j", hint="name each scenario once, or run without -j")
             seen[s.slug] = s.path
     return scenarios
-
-
-class _Terminal:
-    """Progress lines; on a terminal an in-between update is written over the last line
-    (at most every UPDATE seconds), elsewhere it is left out."""
-
-    def __init__(self, out):
-        self.out = out
-        self.tty = out.isatty()
-        self.pending = False
-        self.last = 0.0
-
-    def update(self, text: str) -> None:
-        now = time.monotonic()
-        if self.tty and now - self.last >= UPDATE:
-            self.last = now
-            self.out.write(f"\r{text[:200]}\x1b[K")
-            self.out.flush()
-            self.pending = True
-
-    def line(self, text: str) -> None:
-        self.out.write(("\r\x1b[K" if self.pending else "") + text + "\n")
-        self.out.flush()
-        self.pending = False
 
 
 def _writable(path: Path, option: str, folder: bool) -> None:

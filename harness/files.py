@@ -55,6 +55,18 @@ def open_regular(path: str | os.PathLike, *, what: str = "file", max_bytes: int 
         raise
 
 
+def open_plain(path: str | os.PathLike, error: type[SeedchainError], where: str) -> BinaryIO:
+    """`path` opened for reading, binary, when it is a regular file; an `error` saying what
+    it is otherwise ("is a FIFO (named pipe), not a file"). OSError from open() passes."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise error(f"is {kind(mode)}, not a file", where=where, hint="give the file itself")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
 def read_bytes(path: str | os.PathLike, max_bytes: int, **kwargs) -> bytes:
     """A regular file's bytes, refused (open_regular's `error`) above max_bytes before any
     is read; a file that grew meanwhile is read only as far as max_bytes + 1 and refused."""
@@ -86,3 +98,17 @@ def depth(data: object) -> int:
         deepest = max(deepest, level)
         todo.extend((child, level + 1) for child in children)
     return deepest
+
+
+def executable_kind(path: str | os.PathLike, **kwargs) -> str:
+    """'an ELF binary' or 'a script' (#!), from a regular file's first bytes, without running
+    it; open_regular's `error` for anything else."""
+    with open_regular(path, what="program", **kwargs) as f:
+        head = f.read(4)
+    if head == b"\x7fELF":
+        return "an ELF binary"
+    if head[:2] == b"#!":
+        return "a script"
+    error = kwargs.get("error", SeedchainError)
+    raise error(f"{path} is neither an ELF binary nor a script", where=kwargs.get("where") or str(path),
+                hint=kwargs.get("hint"))

@@ -81,7 +81,8 @@ class ScenarioItem(pytest.Item):
     def runtest(self):
         session = self.config.seedchain  # set up by harness.pytest_session's pytest_configure
         scenario = self.scenario.with_overrides(qemu_build=session.qemu, kernel=session.kernel,
-                                                layer_kernels=session.layer_kernels)
+                                                layer_kernels=session.layer_kernels,
+                                                qemu_args=session.qemu_args)
         result = run(scenario, cache=session.cache, artifacts=session.artifacts)
         self.user_properties += [("artifacts", result.artifacts), ("qemu", result.qemu_version),
                                  ("accel", result.accel), ("seconds", f"{result.seconds:.1f}")]

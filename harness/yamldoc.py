@@ -14,7 +14,6 @@ import difflib
 import math
 import os
 import re
-import stat
 from dataclasses import dataclass, field
 
 import jsonschema
@@ -49,19 +48,10 @@ def read_text(path: str | os.PathLike, words: Words = PLAIN, error: Error = Scen
     """A project YAML file's text; any problem reading it is an `error`."""
     where = str(path)
     try:
-        # Not open(): a FIFO or a terminal named here would wait forever for a writer.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as f:
-            mode = os.fstat(fd).st_mode
-            if not stat.S_ISREG(mode):
-                raise error(f"is {files.kind(mode)}, not a file", where=where,
-                            hint="give the file itself")
-            os.set_blocking(fd, True)
+        with files.open_plain(path, error, where) as f:      # a FIFO is refused, not waited on
             raw = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise error("no such file", where=where) from None
-    except IsADirectoryError:
-        raise error("is a folder, not a file", where=where) from None
     except (OSError, ValueError) as e:  # ValueError: a NUL in the path
         raise error(f"cannot read the file: {getattr(e, 'strerror', None) or e}", where=where) from None
     check_size(len(raw), where, words, error)

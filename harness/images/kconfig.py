@@ -21,7 +21,6 @@ kernels built from Debian's source (`debian-source:SUITE/SERIES`), whose build c
 from __future__ import annotations
 
 import bz2
-import gzip
 import lzma
 import re
 import zlib

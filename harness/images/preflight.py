@@ -3,7 +3,8 @@
 What `seedchain check` says of a file, and what `run` makes sure of first, so that a
 mistake costs no download and no build: the Debian suites of the layers' kernels and
 userlands and of a `debian:SUITE` QEMU, the recipe of a `source:VERSION` QEMU, that a QEMU
-binary is one (`BINARY --version`), and the kernel files the layers boot (their header
+binary is an executable ELF file or script (it is not run: resolve() asks it `--version`
+when the scenario runs), and the kernel files the layers boot (their header
 and embedded configuration: harness.images.kconfig). Each problem names the scenario
 file and the line of the layer, or of `qemu.build`; no network is needed for any of it.
 """
@@ -32,9 +33,9 @@ def check_scenario(scenario: Scenario) -> list[str]:
             _at(where, kernel_source.check, layer.kernel)
         _at(where, _userland_suite, layer.userland)
     line = f":{scenario.qemu_line}" if scenario.qemu_line else ""
-    _at(f"{scenario.path}{line}: qemu.build", lambda build: qemu_builds.check(build, scenario.arch),
-        scenario.qemu.build)
-    return check_kernels(scenario)
+    notes = _at(f"{scenario.path}{line}: qemu.build", lambda build: qemu_builds.check(build, scenario.arch),
+                scenario.qemu.build)
+    return [*notes, *check_kernels(scenario)]
 
 
 def _userland_suite(spec: str) -> None:
@@ -44,9 +45,9 @@ def _userland_suite(spec: str) -> None:
                              hint=f"use one of: {', '.join('debian:' + s for s in debian.SUITES)}")
 
 
-def _at(where: str, check, value: str) -> None:
+def _at(where: str, check, value: str):
     try:
-        check(value)
+        return check(value)
     except SeedchainError as exc:
         exc.where = where
         raise
