@@ -185,6 +185,11 @@ def _ledger(args) -> int:
     `ledger clear [SCENARIO]`: forget them (fresh then compares within a run only)."""
     from harness.facts import ledger
     root = Cache(args.cache).root
+    for folder in (root, ledger.folder(root)):
+        if folder.exists() and not folder.is_dir():
+            raise SeedchainError(f"{folder} is a file; the ledger is a folder in the image cache",
+                                 where="--cache" if args.cache else "the image cache",
+                                 hint="give --cache the cache folder (default: $SEEDCHAIN_CACHE or ~/.cache/seedchain)")
     if args.action == "clear":
         cleared = ledger.clear(root, args.scenario)
         print(f"cleared the ledger of {', '.join(cleared)}" if cleared else "the ledger was empty")
@@ -283,11 +288,20 @@ def _writable(path: Path, option: str, folder: bool) -> None:
         raise SeedchainError(f"cannot write to {path}: {err.strerror}", where=option, hint=hint) from None
 
 
+def _not_an_input(output: Path, scenarios: list) -> None:
+    """--json naming a scenario file (the same file, by any path) would overwrite it."""
+    for s in scenarios:
+        if output.exists() and os.path.samefile(output, s.path):
+            raise SeedchainError(f"{output} is the scenario file {s.path}; writing the results there "
+                                 "would overwrite it", where="--json", hint="give --json a file of its own")
+
+
 def _run(args) -> int:
     scenarios = _scenarios(args)
     _writable(args.artifacts, "--artifacts", folder=True)
     if args.json:
         _writable(args.json, "--json", folder=False)
+        _not_an_input(args.json, scenarios)
     args.started = True
     jobs = min(args.jobs, len(scenarios))
     finished: dict[int, Outcome] = {}
