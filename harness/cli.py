@@ -48,6 +48,7 @@ from harness.images.preflight import check_scenario
 from harness.jobs import Outcome, run_all
 from harness.matrix.github import MATRIX_FILE, print_matrix
 from .errors import SeedchainError
+from harness import text
 from harness.progress import TRANSIENT
 from harness.progress import Terminal as _Terminal
 from harness.reports.terminal import summary
@@ -152,11 +153,11 @@ def _main(argv: list[str]) -> int:
         if args.command == "list":
             for path in discover(args.folder):
                 s = load_scenario(path)
-                print(f"{s.name:28} {_layers(s):8}  {' '.join(s.description.split())}")
+                print(f"{s.name:28} {_layers(s):8}  {text.one_line(' '.join(s.description.split()))}")
             return 0
         return _run(args)
     except SeedchainError as exc:
-        print(f"seedchain: error: {exc}", file=sys.stderr)
+        print(f"seedchain: error: {text.terminal(exc)}", file=sys.stderr)
         return UNTESTED if is_run else BAD_INPUT
     except BrokenPipeError:
         # The reader went away (`seedchain list | head`): nothing more to say to it.
@@ -213,9 +214,9 @@ def _check(args) -> int:
         check_paths(s, allowed=args.allow_outside_paths)
         check_binaries(s, allowed=args.allow_scenario_binaries)
         notes = check_scenario(s)
-        print(f"{path}: ok ({s.name}, {_layers(s)})")
+        print(text.terminal(f"{path}: ok ({s.name}, {_layers(s)})"))
         for note in notes:
-            print(f"  note: {note}")
+            print(f"  note: {text.terminal(note)}")
     return 0
 
 
@@ -316,7 +317,7 @@ def _run(args) -> int:
         elif jobs == 1:
             terminal.line(f"  {message}")
         else:       # one line per step, each prefixed by its scenario
-            print(f"{scenario.id:<{width}} | {message.removeprefix(f'{scenario.name}: ')}", flush=True)
+            print(text.terminal(f"{scenario.id:<{width}} | {message.removeprefix(f'{scenario.name}: ')}"), flush=True)
 
     def done(index: int, outcome: Outcome) -> None:
         finished[index] = outcome
@@ -373,7 +374,7 @@ def _print_outcome(outcome: Outcome) -> None:
     if outcome.result is not None:
         print(summary(outcome.result) + "\n", flush=True)
     elif outcome.error:
-        print(f"seedchain: error: {outcome.error}", file=sys.stderr, flush=True)
+        print(f"seedchain: error: {text.terminal(outcome.error)}", file=sys.stderr, flush=True)
     elif outcome.crash:
         _print_crash(outcome.crash)
     else:

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+from harness.text import one_line, terminal
+
 TRANSIENT = "\r"
 MILESTONE = 15.0            # seconds between lines for a log
 UPDATE = 0.5                # seconds between a terminal's in-place updates
@@ -99,11 +101,11 @@ class Terminal:
         now = time.monotonic()
         if self.tty and now - self.last >= UPDATE:
             self.last = now
-            self.out.write(f"\r{text[:200]}\x1b[K")
+            self.out.write(f"\r{one_line(text[:200])}\x1b[K")
             self.out.flush()
             self.pending = True
 
     def line(self, text: str) -> None:
-        self.out.write(("\r\x1b[K" if self.pending else "") + text + "\n")
+        self.out.write(("\r\x1b[K" if self.pending else "") + terminal(text) + "\n")
         self.out.flush()
         self.pending = False

@@ -16,10 +16,11 @@ MAX_LINES = 400
 # checks -> matrix -> reports. boot fills in the facts it is given (their types and
 # the guest report's parser live in facts), so it is the one stage that reaches one
 # ahead. The shared bottom (errors, paths, proc, progress, yamldoc, arch) imports no stage.
-BOTTOM = {"errors", "paths", "proc", "progress", "yamldoc", "files"}
+BOTTOM = {"errors", "paths", "proc", "progress", "yamldoc", "files", "text"}
 ALLOWED = {
-    "errors": set(), "paths": set(), "proc": set(), "progress": set(), "yamldoc": {"errors", "files"},
+    "errors": set(), "paths": set(), "proc": set(), "progress": {"text"}, "yamldoc": {"errors", "files"},
     "files": {"errors"},          # opening the files a user names, for every stage
+    "text": set(),                # untrusted text made safe for a terminal or Markdown
     "arch": {"errors", "paths", "files"},
     "scenario": BOTTOM,
     "images": BOTTOM | {"arch", "scenario"},

@@ -65,6 +65,7 @@ import jsonschema
 import kcidb_io
 
 from harness.errors import SeedchainError
+from harness import text
 from harness.reports.matrix import RESULT_NAME, artifacts_dir, merge, unreadable
 from harness.scenario.model import CHECKS
 
@@ -95,8 +96,8 @@ def kcidb_data(results: Sequence[dict], out_dir: Path, url_base: str | None = No
             found = list(_objects(bad, links))
         for kind, obj in found:
             objects[kind].setdefault(obj["id"], obj)
-    data = {"version": {"major": SCHEMA.major, "minor": SCHEMA.minor},
-            **{kind: list(found.values()) for kind, found in objects.items()}}
+    data = _plain({"version": {"major": SCHEMA.major, "minor": SCHEMA.minor},
+                   **{kind: list(found.values()) for kind, found in objects.items()}})
     try:
         SCHEMA.validate(data)
     except jsonschema.ValidationError as e:
@@ -104,6 +105,19 @@ def kcidb_data(results: Sequence[dict], out_dir: Path, url_base: str | None = No
         raise SeedchainError(f"the KCIDB data does not validate at {where}: {e.message}",
                              hint="a result field seedchain did not expect; please report it") from None
     return data
+
+
+def _plain(value):
+    """Every string of the data with its control characters escaped (text.terminal): the guest's
+    strings reach dashboards and terminals that read KCIDB data. HTML is left to whoever renders
+    it, as KCIDB's fields are plain text."""
+    if isinstance(value, str):
+        return text.terminal(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def write_kcidb(data: dict, out: Path) -> None:
@@ -366,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = kcidb_data(results, args.kcidb.parent, args.kcidb_url_base)
         write_kcidb(data, args.kcidb)
     except SeedchainError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {text.terminal(e)}", file=sys.stderr)
         return 2
     statuses = Counter(t["status"] for t in data["tests"])
     print(f"{len(results)} results: {len(data['checkouts'])} checkouts, {len(data['builds'])} builds, "

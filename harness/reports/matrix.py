@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 from urllib.parse import quote
 
-from harness import files
+from harness import files, text
 from harness.errors import SeedchainError
 from harness.paths import SCENARIOS
 from harness.matrix.known_gaps import (STATUSES, Classification, Gap, classify, load_gaps,
@@ -297,8 +297,8 @@ def write_report(results: Sequence[dict], gaps: Sequence[Gap], out_dir: Path) ->
         "matrix.md": render_markdown(report.cells, gaps),
         "matrix.html": render_html(report.cells, gaps),
     }
-    for name, text in texts.items():
-        (out_dir / name).write_text(text, encoding="utf-8")
+    for name, content in texts.items():
+        (out_dir / name).write_text(content, encoding="utf-8")
         report.files[name] = out_dir / name
     return report
 
@@ -342,11 +342,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.screenshot:
             report.files["matrix.png"] = screenshot(report.files["matrix.html"], args.out_dir / "matrix.png")
     except SeedchainError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {text.terminal(e)}", file=sys.stderr)
         return 2
     for cell in report.cells:
         if cell["status"] in ("fail", "error", "unexpected-pass"):
-            print(cell["summary"])
+            print(text.terminal(cell["summary"]))       # ids and findings come from result files
     print(", ".join(f"{n} {s}" for s, n in report.counts.items() if n) or "no cells")
     for path in report.files.values():
         print(f"wrote {path}")
