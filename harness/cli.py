@@ -52,7 +52,7 @@ from harness import text
 from harness.progress import TRANSIENT
 from harness.progress import Terminal as _Terminal
 from harness.reports.terminal import summary
-from harness.scenario.load import check_binaries, check_paths, discover, kernel_options, load_scenario
+from harness.scenario.load import check_binaries, check_paths, kernel_options, load_folder, load_scenario
 
 startup.loaded()
 
@@ -151,10 +151,12 @@ def _main(argv: list[str]) -> int:
         if args.command == "ledger":
             return _ledger(args)
         if args.command == "list":
-            for path in discover(args.folder):
-                s = load_scenario(path)
+            found, errors = load_folder(args.folder)      # a bad file is named, the others listed
+            for s in found:
                 print(f"{s.name:28} {_layers(s):8}  {text.one_line(' '.join(s.description.split()))}")
-            return 0
+            for exc in errors:
+                print(f"seedchain: error: {text.terminal(exc)}", file=sys.stderr)
+            return BAD_INPUT if errors else 0
         return _run(args)
     except SeedchainError as exc:
         print(f"seedchain: error: {text.terminal(exc)}", file=sys.stderr)
@@ -237,8 +239,10 @@ def _scenarios(args) -> list:
     scenarios = []
     for path in args.scenarios:
         if path.is_dir():
-            found = [load_scenario(p) for p in discover(path)]
-            scenarios += [s for s in found if args.tag is None or args.tag in s.tags]
+            found, errors = load_folder(path, args.tag)     # files --tag leaves out cannot stop the run
+            if errors:
+                raise errors[0]
+            scenarios += found
         else:
             scenarios.append(load_scenario(path))
     if not scenarios:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from harness.boot.qemu import check_socket_room
 from harness.boot.chain import boot_chain, choose_accel, qemu_args, ram_file, save_facts, start_machine
 from harness.checks.verdict import RunResult, judge
 from harness.errors import SeedchainError
@@ -37,9 +38,11 @@ def run(scenario: Scenario, *, cache: Cache, artifacts: Path,
     are recorded per layer and become part of the verdict."""
     with reporting(_sink(scenario, progress)):      # long steps deep in a stage report here
         started = time.monotonic()
-        notes = check_scenario(scenario)              # suites, QEMU, kernel files: before anything is built
+        notes = check_scenario(scenario, cache)       # suites, QEMU, kernel files: before anything is built
         swept = cache.sweep()                         # what killed builds left in the cache
         outdir = prepare_artifacts(scenario, artifacts)
+        for folder in (outdir, *(outdir / f"boot-{n}" for n in range(1, scenario.repeat))):
+            check_socket_room(folder)                 # before any image is built
         retries: list[dict] = []
 
         if swept:

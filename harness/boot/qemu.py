@@ -26,6 +26,17 @@ from harness.proc import die_with_parent
 
 log = logging.getLogger(__name__)
 SOCKET_PATH_MAX = 107       # sockaddr_un's sun_path holds 108 bytes with its terminating NUL
+SOCKETS = ("qmp.sock", "agent.sock")     # made in a run's folder
+
+
+def check_socket_room(workdir: Path) -> None:
+    """Refuse a run folder whose sockets' paths would not fit a Unix socket address (before
+    any image is built: the pipeline asks first)."""
+    for path in (Path(workdir).absolute() / name for name in SOCKETS):
+        if len(os.fsencode(path)) > SOCKET_PATH_MAX:
+            raise QemuError(f"the artifacts folder's path is too long for QEMU's sockets: {path} has "
+                            f"{len(os.fsencode(path))} bytes, a Unix socket's path at most {SOCKET_PATH_MAX}",
+                            where=str(workdir), hint="give a shorter --artifacts folder")
 
 def base_args(*, machine: str, cpu: str, memory: int, accel: str, rng: str,
               firmware: str = "seabios", workdir: Path | None = None, arch: str = DEFAULT,
@@ -53,8 +64,7 @@ class Machine:
         self.workdir = workdir
         self.console_path = workdir / "console.log"
         self.qemu_log_path = workdir / "qemu.log"
-        self._qmp_path = workdir / "qmp.sock"
-        self._agent_path = workdir / "agent.sock"
+        self._qmp_path, self._agent_path = (workdir / name for name in SOCKETS)
         self.args = [
             *args,
             "-chardev", f"file,id=console,path={self.console_path}",
@@ -82,11 +92,8 @@ class Machine:
         from harness.boot.qmp import Monitor
 
         self.workdir.mkdir(parents=True, exist_ok=True)
+        check_socket_room(self.workdir)
         for path in (self._qmp_path, self._agent_path):
-            if len(os.fsencode(path)) > SOCKET_PATH_MAX:
-                raise QemuError(f"the artifacts folder's path is too long for QEMU's sockets: {path} has "
-                                f"{len(os.fsencode(path))} bytes, a Unix socket's path at most {SOCKET_PATH_MAX}",
-                                where=str(self.workdir), hint="give a shorter --artifacts folder")
             path.unlink(missing_ok=True)
         self._agent_listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._agent_listener.bind(str(self._agent_path))

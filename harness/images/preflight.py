@@ -14,13 +14,15 @@ from __future__ import annotations
 from harness import arch
 from harness.errors import SeedchainError
 from harness.images import debian, kernel_source, qemu_builds
+from harness.images.cache import Cache
 from harness.images.kconfig import check_kernels
 from harness.scenario.model import Scenario
 
 
-def check_scenario(scenario: Scenario) -> list[str]:
-    """Notes for the user (options of a kernel file that change what a check sees); the
-    first problem as a SeedchainError whose `where` is the file and line."""
+def check_scenario(scenario: Scenario, cache: Cache | None = None) -> list[str]:
+    """Notes for the user (options of a kernel file that change what a check sees, what is
+    left to run time); the first problem as a SeedchainError whose `where` is the file and line."""
+    notes: list[str] = []
     if scenario.arch not in arch.ARCHES:
         raise SeedchainError(f"arch {scenario.arch} is not available yet: harness/arch has no complete "
                              f"module for it (known: {', '.join(arch.ARCHES)})", where=f"{scenario.path}: arch",
@@ -28,14 +30,26 @@ def check_scenario(scenario: Scenario) -> list[str]:
     for layer in scenario.layers:
         where = f"{scenario.path}:{layer.line}: layer {layer.index}"
         if layer.kernel.startswith("debian:"):
-            _at(where, debian.parse_kernel_spec, layer.kernel)
+            notes += _at(where, lambda spec: _kernel_series(spec, scenario.arch, cache or Cache()), layer.kernel)
         elif layer.kernel.startswith(kernel_source.PREFIX):
             _at(where, kernel_source.check, layer.kernel)
         _at(where, _userland_suite, layer.userland)
     line = f":{scenario.qemu_line}" if scenario.qemu_line else ""
-    notes = _at(f"{scenario.path}{line}: qemu.build", lambda build: qemu_builds.check(build, scenario.arch),
-                scenario.qemu.build)
-    return [*notes, *check_kernels(scenario)]
+    notes += _at(f"{scenario.path}{line}: qemu.build", lambda build: qemu_builds.check(build, scenario.arch),
+                 scenario.qemu.build)
+    return [*dict.fromkeys(notes), *check_kernels(scenario)]
+
+
+def _kernel_series(spec: str, arch_name: str, cache: Cache) -> list[str]:
+    """A debian:SUITE/SERIES spec whose series the suite has, asked of the package lists in
+    the cache (no network: run fetches them); a note when there are none yet."""
+    ks = debian.parse_kernel_spec(spec)
+    apt = debian.Apt(ks.suite, cache, arch.get(arch_name).DEBIAN_ARCH)
+    if not (apt._has_lists() and apt._config_current()):
+        return [f"{spec}: no {apt.label} package lists in the cache yet; whether {ks.suite} has "
+                f"series {ks.series} is checked when the scenario runs"]
+    debian._pick_kernel(apt, ks, arch_name, fetch=False)
+    return []
 
 
 def _userland_suite(spec: str) -> None:

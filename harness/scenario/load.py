@@ -50,6 +50,28 @@ def discover(directory: str | os.PathLike) -> list[Path]:
     )
 
 
+def load_folder(directory: str | os.PathLike, tag: str | None = None) -> tuple[list[Scenario], list[SeedchainError]]:
+    """The scenarios of a folder (with `tag`, only those carrying it) and the problems of the
+    files that could not be loaded: one bad file does not hide the others. A file that parses
+    but whose tags leave `tag` out is passed over even when it would not validate."""
+    found: list[Scenario] = []
+    errors: list[SeedchainError] = []
+    for path in discover(directory):
+        try:
+            if tag is not None:
+                _, data = yamldoc.parse(read_text(path), str(path), WORDS)
+                tags = data.get("tags") if isinstance(data, dict) else None
+                if isinstance(tags, list) and tag not in tags:
+                    continue
+            scenario = load_scenario(path)
+        except SeedchainError as exc:
+            errors.append(exc)
+            continue
+        if tag is None or tag in scenario.tags:
+            found.append(scenario)
+    return found, errors
+
+
 def load_scenario(path: str | os.PathLike) -> Scenario:
     """Read, validate and convert one scenario file."""
     return load_text(read_text(path), str(path))
