@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import text
 from .errors import SeedchainError
 from harness.reports.terminal import summary
 from harness.pipeline import run
@@ -65,7 +66,7 @@ class ScenarioFile(pytest.File):
 
     def repr_failure(self, excinfo):
         if isinstance(excinfo.value, SeedchainError):
-            return str(excinfo.value)
+            return text.terminal(excinfo.value)     # kernel paths, guest strings
         return super().repr_failure(excinfo)
 
 
@@ -114,7 +115,7 @@ class ScenarioItem(pytest.Item):
 
     def repr_failure(self, excinfo):
         if isinstance(excinfo.value, (ScenarioFailed, SeedchainError)):
-            return str(excinfo.value)
+            return text.terminal(excinfo.value)     # kernel paths, guest strings
         return super().repr_failure(excinfo)
 
     def reportinfo(self):

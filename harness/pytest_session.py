@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import text
 from harness.errors import ScenarioError, SeedchainError
 from harness.images import qemu_builds
 from harness.images.cache import Cache
@@ -135,7 +136,7 @@ class BrokenScenario(pytest.Item):
 
     def repr_failure(self, excinfo):
         if isinstance(excinfo.value, SeedchainError):
-            return str(excinfo.value)
+            return text.terminal(excinfo.value)
         return super().repr_failure(excinfo)
 
     def reportinfo(self):

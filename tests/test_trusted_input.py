@@ -190,3 +190,10 @@ def test_a_matrix_qemu_binary_needs_allow_scenario_binaries(tmp_path):
     with pytest.raises(ScenarioError, match="qemu axis"):
         check_binaries(cell)
     assert not marker.exists()
+
+
+def test_qemu_arg_adds_any_option_of_the_users(tmp_path):
+    loaded = load_scenario(scenario(tmp_path, extra_args(["-seed", "42"])))
+    mine = loaded.with_overrides(qemu_args=("-d", "int", "-D", "/tmp/qemu.log"))
+    assert mine.qemu.extra_args == ("-seed", "42", "-d", "int", "-D", "/tmp/qemu.log")
+    assert "--qemu-arg" in seedchain("run", "--help").stdout
