@@ -11,6 +11,8 @@ file and the line of the layer, or of `qemu.build`; no network is needed for any
 
 from __future__ import annotations
 
+import os
+
 from harness import arch
 from harness.errors import SeedchainError
 from harness.images import debian, kernel_source, qemu_builds
@@ -45,8 +47,10 @@ def _kernel_series(spec: str, arch_name: str, cache: Cache) -> list[str]:
     the cache (no network: run fetches them); a note when there are none yet."""
     ks = debian.parse_kernel_spec(spec)
     apt = debian.Apt(ks.suite, cache, arch.get(arch_name).DEBIAN_ARCH)
-    if not (apt._has_lists() and apt._config_current()):
-        return [f"{spec}: no {apt.label} package lists in the cache yet; whether {ks.suite} has "
+    # Lists older than a day are fetched again by run, and may name a series the old ones lack.
+    usable = apt._fresh() or (os.environ.get("SEEDCHAIN_OFFLINE") == "1" and apt._has_lists())
+    if not (usable and apt._config_current()):
+        return [f"{spec}: no current {apt.label} package lists in the cache; whether {ks.suite} has "
                 f"series {ks.series} is checked when the scenario runs"]
     debian._pick_kernel(apt, ks, arch_name, fetch=False)
     return []
