@@ -42,6 +42,7 @@ from harness.boot.chain import ram_file
 from harness.facts import ledger
 from harness.images.cache import Cache
 from harness.scenario.load import load_scenario
+from harness.proc import signals_as_at_a_terminal
 
 TARGETS = ("seedchain", "pytest")
 SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM, "SIGKILL": signal.SIGKILL}
@@ -124,17 +125,11 @@ def pytest_basetemps(tmpdir: Path) -> int:
     return sum(1 for p in tmpdir.glob("pytest-of-*/pytest-*") if not p.is_symlink())
 
 
-def _default_signals() -> None:
-    """A script started in the background by a shell without job control ignores SIGINT, and
-    so would every run it starts: each run gets the default actions, as from a terminal."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
-
 
 def measure_span(target: str, scenario: Path, folder: Path, env: dict) -> float:
     started = time.monotonic()
     run = subprocess.run(command(target, scenario, folder / f"span-{target}"), cwd=ROOT, env=env,
-                         stdin=subprocess.DEVNULL, preexec_fn=_default_signals, capture_output=True, text=True, timeout=900)
+                         stdin=subprocess.DEVNULL, preexec_fn=signals_as_at_a_terminal, capture_output=True, text=True, timeout=900)
     seconds = time.monotonic() - started
     if run.returncode != 0:
         raise SystemExit(f"stress: the uninterrupted {target} run failed (exit status {run.returncode}); "
@@ -155,7 +150,7 @@ def one_run(number: int, target: str, signame: str, delay: float, scenario, fold
     with open(logs / f"{number}.out", "w") as out, open(logs / f"{number}.err", "w+") as err:
         proc = subprocess.Popen(command(target, Path(scenario.path), artifacts), cwd=ROOT,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
-                                env={**env, MARKER: tag, "TMPDIR": str(tmpdir)}, preexec_fn=_default_signals)
+                                env={**env, MARKER: tag, "TMPDIR": str(tmpdir)}, preexec_fn=signals_as_at_a_terminal)
         try:
             return _stop_and_count(proc, number, target, signame, delay, tag, artifacts, outdir, tmpdir,
                                    scenario, cache, cache_before, err)

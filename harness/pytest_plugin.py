@@ -138,8 +138,8 @@ def _write_matrix_report(session) -> None:
     """With --matrix, the controlling process writes the matrix report over every
     cell's result.json (pytest-xdist workers each wrote their own)."""
     config = session.config
-    if hasattr(config, "workerinput") or not config.seedchain.matrix:
-        return
+    if hasattr(config, "workerinput") or not config.seedchain.matrix or config.option.collectonly:
+        return      # a worker, no matrix, or only collecting: collecting writes nothing
     from harness.matrix.known_gaps import load_gaps
     from harness.reports.matrix import merge, write_report
     artifacts = config.seedchain.artifacts
