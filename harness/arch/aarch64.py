@@ -12,9 +12,10 @@ import mmap
 import os
 import re
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from harness.arch import common
+from harness.arch.common import Read
 from harness.errors import ImageError, QemuError
 
 NAME = "aarch64"
@@ -23,7 +24,6 @@ QEMU_BINARY = "qemu-system-aarch64"
 QEMU_PACKAGE = "qemu-system-arm"
 FIRMWARES = ("none", "uefi")     # direct kernel boot, or qemu-efi-aarch64's AAVMF
 
-Read = Callable[[int, int], bytes]      # (guest-physical address, size) -> bytes
 
 
 # ---------------------------------------------------------------- Debian packages
@@ -296,7 +296,7 @@ def next_entry(*texts: str) -> tuple[int | None, str]:
                   "debug on for kexec_image.c")
 
 
-def read_handover(read: Read, pointer: int) -> tuple[int, list[tuple[int, int, bytes]], dict]:
+def read_handover(read: Read, pointer: int) -> tuple[int, list[tuple[int, int, bytes]], dict[str, Any]]:
     """At a hand-over: (the DTB's address, [(address, length, bytes) of /chosen/rng-seed],
     what else /chosen said). ValueError when x0 points at no DTB (a stop that was not one)."""
     from harness.arch import fdt as dtb

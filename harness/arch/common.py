@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 from harness.errors import QemuError
+
+Read = Callable[[int, int], bytes]      # (guest-physical address, size) -> bytes
 
 
 def find_qemu(build: str, binary: str, package: str) -> str:
@@ -19,8 +22,9 @@ def find_qemu(build: str, binary: str, package: str) -> str:
                             hint=f"apt-get install {package}, or give a binary with --qemu PATH")
         return found
     path = Path(build)
-    if "/" not in build and not path.is_file() and shutil.which(build):
-        return shutil.which(build)
+    on_path = shutil.which(build) if "/" not in build and not path.is_file() else None
+    if on_path:
+        return on_path
     if not path.is_file() or not os.access(path, os.X_OK):
         raise QemuError(f"{build} is not an executable file" + ("" if "/" in build else " nor a program on PATH"),
                         where="qemu.build", hint=f"give the path of a built {binary}")
@@ -31,7 +35,7 @@ EFI_SEED_HEADER_SIZE = 4    # struct linux_efi_random_seed { u32 size; u8 bits[s
 EFI_SEED_MAX = 1024         # the kernel uses at most this many bytes of bits (SZ_1K)
 
 
-def read_efi_seed(read, address: int) -> tuple[int, bytes]:
+def read_efi_seed(read: Read, address: int) -> tuple[int, bytes]:
     """The EFI RNG seed table (LINUX_EFI_RANDOM_SEED_TABLE), laid out alike on every
     architecture the EFI stub serves: (its size field, bits[0 .. min(size, EFI_SEED_MAX)])."""
     size = int.from_bytes(read(address, EFI_SEED_HEADER_SIZE), "little")

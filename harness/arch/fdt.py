@@ -45,8 +45,8 @@ def used_size(header: bytes) -> int:
     QEMU's is 1 MiB): the end of the structure or the strings block, whichever is later."""
     if len(header) < HEADER_SIZE:
         raise DtbError(f"{len(header)} bytes are too few for an FDT header ({HEADER_SIZE})")
-    magic, total, off_struct, off_strings, _, _, _, _, size_strings, size_struct = \
-        struct.unpack(">10I", header[:HEADER_SIZE])
+    fields: tuple[int, ...] = struct.unpack(">10I", header[:HEADER_SIZE])
+    magic, total, off_struct, off_strings, _, _, _, _, size_strings, size_struct = fields
     if magic != FDT_MAGIC:
         raise DtbError(f"no FDT magic (found {magic:#010x}, expected {FDT_MAGIC:#010x})")
     used = max(off_struct + size_struct, off_strings + size_strings)
@@ -59,7 +59,7 @@ def used_size(header: bytes) -> int:
 def total_size(header: bytes) -> int:
     """The header's totalsize, checked against MAX_DTB."""
     used_size(header)
-    total = struct.unpack(">I", header[4:8])[0]
+    total: int = struct.unpack(">I", header[4:8])[0]
     return min(total, MAX_DTB)
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from harness.arch import common
+from harness.arch.common import Read
 from harness.errors import ImageError, QemuError
 
 NAME = "x86_64"
@@ -28,7 +29,6 @@ SEED_SIZE = 32
 SETUP_HEADER_SIZE = 16      # u64 next, u32 type, u32 len
 MAX_SETUP_ENTRIES = 32      # a corrupt list must not loop us forever
 
-Read = Callable[[int, int], bytes]      # (guest-physical address, size) -> bytes
 
 
 # ---------------------------------------------------------------- Debian packages
@@ -339,7 +339,7 @@ def next_entry(*texts: str) -> tuple[int | None, str]:
                   "with dynamic debug on for kexec-bzimage64.c")
 
 
-def read_handover(read: Read, boot_params: int) -> tuple[int, list[tuple[int, int, bytes]], dict]:
+def read_handover(read: Read, boot_params: int) -> tuple[int, list[tuple[int, int, bytes]], dict[str, Any]]:
     """At a hand-over: (hdr.setup_data, [(address, len field, 32 seed bytes) of each
     type-9 entry], nothing else). ValueError when the page there is no boot_params (a
     stop that was not one)."""

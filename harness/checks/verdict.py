@@ -6,6 +6,8 @@ named in README ("Reading a result") must keep their names.
 
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import dataclass, field
 
 from harness.checks import devicetree
@@ -69,13 +71,13 @@ class LayerResult:
                 return entry.address
         return None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         data = self._to_json()
         if self.facts.arch != "x86_64":
             data["device_tree"] = self.device_tree()
         return data
 
-    def _to_json(self) -> dict:
+    def _to_json(self) -> dict[str, Any]:
         f, c = self.facts, self.facts.component
         seeds = [e for e in f.ram_entries if e.type == SETUP_RNG_SEED]
         address = self.seed_address()
@@ -104,7 +106,7 @@ class LayerResult:
                 "address": f"{efi.address:#x}", "size": efi.size, "bytes": efi.data.hex(),
                 "zeroed": efi.size > 0 and not any(efi.data)},
             "efi_seed_source": efi_seed_source(f, prev) if f.booted else None,
-            "efi_inherited": dict(efi_table.describe(f, prev), credited_without_seed=credited_without_seed(f, prev))
+            "efi_inherited": {**(efi_table.describe(f, prev) or {}), "credited_without_seed": credited_without_seed(f, prev)}
                              if f.booted and efi_table.inherited_from(f, prev) else None,
             "seed_file": self.seed_file(),
             "other_entropy_sources": other_entropy_sources(f, via[0] if via else SETUP_DATA)
@@ -130,13 +132,12 @@ class LayerResult:
                             "what": describe(c, f, self.chain)} for c in f.ram_copies]},
         }
 
-    def device_tree(self) -> dict:
+    def device_tree(self) -> dict[str, Any]:
         """A device-tree layer's DTB: as handed over (at the entry), as read again from RAM
         after the report, and as the guest shows it (/proc/device-tree, /sys/firmware/fdt)."""
         f = self.facts
         caught, after = f.seed_in_flight, f.dtb_after
         seen = devicetree.views(f) if f.booted else None
-        hexed = lambda b: None if b is None else b.hex()  # noqa: E731
         return {
             "dtb_address": None if caught is None or caught.boot_params is None else f"{caught.boot_params:#x}",
             "at_entry": None if caught is None or not caught.stopped else {
@@ -154,7 +155,7 @@ class LayerResult:
             "findings": devicetree.zeroed_findings(f) if f.booted else [],
         }
 
-    def seed_file(self) -> dict | None:
+    def seed_file(self) -> dict[str, Any] | None:
         """The boot loader's seed file on the ESP, before and after the boot (digests only)."""
         sf = self.facts.seed_file
         if sf is None:
@@ -165,7 +166,7 @@ class LayerResult:
                          if sf.after_sha256 else None,
                 "error": sf.error, "same_as": sf.same_as, "findings": seed_file_findings(self.facts)}
 
-    def seed_in_flight(self) -> dict | None:
+    def seed_in_flight(self) -> dict[str, Any] | None:
         """The seed caught at this layer's hand-over, or why none was; None when nobody tried."""
         caught = self.facts.seed_in_flight
         if caught is None:
@@ -198,8 +199,8 @@ class RunResult:
     seconds: float = 0.0
     error: str | None = None                       # a harness-level failure, not a verdict
     qemu_args: list[str] = field(default_factory=list)
-    retries: list[dict] = field(default_factory=list)   # infrastructure steps tried again
-    qemu_source: dict | None = None                # a source:VERSION build: what it was built from
+    retries: list[dict[str, Any]] = field(default_factory=list)   # infrastructure steps tried again
+    qemu_source: dict[str, Any] | None = None                # a source:VERSION build: what it was built from
 
     @property
     def passed(self) -> bool:
@@ -232,7 +233,7 @@ class RunResult:
             lines.append(self.error)
         return lines
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         s = self.scenario
         return {
             "format": RESULT_FORMAT,
@@ -263,7 +264,11 @@ def _word(value: bool | None) -> str:
     return {True: "yes", False: "no", None: "n/a"}[value]
 
 
-def judge(scenario: Scenario, facts: list[LayerFacts], **run_info) -> RunResult:
+def hexed(data: bytes | None) -> str | None:
+    return None if data is None else data.hex()
+
+
+def judge(scenario: Scenario, facts: list[LayerFacts], **run_info: Any) -> RunResult:
     """Checks over the facts, set beside each layer's expectations."""
     observed = run_checks(facts)
     layers = [LayerResult(facts=f, expect=layer.expect.as_dict(), observed=obs,

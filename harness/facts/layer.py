@@ -6,6 +6,8 @@ again over it later (the unit tests do exactly that with recorded runs).
 
 from __future__ import annotations
 
+from typing import Any
+
 import hashlib
 import re
 from dataclasses import asdict, dataclass, field
@@ -13,7 +15,9 @@ from dataclasses import asdict, dataclass, field
 from harness.facts.report import GuestReport, LoaderRecord, SysfsEntry
 
 from harness.arch.common import EFI_SEED_HEADER_SIZE, EFI_SEED_MAX  # noqa: F401 (re-exported)
-from harness.arch.x86_64 import SEED_SIZE, SETUP_HEADER_SIZE, SETUP_RNG_SEED  # noqa: F401 (re-exported)
+from harness.arch.x86_64 import SEED_SIZE as SEED_SIZE
+from harness.arch.x86_64 import SETUP_HEADER_SIZE as SETUP_HEADER_SIZE
+from harness.arch.x86_64 import SETUP_RNG_SEED as SETUP_RNG_SEED
 # The kernel's efi_config_parse_tables() line, e.g. "efi: ACPI=0x7f77d000 ... RNG=0x7f773018"
 _EFI_RNG_ADDRESS = re.compile(r"\befi: .*\bRNG=(0x[0-9a-fA-F]+)")
 
@@ -101,7 +105,7 @@ class SeedInFlight:
     def efi_sha256(self) -> str:
         return hashlib.sha256(self.efi_data).hexdigest() if self.efi_read else ""
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         data = dict(asdict(self), data=self.data.hex(), sha256=self.sha256,
                     efi_data=self.efi_data.hex(), efi_sha256=self.efi_sha256)
         if self.kaslr_seed is None and not self.dtb_size:    # x86: recordings keep their shape
@@ -109,7 +113,7 @@ class SeedInFlight:
         return data
 
     @classmethod
-    def from_json(cls, data: dict | None) -> "SeedInFlight | None":
+    def from_json(cls, data: dict[str, Any] | None) -> "SeedInFlight | None":
         if data is None:
             return None
         data = {k: v for k, v in data.items() if k not in ("sha256", "efi_sha256")}
@@ -209,7 +213,7 @@ class LayerFacts:
                 return int(m[1], 16)
         return None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["report"] = None if self.report is None else {
             "layer": self.report.layer,
@@ -227,7 +231,7 @@ class LayerFacts:
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> "LayerFacts":
+    def from_json(cls, data: dict[str, Any]) -> "LayerFacts":
         from harness.facts.report import parse_report
         report = None
         if data.get("report"):
@@ -257,11 +261,11 @@ class LayerFacts:
         )
 
 
-def _ram_entry(data: dict | None) -> RamEntry | None:
+def _ram_entry(data: dict[str, Any] | None) -> RamEntry | None:
     return None if data is None else RamEntry(**dict(data, data=bytes.fromhex(data["data"])))
 
 
-def _efi_seed_ram(data: dict | None) -> EfiSeedRam | None:
+def _efi_seed_ram(data: dict[str, Any] | None) -> EfiSeedRam | None:
     return None if data is None else EfiSeedRam(**dict(data, data=bytes.fromhex(data["data"])))
 
 

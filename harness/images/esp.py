@@ -67,9 +67,10 @@ def loader_binary(loader: BootLoader, cache: Cache) -> tuple[Path, str]:
 
     def extract(dest: Path) -> None:
         def visit(tar: tarfile.TarFile, item: tarfile.TarInfo) -> bool:
-            if item.name != member or not item.isfile():
+            src = tar.extractfile(item) if item.name == member and item.isfile() else None
+            if src is None:
                 return False
-            with tar.extractfile(item) as src, open(dest / Path(member).name, "wb") as out:
+            with src, open(dest / Path(member).name, "wb") as out:
                 shutil.copyfileobj(src, out)
             return True
         _scan_deb(deb, visit)

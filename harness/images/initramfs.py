@@ -12,6 +12,7 @@ everything in them, so a warm run builds nothing.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import shutil
 import shlex
@@ -96,7 +97,7 @@ def layer_conf(layer: Layer, nxt: Layer | None, next_cmdline: str | None,
     layer's extents on the disk whose serial is CHAIN_DISK: 'OFFSET SIZE SHA256'."""
     lines = [f"LAYER={layer.index}",
              f"NEXT_LOADER={shlex.quote(nxt.loader) if nxt else ''}",
-             f"NEXT_CMDLINE={shlex.quote(next_cmdline) if nxt else ''}"]
+             f"NEXT_CMDLINE={shlex.quote(next_cmdline) if nxt and next_cmdline is not None else ''}"]
     if modules:
         lines.append(f"MODULES={shlex.quote(' '.join(modules))}")
     if nxt is not None and next_images is not None:
@@ -209,8 +210,8 @@ def padded(kernel: debian.KernelImage, mib: int, cache: Cache, where: str) -> de
 
 def build_chain(scenario: Scenario, cache: Cache) -> list[LayerImage]:
     """Kernels, userlands and nested initramfs images for every layer, layer 1 first."""
-    kernels = {}
-    userlands = {}
+    kernels: dict[str | tuple[str, int], debian.KernelImage] = {}    # by spec, or (spec, padding)
+    userlands: dict[str, debian.Userland] = {}
     for layer in scenario.layers:
         where = f"{scenario.path}:{layer.line}: layer {layer.index}"
         if layer.kernel not in kernels:
@@ -251,12 +252,13 @@ def build_chain(scenario: Scenario, cache: Cache) -> list[LayerImage]:
         disk_paths = tuple(f"/{MODULES_DIR}/{m.name}.ko" for m in disk)
         conf = layer_conf(layer, next_layer, cmdlines[i + 1] if next_layer else None, paths,
                           disk_paths, next_images)
-        key = ["initrd/v2", agent_digest, str(userland.root), conf]
+        key: list[str | bytes] = ["initrd/v2", agent_digest, str(userland.root), conf]
         if scenario.arch != DEFAULT:
             key.append(scenario.arch)
         key += [hashlib.sha256(m.data).hexdigest() for m in mods]
         entry = cache.build("initrd", key,
-                            lambda out, u=userland, c=conf, m=mods: _write_initrd(out, u, c, m, agent_file))
+                            functools.partial(_write_initrd, userland=userland, conf=conf, modules=mods,
+                                              agent_file=agent_file))
         image = LayerImage(layer=layer, kernel=kernel, userland=userland,
                            initrd=entry / INITRD_NAME, cmdline=cmdlines[i], modules=tuple(mods),
                            disk_modules=disk_paths if next_layer else ())
@@ -266,5 +268,5 @@ def build_chain(scenario: Scenario, cache: Cache) -> list[LayerImage]:
                 digests[kernel.path] = sha256_file(kernel.path)
             next_images = (layout.add(kernel.path, digests[kernel.path]),
                            layout.add(image.initrd, (entry / (INITRD_NAME + DIGEST_SUFFIX)).read_text().strip()))
-    disk = chaindisk.build(layout, cache)
-    return [dataclasses.replace(image, chain_disk=disk) for image in images]
+    chain_disk = chaindisk.build(layout, cache)
+    return [dataclasses.replace(image, chain_disk=chain_disk) for image in images]

@@ -114,7 +114,10 @@ def _download(apt: Apt, package: str, dest: Path) -> None:
     for other in dest.iterdir():
         if other not in (dsc, tarball):
             other.unlink()      # Debian's patches are not used: keep only what is
-    version = re.search(r"^Version: (\S+)", dsc.read_text(errors="replace"), re.M)[1]
+    found = re.search(r"^Version: (\S+)", dsc.read_text(errors="replace"), re.M)
+    if found is None:
+        raise ImageError(f"{dsc.name} names no Version", where=str(dsc), hint="report this: the source package is unusual")
+    version = found[1]
     (dest / INFO).write_text(json.dumps({"package": package, "version": version, "suite": apt.suite,
                                          "tarball": tarball.name, "sha256": sha256_file(tarball)}))
 
@@ -161,6 +164,7 @@ def _step(argv: list[str], cwd: Path, log: Path, what: str, progress: Progress) 
     with open(log, "ab") as out:
         proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 preexec_fn=die_with_parent)
+        assert proc.stdout is not None         # stdout=PIPE
         for line in proc.stdout:
             out.write(line)
             if m := _STEP.match(line):

@@ -83,6 +83,7 @@ def _load(name: str, schema: dict) -> Recipe:
         raise ImageError(f"recipe {e.what}", where=e.where,
                          hint=e.hint or "the recipes in images/ are part of seedchain: "
                                         "restore it with git") from None
+    assert isinstance(data, dict)       # every recipe schema's top level is an object
     return Recipe(path, data)
 
 

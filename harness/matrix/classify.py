@@ -203,7 +203,8 @@ def classify(result: dict, gaps: Sequence[Gap]) -> Classification:
         return tuple(g.id for g in applicable[position]
                      if observed in g.predicts.get(check, ()))
 
-    explained, unexplained = [], []
+    explained: list[Finding] = []
+    unexplained: list[Finding] = []
     for i, layer in enumerate(layers):
         for check in CHECKS:
             if _outcome(layer, check) != "fail":

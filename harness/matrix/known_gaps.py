@@ -181,7 +181,8 @@ def parse_gaps(text: str, where: str = "<known gaps>") -> tuple[Gap, ...]:
                              hint="each gap is a list item: '- id: ...' with component, "
                                   "versions, checks, reason and source")
     yamldoc.validate(data, root, where, _VALIDATOR, _WORDS, KnownGapsError, explainer=_explain)
-    gaps, first_line = [], {}
+    gaps: list[Gap] = []
+    first_line: dict[str, int] = {}
     for position, raw in enumerate(data):
         def fail(keys: list, what: str, hint: str | None = None, _p=position):
             line = yamldoc.line_at(root, [_p, *keys])

@@ -58,7 +58,7 @@ import re
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 from urllib.parse import quote
 
 import jsonschema
@@ -147,7 +147,8 @@ def _objects(result: dict, links: "_Links"):
         yield "checkouts", checkout
         yield "builds", build
         parent = layers[position - 1] if position else None
-        index = layer.get("index") if isinstance(layer.get("index"), int) else position + 1
+        given = layer.get("index")
+        index = given if isinstance(given, int) else position + 1
         blame = _blame(layer, index, parent, qemu)
         files = links.files(folder, result, index)
         for check in layer_checks(layer):
@@ -194,7 +195,7 @@ def _checkout(layer: dict) -> dict:
     package, version = layer.get("kernel_package") or "", layer.get("kernel_version") or ""
     spec = layer.get("kernel_spec") or ""
     identity = [package, version, spec] if package else [spec, layer.get("kernel") or ""]
-    checkout = {"id": _id("checkout", *identity), "origin": ORIGIN, "valid": True,
+    checkout: dict[str, Any] = {"id": _id("checkout", *identity), "origin": ORIGIN, "valid": True,
                 "comment": _kernel_words(layer),
                 "misc": {k: v for k, v in (("kernel_package", package), ("kernel_version", version),
                                            ("kernel_spec", spec)) if v}}
@@ -321,7 +322,7 @@ class _Links:
 
     def files(self, folder: Path | None, result: dict, index: int | None) -> dict:
         """log_url and output_files for a layer's tests (index None: the whole run)."""
-        found = {}
+        found: dict[str, Any] = {}
         if folder is not None and folder.is_dir():
             if (folder / "console.log").is_file():
                 found["log_url"] = self.url(folder / "console.log")
