@@ -131,7 +131,8 @@ def test_applet_links_come_from_the_listing_not_from_running_busybox():
 
 def test_build_chain_takes_the_scenarios_arch(tmp_path, monkeypatch, aarch64_known):
     (tmp_path / "agent").mkdir()
-    (tmp_path / "agent" / "aarch64.sh").write_text("#!/bin/sh\n# a placeholder agent\n")
+    (tmp_path / "agent" / "agent.sh").write_text("#!/bin/sh\n# a placeholder agent\n")
+    (tmp_path / "agent" / "aarch64.sh").write_text("# its arm64 part\n")
     monkeypatch.setattr(initramfs, "IMAGES", tmp_path)
     monkeypatch.setattr(aarch64, "machine_cmdline", lambda machine: f"machine={machine}", raising=False)
     kernel = tmp_path / "Image"
@@ -158,6 +159,7 @@ def test_build_chain_takes_the_scenarios_arch(tmp_path, monkeypatch, aarch64_kno
     assert images[0].cmdline.split()[3] == "machine=virt"
     members = _cpio_members(images[0].initrd)
     assert members["init"] == b"#!/bin/sh\n# a placeholder agent\n"
+    assert members["seedchain/arch.sh"] == b"# its arm64 part\n"
     assert members["sbin/ip"] == b"/bin/busybox" and "seedchain/next/bzImage" not in members
     assert kernel.read_bytes() in images[0].chain_disk.read_bytes()     # the next layer's, on the disk
     with pytest.raises(ImageError, match="names no guest agent for arch sparc"):

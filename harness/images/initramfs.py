@@ -136,17 +136,29 @@ def disk_modules(scenario: Scenario, layer: Layer, cache: Cache, loaded: "Sequen
     return [m for m in kmod.closure(tree, list(DISK_MODULES[bus])) if m.name not in names]
 
 
-def agent(arch: str = DEFAULT) -> Path:
+@dataclasses.dataclass(frozen=True)
+class Agent:
+    """The guest agent: /init, the same for every architecture, and the architecture's
+    part, which /init sources as /seedchain/arch.sh."""
+    init: Path
+    arch: Path
+
+    def digest(self) -> str:
+        return hashlib.sha256(f"{sha256_file(self.init)} {sha256_file(self.arch)}".encode()).hexdigest()
+
+
+def agent(arch: str = DEFAULT) -> Agent:
     """The guest agent of an architecture (images/initramfs.yaml's `agent:` map)."""
-    try:
-        path = IMAGES / _RECIPE.data["agent"][arch]
-    except KeyError:
+    parts = _RECIPE.data["agent"]
+    if arch not in parts["arch"]:
         raise ImageError(f"{_RECIPE.path} names no guest agent for arch {arch}", where=str(_RECIPE.path),
-                         hint=f"add `{arch}: agent/{arch}.sh` under agent:") from None
-    if not path.is_file():
-        raise ImageError(f"the guest agent of arch {arch}, {path}, is missing", where=str(_RECIPE.path),
-                         hint="restore it with git") from None
-    return path
+                         hint=f"add `{arch}: agent/{arch}.sh` under agent.arch") from None
+    found = Agent(init=IMAGES / parts["init"], arch=IMAGES / parts["arch"][arch])
+    for path in (found.init, found.arch):
+        if not path.is_file():
+            raise ImageError(f"the guest agent of arch {arch}, {path}, is missing", where=str(_RECIPE.path),
+                             hint="restore it with git") from None
+    return found
 
 
 
@@ -169,7 +181,8 @@ def _applet_links(listing: Sequence[str], present: set[str]) -> list[cpio.Entry]
 
 
 def _write_initrd(out_dir: Path, userland: debian.Userland, conf: bytes,
-                  modules: "Sequence[kmod.Module]" = (), agent_file: Path | None = None) -> None:
+                  modules: "Sequence[kmod.Module]" = (), agent_files: Agent | None = None) -> None:
+    parts = agent_files or agent(userland.arch)
     entries = cpio.tree(userland.root)
     names = {e.path for e in entries}
     for d in ("bin", "dev", "proc", "sys", "tmp", "seedchain", "usr"):
@@ -179,7 +192,8 @@ def _write_initrd(out_dir: Path, userland: debian.Userland, conf: bytes,
     entries += _applet_links(userland.applets, names)
     entries += [
         cpio.chardev("dev/console", 5, 1),     # the kernel opens it for init's stdio
-        cpio.file("init", source=agent_file or agent(userland.arch), perm=0o755),
+        cpio.file("init", source=parts.init, perm=0o755),
+        cpio.file("seedchain/arch.sh", source=parts.arch, perm=0o644),
         cpio.file("seedchain/layer.conf", data=conf),
     ]
     if modules:
@@ -226,8 +240,8 @@ def build_chain(scenario: Scenario, cache: Cache) -> list[LayerImage]:
         if suite not in userlands:
             userlands[suite] = debian.userland(suite, cache, scenario.arch)
 
-    agent_file = agent(scenario.arch)
-    agent_digest = sha256_file(agent_file)
+    agent_files = agent(scenario.arch)
+    agent_digest = agent_files.digest()
     layers = scenario.layers
     machine_options = get_arch(scenario.arch).machine_cmdline(scenario.qemu.machine)
     cmdlines = [cmdline_for(layer, layers[i + 1] if i + 1 < len(layers) else None, machine_options,
@@ -258,7 +272,7 @@ def build_chain(scenario: Scenario, cache: Cache) -> list[LayerImage]:
         key += [hashlib.sha256(m.data).hexdigest() for m in mods]
         entry = cache.build("initrd", key,
                             functools.partial(_write_initrd, userland=userland, conf=conf, modules=mods,
-                                              agent_file=agent_file))
+                                              agent_files=agent_files))
         image = LayerImage(layer=layer, kernel=kernel, userland=userland,
                            initrd=entry / INITRD_NAME, cmdline=cmdlines[i], modules=tuple(mods),
                            disk_modules=disk_paths if next_layer else ())

@@ -25,8 +25,11 @@ INITRAMFS_SCHEMA = {
     "type": "object", "additionalProperties": False,
     "required": ["agent", "userland", "kernel_modules", "channel_modules", "chain_disk", "cmdline"],
     "properties": {
-        "agent": {"type": "object", "minProperties": 1, "additionalProperties": _TEXT,
-                  "description": "The agent file of each architecture, relative to images/."},
+        "agent": {"type": "object", "additionalProperties": False, "required": ["init", "arch"],
+                  "properties": {
+                      "init": {**_TEXT, "description": "The agent (/init), relative to images/."},
+                      "arch": {"type": "object", "minProperties": 1, "additionalProperties": _TEXT,
+                               "description": "Each architecture's part (/seedchain/arch.sh)."}}},
         "userland": {"type": "object", "additionalProperties": False,
                      "required": ["packages", "files", "libraries_of"],
                      "properties": {"packages": _WORDS, "files": _PATHS, "libraries_of": _WORDS}},
