@@ -97,7 +97,7 @@ def flake(runs: int, only: str | None, folder: Path) -> dict:
             outcomes[s.name].append(o)
             say(f"flake run {i}/{runs} {s.name}: {o['verdict']} in {o['seconds']:.0f} s")
     summary = flake_rate.summarize(outcomes)
-    for name, p in summary["scenarios"].items():
+    for p in summary["scenarios"].values():
         p.update({v: p["verdicts"].count(v) for v in ("pass", "fail", "error")})
     return {"runs": runs, "outcomes": outcomes, "summary": summary}
 

@@ -118,7 +118,8 @@ def files_left(outdir: Path, tmpdir: Path, cache_root: Path, cache_before: set[P
     return {"ram": [r for r in rams if r.exists()],
             "socket": [p for p in outdir.rglob("*") if p.is_socket()] if outdir.is_dir() else [],
             "cache-temp": sorted(cache_temporaries(cache_root) - cache_before),
-            "tmp": sorted(p for p in tmpdir.iterdir() if not p.name.startswith("pytest-of-")) if tmpdir.is_dir() else []}
+            "tmp": sorted(p for p in tmpdir.iterdir() if not p.name.startswith("pytest-of-"))
+                   if tmpdir.is_dir() else []}
 
 
 def pytest_basetemps(tmpdir: Path) -> int:
@@ -129,7 +130,8 @@ def pytest_basetemps(tmpdir: Path) -> int:
 def measure_span(target: str, scenario: Path, folder: Path, env: dict) -> float:
     started = time.monotonic()
     run = subprocess.run(command(target, scenario, folder / f"span-{target}"), cwd=ROOT, env=env,
-                         stdin=subprocess.DEVNULL, preexec_fn=signals_as_at_a_terminal, capture_output=True, text=True, timeout=900)
+                         stdin=subprocess.DEVNULL, preexec_fn=signals_as_at_a_terminal, capture_output=True,
+                         text=True, timeout=900)
     seconds = time.monotonic() - started
     if run.returncode != 0:
         raise SystemExit(f"stress: the uninterrupted {target} run failed (exit status {run.returncode}); "

@@ -166,8 +166,9 @@ def _parallel(scenarios, jobs, cache, artifacts, progress: Progress, done: Done)
             while waiting and len(running) < jobs:
                 index, scenario = waiting.pop(0)
                 receive, send = context.Pipe(duplex=False)
-                worker: multiprocessing.process.BaseProcess = context.Process(target=_worker, name=f"seedchain {scenario.id}",
-                                         args=(scenario, cache, artifacts, send, os.getpid()))
+                worker: multiprocessing.process.BaseProcess = context.Process(
+                    target=_worker, name=f"seedchain {scenario.id}",
+                    args=(scenario, cache, artifacts, send, os.getpid()))
                 # Blocked across the fork: a worker takes a stop signal only once it can
                 # unwind, and the parent only once it knows the worker to stop.
                 sys.stdout.flush()              # else the worker writes what is buffered again

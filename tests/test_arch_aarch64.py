@@ -5,7 +5,6 @@ real Debian bookworm 6.1 arm64 kernel in the network-marked test."""
 from __future__ import annotations
 
 import gzip
-import os
 import stat
 from pathlib import Path
 

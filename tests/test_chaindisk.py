@@ -72,7 +72,7 @@ def test_each_layer_names_where_its_next_layer_is_on_the_disk(tmp_path, monkeypa
     chain = _chain(tmp_path, monkeypatch, 4, kernels=2)
     disk = chain[0].chain_disk.read_bytes()
     assert {image.chain_disk for image in chain} == {chain[0].chain_disk}
-    for image, nxt in zip(chain, chain[1:]):
+    for image, nxt in zip(chain, chain[1:], strict=False):
         archive = read_newc(image.initrd.read_bytes())
         assert not any(path.startswith("seedchain/next") for path in archive)
         assert "seedchain/modules/virtio_blk.ko" in archive

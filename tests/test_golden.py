@@ -146,10 +146,10 @@ def test_the_parser_rebuilds_the_recorded_facts(name):
     booted = [s for s in saved if s.get("report")]
     assert len(reports) == len(booted), name
     assert len(loaders) == sum(s["loader_record"] is not None for s in saved), name
-    for report, facts in zip(reports, booted):
+    for report, facts in zip(reports, booted, strict=True):
         assert report.layer == facts["report"]["layer"]
         assert report.fields == facts["report"]["fields"]
-    for loader, facts in zip(loaders, saved):
+    for loader, facts in zip(loaders, saved, strict=False):
         assert facts["loader_record"] is not None
         assert loader == LayerFacts.from_json(facts).loader_record
 
@@ -162,7 +162,7 @@ def test_golden_verdicts_agree_with_the_recorded_run(name):
     expected = json.loads((RUNS / name / "expected.json").read_text())
     assert expected["passed"] == recorded["passed"], name
     assert len(expected["layers"]) == len(recorded["layers"]), name
-    for want, got in zip(recorded["layers"], expected["layers"]):
+    for want, got in zip(recorded["layers"], expected["layers"], strict=True):
         for key in ("booted", "received", "zeroed_sysfs", "zeroed_ram", "credited", "exposed", "passed_on"):
             assert got[key] == want[key], f"{name} layer {want['index']}: {key}"
 

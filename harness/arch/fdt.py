@@ -8,7 +8,8 @@ name stays in the strings block while the property is gone: the blob is parsed h
 beside it; arm64 zeroes it after use.
 
 It lives beside the architectures because aarch64.py reads the DTB at each hand-over;
-harness/facts/dtb.py reads the guest's own views of it. The blobs come from the guest (the agent's copy of /sys/firmware/fdt) or from guest RAM:
+harness/facts/dtb.py reads the guest's own views of it. The blobs come from the guest (the agent's
+copy of /sys/firmware/fdt) or from guest RAM:
 untrusted, bounded, and any failure to parse is a DtbError with what was wrong.
 """
 

@@ -327,7 +327,7 @@ def first_entry(machine: str, firmware: str, bootloader: str = "",
 def next_entry(*texts: str) -> tuple[int | None, str]:
     """Where purgatory enters the kernel a loader just loaded: the last "Loaded 64bit
     kernel at" in the loader's output or the kernel log, + 0x200."""
-    for name, text in zip(("kexec -d", "the kernel log (kexec-bzimage64.c)"), texts):
+    for name, text in zip(("kexec -d", "the kernel log (kexec-bzimage64.c)"), texts, strict=False):
         found = _LOADED_KERNEL.findall(text or "")
         if found:
             load = int(found[-1], 16)

@@ -106,7 +106,8 @@ class LayerResult:
                 "address": f"{efi.address:#x}", "size": efi.size, "bytes": efi.data.hex(),
                 "zeroed": efi.size > 0 and not any(efi.data)},
             "efi_seed_source": efi_seed_source(f, prev) if f.booted else None,
-            "efi_inherited": {**(efi_table.describe(f, prev) or {}), "credited_without_seed": credited_without_seed(f, prev)}
+            "efi_inherited": {**(efi_table.describe(f, prev) or {}),
+                              "credited_without_seed": credited_without_seed(f, prev)}
                              if f.booted and efi_table.inherited_from(f, prev) else None,
             "seed_file": self.seed_file(),
             "other_entropy_sources": other_entropy_sources(f, via[0] if via else SETUP_DATA)
@@ -273,5 +274,5 @@ def judge(scenario: Scenario, facts: list[LayerFacts], **run_info: Any) -> RunRe
     observed = run_checks(facts)
     layers = [LayerResult(facts=f, expect=layer.expect.as_dict(), observed=obs,
                           loaded_by=facts[i - 1].component if i else None, chain=facts)
-              for i, (layer, f, obs) in enumerate(zip(scenario.layers, facts, observed))]
+              for i, (layer, f, obs) in enumerate(zip(scenario.layers, facts, observed, strict=True))]
     return RunResult(scenario=scenario, layers=layers, **run_info)

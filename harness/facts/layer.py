@@ -33,7 +33,7 @@ class RamEntry:
     data: bytes             # the first bytes of the payload (SEED_SIZE for type 9)
 
     @classmethod
-    def parse(cls, address: int, raw: bytes) -> "RamEntry":
+    def parse(cls, address: int, raw: bytes) -> RamEntry:
         return cls(address=address,
                    next=int.from_bytes(raw[0:8], "little"),
                    type=int.from_bytes(raw[8:12], "little"),
@@ -113,7 +113,7 @@ class SeedInFlight:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any] | None) -> "SeedInFlight | None":
+    def from_json(cls, data: dict[str, Any] | None) -> SeedInFlight | None:
         if data is None:
             return None
         data = {k: v for k, v in data.items() if k not in ("sha256", "efi_sha256")}
@@ -231,7 +231,7 @@ class LayerFacts:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "LayerFacts":
+    def from_json(cls, data: dict[str, Any]) -> LayerFacts:
         from harness.facts.report import parse_report
         report = None
         if data.get("report"):

@@ -208,8 +208,8 @@ def prepare(scenario: Scenario, kernel: Path, initrd: Path, cmdline: str, cache:
     except ImageError as exc:
         exc.where = f"{_where(loader, scenario)} ({exc.where})"
         raise
-    return EspDisk(image=image, loader=loader.name, vars_template=template, seed_path=esp["seed_file"], seed_before=seed,
-                   loader_version=version, token=loader.system_token)
+    return EspDisk(image=image, loader=loader.name, vars_template=template, seed_path=esp["seed_file"],
+                   seed_before=seed, loader_version=version, token=loader.system_token)
 
 
 def digest(data: bytes | None) -> str | None:

@@ -60,7 +60,7 @@ class LayerImage:
     initrd: Path
     cmdline: str               # the full kernel command line this layer boots with
     chain_disk: Path | None = None   # the chain's disk (the same for every layer; None for one layer)
-    modules: "tuple[kmod.Module, ...]" = ()   # the kernel modules its initramfs carries
+    modules: tuple[kmod.Module, ...] = ()   # the kernel modules its initramfs carries
     disk_modules: tuple[str, ...] = ()        # their paths there that drive the chain disk, in insmod order
 
 
@@ -88,7 +88,7 @@ def _suite(userland_spec: str, where: str) -> str:
 
 def layer_conf(layer: Layer, nxt: Layer | None, next_cmdline: str | None,
                modules: tuple[str, ...] = (), disk_modules: tuple[str, ...] = (),
-               next_images: "tuple[chaindisk.Extent, chaindisk.Extent] | None" = None) -> bytes:
+               next_images: tuple[chaindisk.Extent, chaindisk.Extent] | None = None) -> bytes:
     """The agent's config: shell assignments, every value quoted. next_cmdline is the
     one build_chain computed for the next layer (it depends on the layer after that
     and on the machine, so it is not derived again here). MODULES lists the initramfs
@@ -125,7 +125,7 @@ def rng_modules(scenario: Scenario, layer: Layer, cache: Cache) -> list[kmod.Mod
     return kmod.closure(tree, names)
 
 
-def disk_modules(scenario: Scenario, layer: Layer, cache: Cache, loaded: "Sequence[kmod.Module]") -> list[kmod.Module]:
+def disk_modules(scenario: Scenario, layer: Layer, cache: Cache, loaded: Sequence[kmod.Module]) -> list[kmod.Module]:
     """The kernel modules that drive the chain disk, less those `loaded` already (none
     for a kernel given as a file: it must have them built in)."""
     tree = debian.kernel_modules(layer.kernel, cache, scenario.arch)
@@ -181,7 +181,7 @@ def _applet_links(listing: Sequence[str], present: set[str]) -> list[cpio.Entry]
 
 
 def _write_initrd(out_dir: Path, userland: debian.Userland, conf: bytes,
-                  modules: "Sequence[kmod.Module]" = (), agent_files: Agent | None = None) -> None:
+                  modules: Sequence[kmod.Module] = (), agent_files: Agent | None = None) -> None:
     parts = agent_files or agent(userland.arch)
     entries = cpio.tree(userland.root)
     names = {e.path for e in entries}

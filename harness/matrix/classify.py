@@ -17,7 +17,8 @@ its child's `received`. Pure functions over plain data.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 from harness.matrix.versions import component_version, describe_layer, layer_index
 from harness.scenario.model import CHECKS
