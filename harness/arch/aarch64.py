@@ -20,6 +20,7 @@ from harness.errors import ImageError, QemuError
 
 NAME = "aarch64"
 DEBIAN_ARCH = "arm64"
+SEED_CARRIER = "device_tree"    # /chosen/rng-seed of the DTB the kernel is handed
 QEMU_BINARY = "qemu-system-aarch64"
 QEMU_PACKAGE = "qemu-system-arm"
 FIRMWARES = ("none", "uefi")     # direct kernel boot, or qemu-efi-aarch64's AAVMF

@@ -12,22 +12,17 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.arch import common
+from harness.arch import common, setup_data
+from harness.arch.setup_data import SEED_SIZE, SETUP_HEADER_SIZE, SETUP_RNG_SEED   # the seed's format
 from harness.arch.common import Read
 from harness.errors import ImageError, QemuError
 
 NAME = "x86_64"
 DEBIAN_ARCH = "amd64"
+SEED_CARRIER = "setup_data"     # boot_params' setup_data list, type 9 (SETUP_RNG_SEED)
 QEMU_BINARY = "qemu-system-x86_64"
 QEMU_PACKAGE = "qemu-system-x86"
 FIRMWARES = ("seabios", "ovmf")
-
-# The seed as the boot protocol carries it (uapi asm/bootparam.h):
-# struct setup_data { u64 next; u32 type; u32 len; u8 data[len]; } from hdr.setup_data (0x250).
-SETUP_RNG_SEED = 9
-SEED_SIZE = 32
-SETUP_HEADER_SIZE = 16      # u64 next, u32 type, u32 len
-MAX_SETUP_ENTRIES = 32      # a corrupt list must not loop us forever
 
 
 
@@ -266,20 +261,7 @@ def machine_cmdline(machine: str) -> str:
 
 # ---------------------------------------------------------------- seeds in guest RAM
 
-def read_seed_records(read: Read, head: int) -> list[tuple[int, bytes]]:
-    """Walk the setup_data list from hdr.setup_data: (address, header + payload) per entry.
-    A consumed seed has len 0, so a type-9 entry's 32 seed bytes are read whatever len says."""
-    records: list[tuple[int, bytes]] = []
-    seen: set[int] = set()
-    address = head
-    while address and address not in seen and len(records) < MAX_SETUP_ENTRIES:
-        seen.add(address)
-        header = read(address, SETUP_HEADER_SIZE)
-        kind = int.from_bytes(header[8:12], "little")
-        payload = read(address + SETUP_HEADER_SIZE, SEED_SIZE) if kind == SETUP_RNG_SEED else b""
-        records.append((address, header + payload))
-        address = int.from_bytes(header[0:8], "little")
-    return records
+read_seed_records = setup_data.read_seed_records
 
 
 read_efi_seed = common.read_efi_seed

@@ -13,6 +13,7 @@ from typing import Any
 
 import re
 
+from harness.arch import carrier
 from harness.checks import devicetree
 from harness.checks import efi as efi_table
 from harness.facts.layer import SEED_SIZE, SETUP_RNG_SEED, LayerFacts
@@ -61,7 +62,7 @@ def received(f: LayerFacts, nxt: LayerFacts | None = None, prev: LayerFacts | No
 
 
 def _devicetree(f: LayerFacts) -> bool:
-    return f.arch != "x86_64"
+    return carrier(f.arch) == "device_tree"
 
 
 def fresh_findings(f: LayerFacts, prev: LayerFacts | None = None) -> list[str]:

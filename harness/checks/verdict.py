@@ -10,6 +10,7 @@ from typing import Any
 
 from dataclasses import dataclass, field
 
+from harness.arch import carrier
 from harness.checks import devicetree
 from harness.checks import efi as efi_table
 from harness.checks.rules import (SETUP_DATA, credit_attributable_to, credited_without_seed, efi_seed_source,
@@ -73,7 +74,7 @@ class LayerResult:
 
     def to_json(self) -> dict[str, Any]:
         data = self._to_json()
-        if self.facts.arch != "x86_64":
+        if carrier(self.facts.arch) == "device_tree":
             data["device_tree"] = self.device_tree()
         return data
 

@@ -14,10 +14,11 @@ from dataclasses import asdict, dataclass, field
 
 from harness.facts.report import GuestReport, LoaderRecord, SysfsEntry
 
+from harness.arch import carrier
 from harness.arch.common import EFI_SEED_HEADER_SIZE, EFI_SEED_MAX  # noqa: F401 (re-exported)
-from harness.arch.x86_64 import SEED_SIZE as SEED_SIZE
-from harness.arch.x86_64 import SETUP_HEADER_SIZE as SETUP_HEADER_SIZE
-from harness.arch.x86_64 import SETUP_RNG_SEED as SETUP_RNG_SEED
+from harness.arch.setup_data import SEED_SIZE as SEED_SIZE
+from harness.arch.setup_data import SETUP_HEADER_SIZE as SETUP_HEADER_SIZE
+from harness.arch.setup_data import SETUP_RNG_SEED as SETUP_RNG_SEED
 # The kernel's efi_config_parse_tables() line, e.g. "efi: ACPI=0x7f77d000 ... RNG=0x7f773018"
 _EFI_RNG_ADDRESS = re.compile(r"\befi: .*\bRNG=(0x[0-9a-fA-F]+)")
 
@@ -226,7 +227,7 @@ class LayerFacts:
         after = self.handed_entry_after
         data["handed_entry_after"] = None if after is None else dict(asdict(after), data=after.data.hex())
         data["ram_copies"] = [dict(asdict(c), context=c.context.hex()) for c in self.ram_copies]
-        if self.arch == "x86_64":       # recordings of x86 runs keep their shape
+        if carrier(self.arch) == "setup_data":       # recordings of x86 runs keep their shape
             del data["arch"], data["dtb_after"]
         return data
 
