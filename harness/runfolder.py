@@ -15,6 +15,7 @@ import fcntl
 import os
 import shutil
 import stat
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -72,7 +73,10 @@ def claim(outdir: Path) -> Path:
     make_folder(outdir.parent)
     try:
         os.mkdir(outdir, FOLDER_MODE)
-    except FileExistsError:                   # another run made it just now
+    except FileExistsError:                   # another run made it just now: its mark follows
+        deadline = time.monotonic() + 2.0
+        while not os.path.lexists(outdir / MARK) and time.monotonic() < deadline:
+            time.sleep(0.05)
         _check_ours(outdir)
         return outdir
     os.chmod(outdir, FOLDER_MODE)

@@ -181,3 +181,26 @@ def test_two_real_runs_of_one_scenario_into_one_folder(seedchain, tmp_path):
     assert second_seconds < 30
     assert "locked-run: PASS" in rest
     assert (tmp_path / "out" / "locked-run" / "result.json").is_file()
+
+
+def test_a_folder_another_run_is_making_this_moment_is_waited_for(tmp_path, monkeypatch):
+    """Two runs that start together: the other makes the folder between this one's look and
+    its mkdir, and writes its mark a moment later."""
+    import threading
+
+    from harness import runfolder
+    outdir = tmp_path / "qemu-only"
+    real_mkdir = os.mkdir
+    marking = threading.Timer(0.3, lambda: (outdir / MARK).write_text("made by seedchain"))
+
+    def mkdir(path, mode=0o777):
+        if Path(path) == outdir:               # the other run was first
+            real_mkdir(path, 0o700)
+            marking.start()
+            raise FileExistsError(path)
+        return real_mkdir(path, mode)
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    try:
+        assert runfolder.claim(outdir) == outdir
+    finally:
+        marking.join()
