@@ -63,8 +63,9 @@ class NetworkClock:
 
 def bench_build(ctx: Context, cold_network: bool) -> None:
     section = ctx.results.setdefault("build", {})
-    scratch = ctx.artifacts / "build-scratch"
-    scratch.mkdir(parents=True, exist_ok=True)
+    ctx.artifacts.mkdir(parents=True, exist_ok=True)
+    # a folder of its own (a fixed name could be one of the user's), removed at the end
+    scratch = Path(tempfile.mkdtemp(prefix="build-scratch-", dir=ctx.artifacts))
     n = max(3, ctx.repeat)
     for name in ctx.scenarios:
         s = scenario(name)

@@ -9,7 +9,7 @@ measured first by one uninterrupted run of each target. Then, after a grace for 
 process tree to exit, the leftovers are counted by kind:
 
   qemu, bwrap, process   live processes with the run's marker
-  ram                    the run's guest-RAM files on tmpfs (harness.boot.chain.ram_file)
+  ram                    the run's guest-RAM folders on tmpfs (harness.boot.chain.ram_folder)
   socket                 sockets in the run's artifacts folder
   cache-temp             temporary build folders new in the image cache whose builder is gone
   tmp                    entries left in the run's TMPDIR, but for pytest's own base folder
@@ -38,7 +38,8 @@ from pathlib import Path
 from bench._env import ROOT
 from bench.common import say, table
 from harness import pipeline
-from harness.boot.chain import ram_file
+from harness.boot.chain import ram_folder
+from harness.boot.ram import remove_folder as remove_ram_folder
 from harness.facts import ledger
 from harness.images.cache import Cache
 from harness.scenario.load import load_scenario
@@ -114,7 +115,7 @@ def cache_temporaries(root: Path) -> set[Path]:
 
 
 def files_left(outdir: Path, tmpdir: Path, cache_root: Path, cache_before: set[Path]) -> dict[str, list[Path]]:
-    rams = [ram_file(f) for f in (outdir, *outdir.glob("boot-*"))] if outdir.is_dir() else [ram_file(outdir)]
+    rams = [ram_folder(f) for f in (outdir, *outdir.glob("boot-*"))] if outdir.is_dir() else [ram_folder(outdir)]
     return {"ram": [r for r in rams if r.exists()],
             "socket": [p for p in outdir.rglob("*") if p.is_socket()] if outdir.is_dir() else [],
             "cache-temp": sorted(cache_temporaries(cache_root) - cache_before),
@@ -202,7 +203,9 @@ def _stop_and_count(proc, number, target, signame, delay, tag, artifacts, outdir
     cache.sweep()
     after = files_left(outdir, tmpdir, cache.root, cache_before)
     basetemps = pytest_basetemps(tmpdir)
-    for path in [p for kind, paths in after.items() if kind != "cache-temp" for p in paths]:
+    for folder in after["ram"]:
+        remove_ram_folder(folder)           # only a RAM folder seedchain made (its mark, this user's)
+    for path in [p for kind, paths in after.items() if kind not in ("cache-temp", "ram") for p in paths]:
         shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
     shutil.rmtree(tmpdir, ignore_errors=True)
     return {"run": number, "target": target, "signal": signame, "delay": round(delay, 2),

@@ -48,6 +48,7 @@ from harness.images.cache import Cache
 from harness.images.preflight import check_scenario
 from harness.jobs import Outcome, run_all
 from harness.matrix.github import MATRIX_FILE, print_matrix
+from .private import make_folder, write_file
 from .errors import SeedchainError
 from harness.progress import TRANSIENT, UPDATE
 from harness.reports.terminal import summary
@@ -289,7 +290,7 @@ def _writable(path: Path, option: str, folder: bool) -> None:
         raise SeedchainError(f"{parent} is a file; {option} needs a folder{'' if folder else ' there'}",
                              where=option, hint=hint)
     try:
-        (path if folder else path.parent).mkdir(parents=True, exist_ok=True)
+        make_folder(path if folder else path.parent)      # what seedchain makes is private (0700)
         if path.is_file():
             os.close(os.open(path, os.O_WRONLY))      # may be written; left as it is until then
         else:
@@ -344,7 +345,7 @@ def _run(args) -> int:
         data = [(o.result or RunResult(scenario=o.scenario, layers=[], error=o.error or o.crash
                                        or "interrupted")).to_json() for o in outcomes]
         try:
-            args.json.write_text(json.dumps(data[0] if len(data) == 1 else data, indent=2) + "\n")
+            write_file(args.json, json.dumps(data[0] if len(data) == 1 else data, indent=2) + "\n", follow=True)
         except OSError as err:      # writable before the run; not any more
             print(f"seedchain: error: --json: cannot write to {args.json}: {err.strerror}", file=sys.stderr)
             return max(exit_status(outcomes), UNTESTED, key=_WORST.index)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from .errors import SeedchainError
+from harness.private import write_file
 from harness.reports.terminal import summary
 from harness.pipeline import run
 from harness.matrix.expand import expand
@@ -85,7 +86,7 @@ class ScenarioItem(pytest.Item):
         result = run(scenario, cache=session.cache, artifacts=session.artifacts)
         self.user_properties += [("artifacts", result.artifacts), ("qemu", result.qemu_version),
                                  ("accel", result.accel), ("seconds", f"{result.seconds:.1f}")]
-        (Path(result.artifacts) / "summary.txt").write_text(summary(result) + "\n")
+        write_file(Path(result.artifacts) / "summary.txt", summary(result) + "\n")
         session.results.append(result.to_json())
         if session.matrix:
             self._judge_cell(result)
@@ -100,7 +101,7 @@ class ScenarioItem(pytest.Item):
         if session.gaps is None:
             session.gaps = load_gaps(Path(self.path).parent / "known-gaps.yaml")
         verdict = classify(result.to_json(), session.gaps)
-        (Path(result.artifacts) / "classification.json").write_text(json.dumps(verdict.to_json(), indent=2) + "\n")
+        write_file(Path(result.artifacts) / "classification.json", json.dumps(verdict.to_json(), indent=2) + "\n")
         self.user_properties.append(("matrix_status", verdict.status))
         details = "\n".join(verdict.lines())
         if verdict.status == "known-gap":

@@ -19,8 +19,9 @@ MAX_LINES = 600
 # What each part may import. The stages run scenario -> images -> boot -> facts ->
 # checks -> matrix -> reports. boot fills in the facts it is given (their types and
 # the guest report's parser live in facts), so it is the one stage that reaches one
-# ahead. The shared bottom (errors, paths, proc, progress, yamldoc, arch) imports no stage.
-BOTTOM = {"errors", "paths", "proc", "progress", "yamldoc"}
+# ahead. The shared bottom (errors, paths, proc, progress, yamldoc, arch) imports no stage;
+# nor do private (files only the user can read) and runfolder (a run's own folder).
+BOTTOM = {"errors", "paths", "proc", "progress", "yamldoc", "private", "runfolder"}
 ALLOWED = {
     "errors": set(), "paths": set(), "proc": set(), "progress": set(), "yamldoc": {"errors"},
     "arch": {"errors", "paths"},
@@ -34,6 +35,7 @@ ALLOWED = {
     "pipeline": BOTTOM | {"arch", "scenario", "images", "boot", "facts", "checks"},
     "jobs": BOTTOM | {"scenario", "images", "checks", "pipeline"},   # several runs, a process each
     "startup": set(),               # the command line's first moments, before its imports
+    "private": set(), "runfolder": {"errors", "private"},
 }
 FRONT_DOORS = {"cli", "pytest_plugin", "pytest_session"}   # thin: may use every stage
 

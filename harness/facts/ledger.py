@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from harness.facts.layer import LayerFacts
+from harness.private import FILE_MODE, make_folder, open_file
 
 FOLDER = "ledger"
 KEEP_RUNS = 1000            # per scenario; the oldest go first
@@ -36,8 +37,8 @@ def _file(cache_root: Path, scenario: str) -> Path:
 
 @contextmanager
 def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "a") as lock:
+    make_folder(path.parent)
+    with os.fdopen(open_file(path.with_suffix(".lock"), append=True), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -109,6 +110,7 @@ def record(cache_root: Path, scenario: str, run_id: str, facts: list[LayerFacts]
     with _locked(path):
         kept = (_read(path) + [entry])[-KEEP_RUNS:]
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ledger-")
+        os.fchmod(fd, FILE_MODE)              # private whatever the umask (mkstemp's 0600 already)
         with os.fdopen(fd, "w") as out:
             json.dump({"format": FORMAT, "scenario": scenario, "runs": kept}, out, indent=1)
             out.write("\n")

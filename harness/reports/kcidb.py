@@ -64,6 +64,7 @@ from urllib.parse import quote
 
 import jsonschema
 
+from harness.private import write_file
 from harness.errors import SeedchainError
 from harness.reports.matrix import artifacts_dir, merge
 from harness.scenario.model import CHECKS
@@ -117,7 +118,7 @@ def kcidb_data(results: Sequence[dict], out_dir: Path, url_base: str | None = No
 def write_kcidb(data: dict, out: Path) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        write_file(out, (json.dumps(data, indent=2) + "\n").encode("utf-8"), follow=True)
     except OSError as e:
         raise SeedchainError(f"cannot write: {e.strerror}", where=str(out)) from None
 

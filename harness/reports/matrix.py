@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 from urllib.parse import quote
 
+from harness.private import make_folder, write_file
 from harness.errors import SeedchainError
 from harness.paths import SCENARIOS
 from harness.matrix.known_gaps import (STATUSES, Classification, Gap, classify, load_gaps,
@@ -235,7 +236,7 @@ def write_report(results: Sequence[dict], gaps: Sequence[Gap], out_dir: Path) ->
     # imported here: render imports this module's vocabulary (STATES, count, ...)
     from harness.reports.render import render_html, render_markdown
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     report = build(results, gaps, out_dir)
     files = {
         "matrix.json": json.dumps({"format": REPORT_FORMAT, "counts": report.counts,
@@ -245,7 +246,7 @@ def write_report(results: Sequence[dict], gaps: Sequence[Gap], out_dir: Path) ->
         "matrix.html": render_html(report.cells, gaps),
     }
     for name, text in files.items():
-        (out_dir / name).write_text(text, encoding="utf-8")
+        write_file(out_dir / name, text.encode("utf-8"), follow=True)
         report.files[name] = out_dir / name
     return report
 
