@@ -76,8 +76,18 @@ def _jobs(text: str) -> int:
     return value
 
 
+def _version() -> str:
+    """The installed package's version (a checkout run without installing says so)."""
+    from importlib import metadata
+    try:
+        return metadata.version("seedchain")
+    except metadata.PackageNotFoundError:
+        return "(not installed: run from a checkout)"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="seedchain", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"seedchain {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run scenarios and print their verdicts (exit 0 good, 1 bad, "
                                    "125 cannot test, for git bisect run)")
