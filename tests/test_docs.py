@@ -1,10 +1,11 @@
 """The documentation's contracts: scenarios/result.schema.json describes result.json as
-harness/checks/verdict.py writes it."""
+harness/checks/verdict.py writes it, and the docs point only at what exists."""
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -12,6 +13,7 @@ import pytest
 
 from harness.checks.verdict import RunResult
 from harness.scenario.load import load_scenario
+from test_checks import OBSERVED
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -20,6 +22,7 @@ VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 RESULTS = sorted([*FIXTURES.glob("runs/*/result.json"), *FIXTURES.glob("runs/*/expected.json"),
                   *FIXTURES.glob("matrix/*/*/result.json")])
 GOLDEN = sorted(FIXTURES.glob("runs/*/expected.json"))
+DOCS = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def _errors(data: object) -> list[str]:
@@ -122,3 +125,80 @@ def test_an_undescribed_key_is_found():
     data = json.loads(GOLDEN[0].read_text())
     data["layers"][0]["seed_in_flight"]["shiny"] = 1
     assert _undescribed(data, SCHEMA, "result") == ["result.layers[].seed_in_flight.shiny"]
+
+
+# -- the docs ---------------------------------------------------------------------------
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def _anchors(path: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)
+    return {_anchor(m[1]) for m in re.finditer(r"^#+ (.+)$", text, flags=re.M)}
+
+
+def _target(base: Path, link: str) -> tuple[Path, str]:
+    file, _, anchor = link.partition("#")
+    return ((base / file).resolve() if file else base), anchor
+
+
+def _links():
+    """(document, link) for every relative Markdown link in the docs, and every docs/ path
+    named in the known gaps' sources."""
+    for doc in DOCS:
+        text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)
+        for link in re.findall(r"\]\(([^)\s]+)\)", text):
+            if not re.match(r"[a-z]+:", link):
+                yield doc, link
+    gaps = ROOT / "scenarios" / "known-gaps.yaml"
+    for link in re.findall(r"\bdocs/[\w./-]+(?:#[\w-]+)?", gaps.read_text()):
+        yield gaps, "../" + link
+
+
+LINKS = list(_links())
+
+
+@pytest.mark.parametrize("doc,link", LINKS, ids=[f"{d.name}:{link}" for d, link in LINKS])
+def test_every_link_leads_somewhere(doc, link):
+    path, anchor = _target(doc.parent, link)
+    if doc.name == "known-gaps.yaml" or not link.startswith("#"):
+        assert path.exists(), f"{doc.name} links to {link}, which is not in the project"
+    else:
+        path = doc
+    if anchor:
+        assert anchor in _anchors(path), f"{doc.name}: {link}: no such heading in {path.name}"
+
+
+def test_the_links_are_found():
+    assert any(link.startswith("../docs/facts.md#") for doc, link in LINKS if doc.name == "known-gaps.yaml")
+    assert (ROOT / "docs" / "results.md", "../scenarios/result.schema.json") in LINKS
+
+
+def test_every_markdown_file_named_in_the_docs_exists():
+    """A file named in prose (`something.md`) is in the project, beside the document or
+    from the project's root."""
+    for doc in [*DOCS, ROOT / "scenarios" / "known-gaps.yaml"]:
+        for name in set(re.findall(r"[\w./-]*\w\.md\b", doc.read_text())):
+            if name.startswith(("http", "//")):
+                continue
+            assert (doc.parent / name).exists() or (ROOT / name).exists(), f"{doc.name} names {name}"
+
+
+def test_the_readme_is_short():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 200
+
+
+def test_the_failing_checks_table_matches_the_recorded_runs():
+    """docs/checks.md names, per check, recorded runs that show its unwanted answer;
+    tests/test_checks.py's OBSERVED says what each recorded run's layers show."""
+    from harness.scenario.model import CHECKS
+    text = (ROOT / "docs" / "checks.md").read_text()
+    rows = re.findall(r"^\| (\w+) \| (yes|no) \| (.+) \|$", text, flags=re.M)
+    assert sorted(check for check, _, _ in rows) == sorted(CHECKS)
+    for check, unwanted, seen in rows:
+        for name, layer in re.findall(r"`([\w-]+):(\d+)`", seen):
+            value = OBSERVED[name][int(layer) - 1][CHECKS.index(check)]
+            assert value is (unwanted == "yes"), f"{check}: {name} layer {layer} shows {value}"
