@@ -218,7 +218,7 @@ def test_bookworm_arm64_userland_without_running_it(aarch64_known):
     u = debian.userland("bookworm", Cache(), arch="aarch64")
     assert u.arch == "aarch64" and debian.upstream_version(u.kexec_tools_version) == "2.0.25"
     libs = sorted(p.name for p in (u.root / aarch64.LIBDIR).iterdir())
-    # FACTS.md: libxenctrl and seven other libxen*, zlib, libc and the loader.
+    # docs/facts.md#kexec-tools: libxenctrl and seven other libxen*, zlib, libc and the loader.
     assert len([n for n in libs if n.startswith("libxen")]) == 8 and "libxenctrl.so.4.17" in libs
     assert "libz.so.1" in libs and "libc.so.6" in libs
     assert (u.root / "lib" / aarch64.LOADER).is_file()

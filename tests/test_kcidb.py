@@ -26,7 +26,7 @@ from recorded import RUNS, names
 
 ROOT = Path(__file__).resolve().parent.parent
 QEMU = "7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)"
-# The checks the recorded results answer (README, "Reading a result").
+# The checks the recorded results answer (docs/checks.md).
 CHECKS = ("booted", "received", "zeroed_sysfs", "zeroed_ram", "credited", "exposed", "passed_on")
 CONSUMED = {"booted": True, "received": True, "zeroed_sysfs": True, "zeroed_ram": True,
             "credited": True, "exposed": False, "passed_on": None}

@@ -164,8 +164,9 @@ def find_qemu(build: str) -> str:
 
 MACHINES = ("virt",)
 DEFAULT_MACHINE = "virt"
-# FACTS.md: under TCG plain `-cpu max` spends its time in pointer authentication's QARMA5
-# (/init at 5.5 s); pauth-impdef=on keeps the CPU's features (FEAT_RNG among them) at 1.4 s.
+# Measured (docs/facts.md#debian-arm64-kernels): under TCG plain `-cpu max` spends its time in
+# pointer authentication's QARMA5 (/init at 5.5 s); pauth-impdef=on keeps the CPU's features
+# (FEAT_RNG among them) at 1.4 s.
 DEFAULT_CPU = "max,pauth-impdef=on"
 RAM_BASE = 0x40000000                      # -M virt's RAM starts at 1 GiB
 CONSOLE = "ttyAMA0"                        # the PL011, virt's only UART

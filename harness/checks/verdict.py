@@ -1,7 +1,8 @@
 """Compare observed checks with a scenario's expectations; build the result record.
 
-The JSON written from RunResult.to_json() is a contract other tools read: the keys
-named in README ("Reading a result") must keep their names.
+The JSON written from RunResult.to_json() is a contract other tools read: its keys keep
+their names (docs/results.md), and scenarios/result.schema.json describes every one of
+them (tests/test_docs.py).
 """
 
 from __future__ import annotations

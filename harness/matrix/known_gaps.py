@@ -153,7 +153,7 @@ GAP_SCHEMA: dict = {
         "checks": _check_map("The checks this gap makes fail, with the value observed instead."),
         "reason": {"type": "string", "minLength": 1,
                    "description": "Why, in a sentence or two."},
-        "source": {**_STRINGS, "description": "Commit ids, FACTS.md sections, measurements."},
+        "source": {**_STRINGS, "description": "Upstream commits and files, measurements, docs/facts.md sections."},
         "informational": {"type": "boolean",
                           "description": "true: listed in reports but never matched."},
     },
