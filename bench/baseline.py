@@ -17,6 +17,7 @@ type.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import re
@@ -91,7 +92,7 @@ busybox poweroff -f
 
 
 def init_script(layer: int, loader: str | None, next_cmdline: str,
-                next_images: "tuple[chaindisk.Extent, chaindisk.Extent] | None" = None,
+                next_images: tuple[chaindisk.Extent, chaindisk.Extent] | None = None,
                 modules: tuple[str, ...] = ()) -> bytes:
     """The /init of one baseline layer; loader None for the last layer. next_images: the
     next layer's kernel and initramfs on the chain disk; modules: what drives the disk."""
@@ -175,7 +176,7 @@ def build_plain_chain(images: list[LayerImage], cache: Cache, *, codec: str = "n
         key = [LAYOUT, codec, script, str(image.userland.root)]
         key += [sha256_file(m.source) for m in image.modules]
         entry = cache.build(f"baseline-{codec}", key,
-                            lambda out, e=_entries(image, script): _write(out, e, codec))
+                            functools.partial(_write, entries=_entries(image, script), codec=codec))
         info = json.loads((entry / INFO).read_text())
         layer = PlainLayer(index=image.layer.index, kernel=image.kernel.path, initrd=entry / INITRD,
                            cmdline=cmdline(image), raw_bytes=info["raw_bytes"], bytes=info["bytes"],

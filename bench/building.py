@@ -63,19 +63,20 @@ class NetworkClock:
 
 def bench_build(ctx: Context, cold_network: bool) -> None:
     section = ctx.results.setdefault("build", {})
-    scratch = ctx.artifacts / "build-scratch"
-    scratch.mkdir(parents=True, exist_ok=True)
+    ctx.artifacts.mkdir(parents=True, exist_ok=True)
+    # a folder of its own (a fixed name could be one of the user's), removed at the end
+    scratch = Path(tempfile.mkdtemp(prefix="build-scratch-", dir=ctx.artifacts))
     n = max(3, ctx.repeat)
     for name in ctx.scenarios:
         s = scenario(name)
         data = section[name] = {"warm": [], "cold_initrd": [], "cold_network": None}
         build_chain(s, ctx.cache)                       # warm-up: nothing timed is built
-        for i in range(n):
+        for _ in range(n):
             t = time.monotonic()
             build_chain(s, ctx.cache)
             data["warm"].append(time.monotonic() - t)
         say(f"build {name}: warm {min(data['warm']):.3f} s (min of {n})")
-        for i in range(max(1, ctx.repeat)):
+        for _ in range(max(1, ctx.repeat)):
             fresh = Path(tempfile.mkdtemp(prefix="cold-initrd-", dir=scratch))
             try:
                 t = time.monotonic()

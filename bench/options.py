@@ -112,7 +112,7 @@ def summarize_options(section: dict) -> None:
     for v in section["variants"].values():
         s = stats([r["seconds"] for r in v["runs"] if r["ok"]])
         c = stats([r["cpu"] for r in v["runs"] if r["ok"]])
-        paired = [ratio(r["seconds"], b["seconds"]) for r, b in zip(v["runs"], default_runs)
+        paired = [ratio(r["seconds"], b["seconds"]) for r, b in zip(v["runs"], default_runs, strict=False)
                   if r["ok"] and b["ok"]]
         v["summary"] = {**s, "ratio_median": ratio(s["median"], d["median"]),
                         "ratio_min": ratio(s["min"], d["min"]), "paired_ratios": paired,

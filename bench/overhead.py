@@ -95,7 +95,7 @@ def summarize_overhead(section: dict) -> None:
         b = stats([s["seconds"] for s in data["baseline"] if s["ok"]])
         hc = stats([s["cpu"] for s in data["harness"]])
         bc = stats([s["cpu"] for s in data["baseline"] if s["ok"]])
-        paired = [ratio(hs["seconds"], bs["seconds"]) for hs, bs in zip(data["harness"], data["baseline"])
+        paired = [ratio(hs["seconds"], bs["seconds"]) for hs, bs in zip(data["harness"], data["baseline"], strict=False)
                   if bs["ok"]]
         data["summary"] = {"harness": h, "baseline": b, "ratio_min": ratio(h["min"], b["min"]),
                            "ratio_median": ratio(h["median"], b["median"]), "paired_ratios": paired,
@@ -132,7 +132,7 @@ def report_overhead(ctx: Context) -> str:
         for i in range(max((len(r["layers"]) for r in runs), default=0)):
             layer = [r["layers"][i] for r in runs if i < len(r["layers"])]
 
-            def median(key):
+            def median(key, layer=layer):
                 return stats([x.get(key) for x in layer])["median"]
             wall, init, started = median("seconds"), median("run_init"), median("agent_started")
             rest = wall - init if wall is not None and init is not None else None

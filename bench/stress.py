@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Stress: figures at scale that the default CI keeps only a bounded share of.
 
-    python -m bench.stress [--interrupts N] [--fuzz N] [--flake-runs N] [--only SECTION,...]
-                           [--seed S] [--budget SECONDS] [--artifacts DIR] [--json OUT]
+    python -m bench.stress [--interrupts N] [--fuzz N] [--flake-runs N] [--security-runs N]
+                           [--only SECTION,...] [--seed S] [--budget SECONDS] [--artifacts DIR]
+                           [--json OUT]
 
 Sections (all by default; --only picks some):
   interrupts  N real runs (`seedchain run` and `pytest -n 2` of one scenario) stopped by
@@ -13,8 +14,12 @@ Sections (all by default; --only picks some):
               the matrix file, the known-gaps file, the guest report parser)
   flake       the default scenarios N times in a row (bench/flake_rate.py's runs and
               summary): passes, failures and infra errors per scenario, flakes
+  security    N real runs (RAM search on) while another local user (uid 65534) races for
+              the RAM file, the gdbstub's socket and the artifacts: attempts and successes
+              (bench/stress_security.py; needs root)
 Tables go to stdout, progress to stderr, everything to JSON (default ARTIFACTS/stress.json).
-The exit status is 1 when a leftover, a failing fuzz test or a flake was found.
+The exit status is 1 when a leftover, a failing fuzz test, a flake, or a success of the
+other user (or a security run that did not pass) was found.
 """
 
 from __future__ import annotations
@@ -34,13 +39,13 @@ import re  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
-from bench import flake_rate, stress_interrupt  # noqa: E402
+from bench import flake_rate, stress_interrupt, stress_security  # noqa: E402
 from bench._env import ROOT  # noqa: E402
 from bench.common import machine_state, say, table, write_json  # noqa: E402
 from harness.images.cache import Cache  # noqa: E402
 from harness.scenario.load import discover, load_scenario  # noqa: E402
 
-SECTIONS = ("interrupts", "fuzz", "flake")
+SECTIONS = ("interrupts", "fuzz", "flake", "security")
 FUZZ_TESTS = ROOT / "tests" / "test_fuzz.py"
 
 
@@ -97,7 +102,7 @@ def flake(runs: int, only: str | None, folder: Path) -> dict:
             outcomes[s.name].append(o)
             say(f"flake run {i}/{runs} {s.name}: {o['verdict']} in {o['seconds']:.0f} s")
     summary = flake_rate.summarize(outcomes)
-    for name, p in summary["scenarios"].items():
+    for p in summary["scenarios"].values():
         p.update({v: p["verdicts"].count(v) for v in ("pass", "fail", "error")})
     return {"runs": runs, "outcomes": outcomes, "summary": summary}
 
@@ -116,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interrupts", type=int, default=200, help="interrupted runs (default %(default)s)")
     ap.add_argument("--fuzz", type=int, default=10_000, help="hypothesis examples per fuzz test (default %(default)s)")
     ap.add_argument("--flake-runs", type=int, default=10, help="runs of the default scenarios (default %(default)s)")
+    ap.add_argument("--security-runs", type=int, default=3,
+                    help="runs raced by another user in the security section (default %(default)s)")
     ap.add_argument("--flake-only", default=None, help="comma-separated default scenarios for the flake section")
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections among {', '.join(SECTIONS)}")
     ap.add_argument("--scenario", type=Path, default=ROOT / "scenarios" / "qemu-only.yaml",
@@ -129,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(sections) - set(SECTIONS)
     if unknown or not sections:
         ap.error(f"--only: unknown section {', '.join(sorted(unknown)) or '(none)'}; known: {', '.join(SECTIONS)}")
-    for name in ("interrupts", "fuzz", "flake_runs"):
+    for name in ("interrupts", "fuzz", "flake_runs", "security_runs"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be at least 1")
     if not args.scenario.is_file():
@@ -162,6 +169,13 @@ def main(argv: list[str] | None = None) -> int:
         write_json(json_path, data)
         print(flake_report(data["flake"]) + "\n", flush=True)
         failed |= data["flake"]["summary"]["scenario_runs_flaky"] > 0
+    if "security" in sections:
+        say(f"security: {args.security_runs} runs raced by another user")
+        data["security"] = stress_security.run(args.security_runs, args.scenario.resolve(), env)
+        data["security"]["summary"] = summary = stress_security.summarize(data["security"])
+        write_json(json_path, data)
+        print(stress_security.report(data["security"], summary) + "\n", flush=True)
+        failed |= bool(data["security"].get("error")) or summary["successes"] > 0 or summary["not_passed"] > 0
     data["machine_at_end"] = machine_state()
     write_json(json_path, data)
     print(f"JSON: {json_path}")

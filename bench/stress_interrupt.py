@@ -9,7 +9,7 @@ measured first by one uninterrupted run of each target. Then, after a grace for 
 process tree to exit, the leftovers are counted by kind:
 
   qemu, bwrap, process   live processes with the run's marker
-  ram                    the run's guest-RAM files on tmpfs (harness.boot.chain.ram_file)
+  ram                    the run's guest-RAM folders on tmpfs (harness.boot.chain.ram_folder)
   socket                 sockets in the run's artifacts folder
   cache-temp             temporary build folders new in the image cache whose builder is gone
   tmp                    entries left in the run's TMPDIR, but for pytest's own base folder
@@ -38,10 +38,12 @@ from pathlib import Path
 from bench._env import ROOT
 from bench.common import say, table
 from harness import pipeline
-from harness.boot.chain import ram_file
+from harness.boot.chain import ram_folder
+from harness.boot.ram import remove_folder as remove_ram_folder
 from harness.facts import ledger
 from harness.images.cache import Cache
 from harness.scenario.load import load_scenario
+from harness.proc import signals_as_at_a_terminal
 
 TARGETS = ("seedchain", "pytest")
 SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM, "SIGKILL": signal.SIGKILL}
@@ -113,28 +115,24 @@ def cache_temporaries(root: Path) -> set[Path]:
 
 
 def files_left(outdir: Path, tmpdir: Path, cache_root: Path, cache_before: set[Path]) -> dict[str, list[Path]]:
-    rams = [ram_file(f) for f in (outdir, *outdir.glob("boot-*"))] if outdir.is_dir() else [ram_file(outdir)]
+    rams = [ram_folder(f) for f in (outdir, *outdir.glob("boot-*"))] if outdir.is_dir() else [ram_folder(outdir)]
     return {"ram": [r for r in rams if r.exists()],
             "socket": [p for p in outdir.rglob("*") if p.is_socket()] if outdir.is_dir() else [],
             "cache-temp": sorted(cache_temporaries(cache_root) - cache_before),
-            "tmp": sorted(p for p in tmpdir.iterdir() if not p.name.startswith("pytest-of-")) if tmpdir.is_dir() else []}
+            "tmp": sorted(p for p in tmpdir.iterdir() if not p.name.startswith("pytest-of-"))
+                   if tmpdir.is_dir() else []}
 
 
 def pytest_basetemps(tmpdir: Path) -> int:
     return sum(1 for p in tmpdir.glob("pytest-of-*/pytest-*") if not p.is_symlink())
 
 
-def _default_signals() -> None:
-    """A script started in the background by a shell without job control ignores SIGINT, and
-    so would every run it starts: each run gets the default actions, as from a terminal."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
-
 
 def measure_span(target: str, scenario: Path, folder: Path, env: dict) -> float:
     started = time.monotonic()
     run = subprocess.run(command(target, scenario, folder / f"span-{target}"), cwd=ROOT, env=env,
-                         stdin=subprocess.DEVNULL, preexec_fn=_default_signals, capture_output=True, text=True, timeout=900)
+                         stdin=subprocess.DEVNULL, preexec_fn=signals_as_at_a_terminal, capture_output=True,
+                         text=True, timeout=900)
     seconds = time.monotonic() - started
     if run.returncode != 0:
         raise SystemExit(f"stress: the uninterrupted {target} run failed (exit status {run.returncode}); "
@@ -155,7 +153,7 @@ def one_run(number: int, target: str, signame: str, delay: float, scenario, fold
     with open(logs / f"{number}.out", "w") as out, open(logs / f"{number}.err", "w+") as err:
         proc = subprocess.Popen(command(target, Path(scenario.path), artifacts), cwd=ROOT,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
-                                env={**env, MARKER: tag, "TMPDIR": str(tmpdir)}, preexec_fn=_default_signals)
+                                env={**env, MARKER: tag, "TMPDIR": str(tmpdir)}, preexec_fn=signals_as_at_a_terminal)
         try:
             return _stop_and_count(proc, number, target, signame, delay, tag, artifacts, outdir, tmpdir,
                                    scenario, cache, cache_before, err)
@@ -205,7 +203,9 @@ def _stop_and_count(proc, number, target, signame, delay, tag, artifacts, outdir
     cache.sweep()
     after = files_left(outdir, tmpdir, cache.root, cache_before)
     basetemps = pytest_basetemps(tmpdir)
-    for path in [p for kind, paths in after.items() if kind != "cache-temp" for p in paths]:
+    for folder in after["ram"]:
+        remove_ram_folder(folder)           # only a RAM folder seedchain made (its mark, this user's)
+    for path in [p for kind, paths in after.items() if kind not in ("cache-temp", "ram") for p in paths]:
         shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
     shutil.rmtree(tmpdir, ignore_errors=True)
     return {"run": number, "target": target, "signal": signame, "delay": round(delay, 2),

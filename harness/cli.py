@@ -47,6 +47,7 @@ from harness.images.cache import Cache
 from harness.images.preflight import check_scenario
 from harness.jobs import Outcome, run_all
 from harness.matrix.github import MATRIX_FILE, print_matrix
+from .private import make_folder, write_file
 from .errors import SeedchainError
 from harness import text
 from harness.progress import TRANSIENT
@@ -76,8 +77,18 @@ def _jobs(text: str) -> int:
     return value
 
 
+def _version() -> str:
+    """The installed package's version (a checkout run without installing says so)."""
+    from importlib import metadata
+    try:
+        return metadata.version("seedchain")
+    except metadata.PackageNotFoundError:
+        return "(not installed: run from a checkout)"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="seedchain", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"seedchain {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run scenarios and print their verdicts (exit 0 good, 1 bad, "
                                    "125 cannot test, for git bisect run)")
@@ -255,8 +266,8 @@ def _scenarios(args) -> list:
         check_paths(s, allowed=args.allow_outside_paths,
                     replaced=[layer.index for layer in s.layers if every or layer.index in layers])
         check_binaries(s, allowed=args.allow_scenario_binaries or args.qemu is not None)   # --qemu replaces it
-    scenarios = [s.with_overrides(qemu_build=args.qemu, kernel=every, layer_kernels=layers, qemu_args=tuple(args.qemu_arg))
-                 for s in scenarios]
+    scenarios = [s.with_overrides(qemu_build=args.qemu, kernel=every, layer_kernels=layers,
+                                  qemu_args=tuple(args.qemu_arg)) for s in scenarios]
     if args.jobs > 1:
         seen: dict[str, str] = {}
         for s in scenarios:
@@ -282,7 +293,7 @@ def _writable(path: Path, option: str, folder: bool) -> None:
         raise SeedchainError(f"{parent} is a file; {option} needs a folder{'' if folder else ' there'}",
                              where=option, hint=hint)
     try:
-        (path if folder else path.parent).mkdir(parents=True, exist_ok=True)
+        make_folder(path if folder else path.parent)      # what seedchain makes is private (0700)
         if path.is_file():
             os.close(os.open(path, os.O_WRONLY))      # may be written; left as it is until then
         else:
@@ -346,7 +357,7 @@ def _run(args) -> int:
         data = [(o.result or RunResult(scenario=o.scenario, layers=[], error=o.error or o.crash
                                        or "interrupted")).to_json() for o in outcomes]
         try:
-            args.json.write_text(json.dumps(data[0] if len(data) == 1 else data, indent=2) + "\n")
+            write_file(args.json, json.dumps(data[0] if len(data) == 1 else data, indent=2) + "\n", follow=True)
         except OSError as err:      # writable before the run; not any more
             print(f"seedchain: error: --json: cannot write to {args.json}: {err.strerror}", file=sys.stderr)
             return max(exit_status(outcomes), UNTESTED, key=_WORST.index)

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from typing import cast
 from pathlib import Path
 
 from harness import pipeline
@@ -165,8 +166,9 @@ def _parallel(scenarios, jobs, cache, artifacts, progress: Progress, done: Done)
             while waiting and len(running) < jobs:
                 index, scenario = waiting.pop(0)
                 receive, send = context.Pipe(duplex=False)
-                worker = context.Process(target=_worker, name=f"seedchain {scenario.id}",
-                                         args=(scenario, cache, artifacts, send, os.getpid()))
+                worker: multiprocessing.process.BaseProcess = context.Process(
+                    target=_worker, name=f"seedchain {scenario.id}",
+                    args=(scenario, cache, artifacts, send, os.getpid()))
                 # Blocked across the fork: a worker takes a stop signal only once it can
                 # unwind, and the parent only once it knows the worker to stop.
                 sys.stdout.flush()              # else the worker writes what is buffered again
@@ -178,7 +180,7 @@ def _parallel(scenarios, jobs, cache, artifacts, progress: Progress, done: Done)
                     running[receive] = (index, worker)
                 finally:
                     signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
-            for conn in wait(list(running)):
+            for conn in _ready(running):
                 index, worker = running[conn]
                 outcome = _receive(conn, scenarios[index], worker, progress)
                 if outcome is not None:
@@ -188,7 +190,12 @@ def _parallel(scenarios, jobs, cache, artifacts, progress: Progress, done: Done)
     except KeyboardInterrupt:
         _stop(running, scenarios, progress, done)
         raise
-    return outcomes
+    return [outcome for outcome in outcomes if outcome is not None]     # all are, once none runs
+
+
+def _ready(running: dict[Connection, tuple], timeout: float | None = None) -> list[Connection]:
+    """The workers' ends of the pipes that have a message (or were closed)."""
+    return cast(list[Connection], wait(list(running), timeout=timeout))
 
 
 def _receive(conn: Connection, scenario: Scenario, worker, progress: Progress) -> Outcome | None:
@@ -218,7 +225,7 @@ def _stop(running, scenarios, progress: Progress, done: Done) -> None:
                 os.kill(worker.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE
         while running and time.monotonic() < deadline:
-            for conn in wait(list(running), timeout=max(0.0, deadline - time.monotonic())):
+            for conn in _ready(running, timeout=max(0.0, deadline - time.monotonic())):
                 index, worker = running[conn]
                 outcome = _receive(conn, scenarios[index], worker, progress)
                 if outcome is not None:

@@ -8,13 +8,14 @@ benchmarks all call `run`.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Callable
 
+from harness import runfolder
+from harness.boot.chain import (boot_chain, choose_accel, make_ram_file, qemu_args, remove_ram, save_facts,
+                                start_machine)
 from harness.boot.qemu import check_socket_room
-from harness.boot.chain import boot_chain, choose_accel, qemu_args, ram_file, save_facts, start_machine
 from harness.checks.verdict import RunResult, judge
 from harness.errors import SeedchainError
 from harness.facts import ledger
@@ -23,6 +24,7 @@ from harness.images import esp, qemu_builds
 from harness.images.cache import Cache
 from harness.images.initramfs import LayerImage, build_chain
 from harness.images.preflight import check_scenario
+from harness.private import make_folder, write_file
 from harness.progress import TRANSIENT, reporting
 from harness.scenario.model import Scenario
 
@@ -39,33 +41,39 @@ def run(scenario: Scenario, *, cache: Cache, artifacts: Path,
     with reporting(_sink(scenario, progress)):      # long steps deep in a stage report here
         started = time.monotonic()
         notes = check_scenario(scenario, cache)       # suites, QEMU, kernel files: before anything is built
-        swept = cache.sweep()                         # what killed builds left in the cache
-        outdir = prepare_artifacts(scenario, artifacts)
+        outdir = artifacts / scenario.slug
         for folder in (outdir, *(outdir / f"boot-{n}" for n in range(1, scenario.repeat))):
-            check_socket_room(folder)                 # before any image is built
-        retries: list[dict] = []
+            check_socket_room(folder)                 # a too long path is told before images are built
+        swept = cache.sweep()                         # what killed builds left in the cache
+        with runfolder.locked(outdir):                # one run at a time in the folder, and only ours
+            prepare_artifacts(scenario, artifacts)
+            return _run(scenario, cache, outdir, progress, started, notes, swept)
 
-        if swept:
-            progress(f"{scenario.name}: removed {len(swept)} temporary folder{'s' * (len(swept) > 1)} "
-                     "that killed builds left in the cache")
-        for note in notes:
-            progress(f"{scenario.name}: {note}")
-        progress(f"{scenario.name}: building images")
-        images = _retrying("images", lambda: build_chain(scenario, cache), retries, progress)
-        build = prepare_qemu(scenario, cache, progress)
-        accel = choose_accel(scenario.qemu.accel, build, images[0].kernel.path, cache, outdir)
-        for number in range(1, scenario.repeat):
-            progress(f"{scenario.name}: boot {number} of {scenario.repeat} (the last one is judged)")
-            earlier, _, _ = boot_once(scenario, images, build, accel, outdir / f"boot-{number}", cache, retries, progress)
-            ledger.record(cache.root, scenario.name, scenario.id, earlier)
-        facts, version, machine_args = boot_once(scenario, images, build, accel, outdir, cache, retries, progress)
 
-        result = judge(scenario, facts, qemu_version=version, qemu_binary=build.label, accel=accel,
-                       artifacts=str(outdir), seconds=time.monotonic() - started,
-                       qemu_args=machine_args, retries=retries, qemu_source=build.source)
-        ledger.record(cache.root, scenario.name, scenario.id, facts)
-        write_result(outdir, result)
-        return result
+def _run(scenario: Scenario, cache: Cache, outdir: Path, progress: Progress, started: float,
+         notes: list[str], swept: list) -> RunResult:
+    retries: list[dict] = []
+    if swept:
+        progress(f"{scenario.name}: removed {len(swept)} temporary folder{'s' * (len(swept) > 1)} "
+                 "that killed builds left in the cache")
+    for note in notes:
+        progress(f"{scenario.name}: {note}")
+    progress(f"{scenario.name}: building images")
+    images = _retrying("images", lambda: build_chain(scenario, cache), retries, progress)
+    build = prepare_qemu(scenario, cache, progress)
+    accel = choose_accel(scenario.qemu.accel, build, images[0].kernel.path, cache, outdir)
+    for number in range(1, scenario.repeat):
+        progress(f"{scenario.name}: boot {number} of {scenario.repeat} (the last one is judged)")
+        earlier, _, _ = boot_once(scenario, images, build, accel, outdir / f"boot-{number}", cache, retries, progress)
+        ledger.record(cache.root, scenario.name, scenario.id, earlier)
+    facts, version, machine_args = boot_once(scenario, images, build, accel, outdir, cache, retries, progress)
+
+    result = judge(scenario, facts, qemu_version=version, qemu_binary=build.label, accel=accel,
+                   artifacts=str(outdir), seconds=time.monotonic() - started,
+                   qemu_args=machine_args, retries=retries, qemu_source=build.source)
+    ledger.record(cache.root, scenario.name, scenario.id, facts)
+    write_result(outdir, result)
+    return result
 
 
 def boot_once(scenario: Scenario, images: list[LayerImage], build: qemu_builds.QemuBuild, accel: str,
@@ -73,16 +81,21 @@ def boot_once(scenario: Scenario, images: list[LayerImage], build: qemu_builds.Q
               progress: Progress) -> tuple[list[LayerFacts], str, list[str]]:
     """One boot of the chain into `outdir`: its facts (each caught seed set beside the
     ledger's earlier runs), the QEMU version and QEMU's arguments."""
-    outdir.mkdir(parents=True, exist_ok=True)
+    make_folder(outdir)
     command = build.command(outdir, cache.root, [images[0].kernel.path, images[0].initrd,
                                                  *([images[0].chain_disk] if images[0].chain_disk else [])])
     disk = esp.prepare(scenario, images[0].kernel.path, images[0].initrd, images[0].cmdline, cache, outdir)
     args = qemu_args(scenario, images, build, accel, outdir, disk)
     facts = empty_facts(scenario, images)
+    ram = scenario.capture.seed_in_flight and scenario.capture.ram_search
     try:
-        machine = _retrying("qemu-start", lambda: start_machine(command, args, outdir, scenario.arch), retries, progress)
+        def start():
+            if ram:
+                make_ram_file(outdir)      # private and empty: QEMU opens it and sizes it
+            return start_machine(command, args, outdir, scenario.arch)
+        machine = _retrying("qemu-start", start, retries, progress)
     except BaseException:
-        ram_file(outdir).unlink(missing_ok=True)      # QEMU may have made it before it died
+        remove_ram(outdir)
         raise
     version = ""
     try:
@@ -94,7 +107,7 @@ def boot_once(scenario: Scenario, images: list[LayerImage], build: qemu_builds.Q
         ledger.annotate(facts, ledger.runs(cache.root, scenario.name))
     finally:
         save_facts(outdir, facts)
-        ram_file(outdir).unlink(missing_ok=True)      # gone already, unless the watch never opened it
+        remove_ram(outdir)                            # gone already, unless the watch never opened it
     return facts, version, machine.args
 
 
@@ -128,17 +141,15 @@ def _sink(scenario: Scenario, progress: Progress) -> Progress:
 
 
 def prepare_artifacts(scenario: Scenario, artifacts: Path) -> Path:
-    """A clean folder for the scenario's logs and results, with a copy of its file. What a
-    killed run left goes with the old folder (its sockets, its logs), and so do its guest-RAM
-    files on tmpfs, named after the folder: the next QEMU would be handed the old RAM (or
-    refuse a file of another size)."""
-    outdir = artifacts / scenario.slug
+    """A clean, private folder for the scenario's logs and results, with a copy of its file.
+    Only a folder seedchain made (harness/runfolder.py) is emptied; anything else there is
+    refused. What a killed run left goes (its sockets, its logs), and so do its guest-RAM
+    folders on tmpfs, named after the run folder."""
+    outdir = runfolder.claim(artifacts / scenario.slug)
     for folder in (outdir, *outdir.glob("boot-*")):
-        ram_file(folder).unlink(missing_ok=True)
-    if outdir.exists():
-        shutil.rmtree(outdir)
-    outdir.mkdir(parents=True)
-    (outdir / "scenario.yaml").write_bytes(Path(scenario.path).read_bytes())
+        remove_ram(folder)
+    runfolder.empty(outdir)
+    write_file(outdir / "scenario.yaml", Path(scenario.path).read_bytes())
     return outdir
 
 
@@ -161,7 +172,7 @@ def empty_facts(scenario: Scenario, images: list[LayerImage]) -> list[LayerFacts
 
 
 def write_result(outdir: Path, result: RunResult) -> None:
-    (outdir / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    write_file(outdir / "result.json", json.dumps(result.to_json(), indent=2) + "\n")
 
 
 def _retrying(stage: str, attempt, retries: list[dict], progress: Progress):

@@ -14,6 +14,7 @@ import pytest
 
 from harness import text
 from .errors import SeedchainError
+from harness.private import write_file
 from harness.reports.terminal import summary
 from harness.pipeline import run
 from harness.matrix.expand import expand
@@ -87,7 +88,7 @@ class ScenarioItem(pytest.Item):
         result = run(scenario, cache=session.cache, artifacts=session.artifacts)
         self.user_properties += [("artifacts", result.artifacts), ("qemu", result.qemu_version),
                                  ("accel", result.accel), ("seconds", f"{result.seconds:.1f}")]
-        (Path(result.artifacts) / "summary.txt").write_text(summary(result) + "\n")
+        write_file(Path(result.artifacts) / "summary.txt", summary(result) + "\n")
         session.results.append(result.to_json())
         if session.matrix:
             self._judge_cell(result)
@@ -102,7 +103,7 @@ class ScenarioItem(pytest.Item):
         if session.gaps is None:
             session.gaps = load_gaps(Path(self.path).parent / "known-gaps.yaml")
         verdict = classify(result.to_json(), session.gaps)
-        (Path(result.artifacts) / "classification.json").write_text(json.dumps(verdict.to_json(), indent=2) + "\n")
+        write_file(Path(result.artifacts) / "classification.json", json.dumps(verdict.to_json(), indent=2) + "\n")
         self.user_properties.append(("matrix_status", verdict.status))
         details = "\n".join(verdict.lines())
         if verdict.status == "known-gap":
@@ -140,8 +141,8 @@ def _write_matrix_report(session) -> None:
     """With --matrix, the controlling process writes the matrix report over every
     cell's result.json (pytest-xdist workers each wrote their own)."""
     config = session.config
-    if hasattr(config, "workerinput") or not config.seedchain.matrix:
-        return
+    if hasattr(config, "workerinput") or not config.seedchain.matrix or config.option.collectonly:
+        return      # a worker, no matrix, or only collecting: collecting writes nothing
     from harness.matrix.known_gaps import load_gaps
     from harness.reports.matrix import merge, write_report
     artifacts = config.seedchain.artifacts

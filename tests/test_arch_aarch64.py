@@ -5,7 +5,6 @@ real Debian bookworm 6.1 arm64 kernel in the network-marked test."""
 from __future__ import annotations
 
 import gzip
-import os
 import stat
 from pathlib import Path
 
@@ -136,6 +135,6 @@ def test_debian_bookworm_arm64_kernel():
     assert (release, version) == (kernel.release, kernel.version.split("+b")[0])   # a binNMU: the same source
     assert aarch64.kexec_problems(kernel.path, "kexec_file_load") == []
     config, why = kconfig.embedded_config(kernel.path, "aarch64")
-    # Debian builds IKCONFIG as a module (configs.ko), so the Image carries none; FACTS.md says its
-    # KEXEC_FILE is off, which linux-config-6.1 shows.
+    # Debian builds IKCONFIG as a module (configs.ko), so the Image carries none; its KEXEC_FILE
+    # is off, as linux-config-6.1 shows (docs/facts.md#debian-arm64-kernels).
     assert config is None and "no embedded configuration" in why

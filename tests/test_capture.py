@@ -2,14 +2,12 @@
 checks over recorded captures, the ledger, and the RAM search over a RAM file."""
 
 import dataclasses
-import json
 import multiprocessing
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from harness.arch import x86_64
 from harness.boot.ram import MIN_RUN, GuestRam, low_memory_limit
@@ -141,7 +139,7 @@ def test_ledger_sees_repeats_within_and_across_runs(tmp_path):
 
 
 def _record_many(root: str, worker: int) -> None:
-    for n in range(20):
+    for _ in range(20):
         ledger.record(Path(root), "shared", "shared", [_seeded(1, os.urandom(32))])
 
 
@@ -157,8 +155,9 @@ def test_ledger_is_whole_under_parallel_writers(tmp_path):
 
 def test_ledger_command_shows_and_clears(tmp_path):
     ledger.record(tmp_path, "kexec-file-2", "kexec-file-2", [_seeded(2, b"c" * 32)])
-    run = lambda *args: subprocess.run([sys.executable, "-m", "harness.cli", "ledger", *args,
-                                        "--cache", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "harness.cli", "ledger", *args, "--cache", str(tmp_path)],
+                              capture_output=True, text=True, cwd=ROOT)
     shown = run("show")
     assert shown.returncode == 0 and "kexec-file-2: 1 run" in shown.stdout
     assert ledger.runs(tmp_path, "kexec-file-2")[0]["layers"]["2"][:16] in shown.stdout

@@ -73,7 +73,7 @@ def test_each_check_fails_for_a_real_reason_somewhere():
     seen = {c: [] for c in CHECKS}
     for name, rows in OBSERVED.items():
         for index, row in enumerate(rows, 1):
-            for check, value in zip(CHECKS, row):
+            for check, value in zip(CHECKS, row, strict=True):
                 if value is unwanted[check]:
                     seen[check].append(f"{name}:{index}")
     assert all(seen.values()), seen
@@ -120,7 +120,7 @@ def test_verdicts_match_the_recorded_results(name):
     scenario = load_scenario(SCENARIOS / f"{name}.yaml")
     run = judge(scenario, facts(name))
     assert run.passed == recorded["passed"] is True
-    for layer, saved in zip(run.to_json()["layers"], recorded["layers"]):
+    for layer, saved in zip(run.to_json()["layers"], recorded["layers"], strict=True):
         # A check added after a run was recorded is not in its result.json (see tests/README.md).
         added = [c for c in ADDED_CHECKS if c not in saved]
         for key in ("index", "kernel", "loader", *CHECKS, "seed_address", "expect", "outcome"):

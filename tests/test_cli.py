@@ -309,3 +309,9 @@ def test_ctrl_c_while_a_command_is_parsed(monkeypatch, capsys):
     finally:
         signal.signal(signal.SIGTERM, before)
     assert capsys.readouterr().err == "seedchain: interrupted\n"
+
+
+def test_version():
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "--version"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert (proc.returncode, proc.stdout) == (0, "seedchain 0.1.0\n"), proc.stderr

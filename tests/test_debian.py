@@ -296,7 +296,7 @@ def test_bookworm_userland_runs_kexec():
     assert upstream_version(u.kexec_tools_version) == "2.0.25"
     assert (u.root / "bin/busybox").is_file()
     assert (u.root / "lib64/ld-linux-x86-64.so.2").is_file()
-    assert list(u.root.glob("lib/x86_64-linux-gnu/libxen*"))  # what FACTS.md warned about
+    assert list(u.root.glob("lib/x86_64-linux-gnu/libxen*"))  # docs/facts.md#kexec-tools: Debian's kexec needs them
     out = run_in_root(u.root, "/sbin/kexec", "--version")
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["kexec-tools", upstream_version(u.kexec_tools_version)]

@@ -24,8 +24,8 @@ def _kept_fdt(name: str, layer: int = 0) -> bytes:
 # -- parsing -----------------------------------------------------------------------------
 
 def test_a_removed_rng_seed_leaves_its_name_but_no_property():
-    """FACTS.md: the kernel NOPs the property in place, so the name stays in the strings
-    block; only a parser tells the property is gone."""
+    """The kernel NOPs the property in place (drivers/of/fdt.c, early_init_dt_scan_chosen),
+    so the name stays in the strings block; only a parser tells the property is gone."""
     blob = _kept_fdt("a64-qemu-hop")
     assert b"rng-seed" in blob
     chosen = fdt.chosen(blob)

@@ -25,6 +25,7 @@ def test_a_dump_at_the_handover_holds_the_seed(seedchain, tmp_path):
     args = chain.qemu_args(scenario, images, build, "tcg", tmp_path)
     assert "-S" in args and "memory-backend=seedchain-ram" in " ".join(args)
     command = build.command(tmp_path, seedchain.cache.root, [images[0].kernel.path, images[0].initrd])
+    chain.make_ram_file(tmp_path)
     with chain.start_machine(command, args, tmp_path) as machine:
         catcher = Catcher(machine, "x86_64")
         guest = ram.GuestRam(chain.ram_file(tmp_path), scenario.qemu.machine, scenario.qemu.memory)
@@ -42,19 +43,20 @@ def test_a_dump_at_the_handover_holds_the_seed(seedchain, tmp_path):
         finally:
             guest.close()
             catcher.close()
-            chain.ram_file(tmp_path).unlink(missing_ok=True)
+            chain.remove_ram(tmp_path)
 
 
 @pytest.mark.vm
-def test_gdbstub_port_is_chosen_by_qemu_and_found(seedchain, tmp_path):
+def test_gdbstub_listens_on_a_unix_socket_in_the_run_folder(seedchain, tmp_path):
     from harness.boot.qemu import Machine
     from harness.arch.x86_64 import find_qemu
-    machine = Machine(find_qemu("system"), ["-nodefaults", "-display", "none", *gdb.qemu_args()], tmp_path)
+    machine = Machine(find_qemu("system"), ["-nodefaults", "-display", "none", *gdb.qemu_args(tmp_path)], tmp_path)
     with machine:
         machine.start()
-        port = gdb.port_from(machine.qmp.cmd("query-chardev"))
-        assert 1024 <= port <= 65535
-        stub = gdb.Stub(port)
+        chardevs = {d["label"]: d["filename"] for d in machine.qmp.cmd("query-chardev")}
+        assert f"unix:{gdb.socket_path(tmp_path)}" in chardevs["gdbstub"]
+        assert gdb.socket_path(tmp_path).is_socket()
+        stub = gdb.Stub(gdb.socket_path(tmp_path))
         try:
             block = stub.registers()
             assert len(block) >= 17 * 8            # rax..r15, rip at least

@@ -131,7 +131,8 @@ def test_applet_links_come_from_the_listing_not_from_running_busybox():
 
 def test_build_chain_takes_the_scenarios_arch(tmp_path, monkeypatch, aarch64_known):
     (tmp_path / "agent").mkdir()
-    (tmp_path / "agent" / "aarch64.sh").write_text("#!/bin/sh\n# a placeholder agent\n")
+    (tmp_path / "agent" / "agent.sh").write_text("#!/bin/sh\n# a placeholder agent\n")
+    (tmp_path / "agent" / "aarch64.sh").write_text("# its arm64 part\n")
     monkeypatch.setattr(initramfs, "IMAGES", tmp_path)
     monkeypatch.setattr(aarch64, "machine_cmdline", lambda machine: f"machine={machine}", raising=False)
     kernel = tmp_path / "Image"
@@ -158,6 +159,7 @@ def test_build_chain_takes_the_scenarios_arch(tmp_path, monkeypatch, aarch64_kno
     assert images[0].cmdline.split()[3] == "machine=virt"
     members = _cpio_members(images[0].initrd)
     assert members["init"] == b"#!/bin/sh\n# a placeholder agent\n"
+    assert members["seedchain/arch.sh"] == b"# its arm64 part\n"
     assert members["sbin/ip"] == b"/bin/busybox" and "seedchain/next/bzImage" not in members
     assert kernel.read_bytes() in images[0].chain_disk.read_bytes()     # the next layer's, on the disk
     with pytest.raises(ImageError, match="names no guest agent for arch sparc"):
@@ -216,7 +218,7 @@ def test_bookworm_arm64_userland_without_running_it(aarch64_known):
     u = debian.userland("bookworm", Cache(), arch="aarch64")
     assert u.arch == "aarch64" and debian.upstream_version(u.kexec_tools_version) == "2.0.25"
     libs = sorted(p.name for p in (u.root / aarch64.LIBDIR).iterdir())
-    # FACTS.md: libxenctrl and seven other libxen*, zlib, libc and the loader.
+    # docs/facts.md#kexec-tools: libxenctrl and seven other libxen*, zlib, libc and the loader.
     assert len([n for n in libs if n.startswith("libxen")]) == 8 and "libxenctrl.so.4.17" in libs
     assert "libz.so.1" in libs and "libc.so.6" in libs
     assert (u.root / "lib" / aarch64.LOADER).is_file()

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.proc import signals_as_at_a_terminal
+
 ROOT = Path(__file__).parent.parent
 RUNS = int(os.environ.get("SEEDCHAIN_INTERRUPT_RUNS", "8"))
 
@@ -34,7 +36,7 @@ def test_random_interruptions_leave_no_process(seedchain, tmp_path):
             [sys.executable, "-m", "harness.cli", "run", "scenarios/kexec-file-2.yaml",
              "--artifacts", str(artifacts)],
             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={**os.environ, "SEEDCHAIN_CACHE": str(seedchain.cache.root)})
+            env={**os.environ, "SEEDCHAIN_CACHE": str(seedchain.cache.root)}, preexec_fn=signals_as_at_a_terminal)
         time.sleep(delay)
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
@@ -81,7 +83,7 @@ def test_interrupting_parallel_runs_stops_every_qemu(seedchain, tmp_path):
             [sys.executable, "-m", "harness.cli", "run", "-j", "2", "scenarios/kexec-file-2.yaml",
              "scenarios/kexec-load.yaml", "--artifacts", str(artifacts)],
             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            start_new_session=True, env={**os.environ, "SEEDCHAIN_CACHE": str(seedchain.cache.root)})
+            start_new_session=True, env={**os.environ, "SEEDCHAIN_CACHE": str(seedchain.cache.root)}, preexec_fn=signals_as_at_a_terminal)
         time.sleep(rng.uniform(0.5, 20.0))
         if how == "ctrl-c":
             os.killpg(proc.pid, signal.SIGINT)

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from harness import cli, jobs, pipeline
+from harness.proc import signals_as_at_a_terminal
 from test_bisect import BAD, GOOD, replayed, write_chain
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +62,7 @@ def ran(log: Path) -> dict[str, tuple[int, float, float]]:
 
 
 def test_tables_come_in_the_order_given_whatever_order_the_runs_end(tmp_path, monkeypatch, capsys, sigterm_kept):
-    monkeypatch.setattr(pipeline, "run", timed(tmp_path, {"slow": 1.2, "middle": 0.6, "quick": 0.0}))
+    monkeypatch.setattr(pipeline, "run", timed(tmp_path, {"slow": 3.0, "middle": 2.0, "quick": 1.0}))
     files = chains(tmp_path, {"slow": GOOD, "middle": BAD, "quick": GOOD})
     assert cli.main(["run", "-j", "3", *files, "--artifacts", str(tmp_path / "out")]) == 1
     out = capsys.readouterr().out
@@ -197,7 +198,7 @@ def _start_stand_in(tmp_path, jobs: int):
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, str(script), "run", "-j", str(jobs), *files, "--artifacts", str(out)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, preexec_fn=signals_as_at_a_terminal)
     return proc, out
 
 

@@ -26,7 +26,7 @@ from recorded import RUNS, names
 
 ROOT = Path(__file__).resolve().parent.parent
 QEMU = "7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)"
-# The checks the recorded results answer (README, "Reading a result").
+# The checks the recorded results answer (docs/checks.md).
 CHECKS = ("booted", "received", "zeroed_sysfs", "zeroed_ram", "credited", "exposed", "passed_on")
 CONSUMED = {"booted": True, "received": True, "zeroed_sysfs": True, "zeroed_ram": True,
             "credited": True, "exposed": False, "passed_on": None}
@@ -277,7 +277,7 @@ def test_the_command_writes_a_valid_file(runs, tmp_path):
     assert proc.stdout.splitlines() == [
         f"{len(names())} results: 6 checkouts, 8 builds, {len(statuses)} tests ("
         + ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses))) + ")",
-        f"wrote {out} (KCIDB schema v5.3, validated)"]
+        f"wrote {out} (KCIDB schema v5.3, validated with kcidb-io)"]
     assert set(statuses) == {"DONE", "PASS", "SKIP"}
     assert written["tests"][0]["log_url"].startswith("https://ci.example.org/7/runs/")
 
@@ -292,6 +292,20 @@ def test_the_command_on_bad_input(runs, tmp_path, args, message):
     proc = _seedchain("report", *args)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert not (tmp_path / "k.json").exists()
+
+
+def test_without_kcidb_io_the_file_is_written_and_says_it_was_not_validated(runs, tmp_path, monkeypatch, capsys):
+    """kcidb-io is optional (its requirements are not GPL-2.0-only compatible): without it the
+    data is the same, and the command says it could not validate it."""
+    from harness.reports import kcidb
+    with_schema = kcidb_data(merge([runs / "runs"]), tmp_path)
+    monkeypatch.setitem(sys.modules, "kcidb_io", None)          # `import kcidb_io` fails
+    assert kcidb.kcidb_schema() is None
+    assert kcidb_data(merge([runs / "runs"]), tmp_path) == with_schema
+    out = tmp_path / "k.json"
+    assert kcidb.main(["--kcidb", str(out), str(runs / "runs")]) == 0
+    assert "not validated: kcidb-io is not installed" in capsys.readouterr().out
+    _validate(json.loads(out.read_text()))
 
 
 def test_a_broken_file_does_not_validate():

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ImageError
-from harness.images import debian, kconfig, kernel_source, recipes
+from harness.images import debian, kconfig, kernel_source
 from harness.images.cache import Cache
 from harness.scenario.load import load_text
 from test_cli import seedchain

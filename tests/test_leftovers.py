@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from harness import pipeline
-from harness.boot.chain import ram_file
+from harness import runfolder
+from harness.boot.chain import make_ram_file, ram_file, remove_ram
 from harness.errors import ImageError
 from harness.facts import ledger
 from harness.images.cache import Cache
@@ -122,20 +123,21 @@ def test_a_killed_runs_sockets_and_ram_file_do_not_stay_for_the_next_run(tmp_pat
     scenario = load_scenario(ROOT / "scenarios" / "qemu-only.yaml")
     artifacts = tmp_path / "out"
     outdir = artifacts / scenario.slug
-    (outdir / "boot-1").mkdir(parents=True)
+    runfolder.claim(outdir)                            # the killed run made the folder
+    (outdir / "boot-1").mkdir()
     for path in (outdir / "qmp.sock", outdir / "agent.sock", outdir / "boot-1" / "qmp.sock"):
         with socket.socket(socket.AF_UNIX) as s:       # bound by the killed run, nobody listening
             s.bind(str(path))
-    rams = [ram_file(outdir), ram_file(outdir / "boot-1")]
+    rams = [make_ram_file(outdir), make_ram_file(outdir / "boot-1")]
     for ram in rams:
         ram.write_bytes(b"old guest RAM, a smaller size than the next run's")
     try:
         assert pipeline.prepare_artifacts(scenario, artifacts) == outdir
-        assert sorted(p.name for p in outdir.iterdir()) == ["scenario.yaml"]
-        assert [ram for ram in rams if ram.exists()] == []
+        assert sorted(p.name for p in outdir.iterdir() if not p.name.startswith(".seedchain-")) == ["scenario.yaml"]
+        assert [ram.parent for ram in rams if ram.parent.exists()] == []
     finally:
-        for ram in rams:
-            ram.unlink(missing_ok=True)
+        for folder in (outdir, outdir / "boot-1"):
+            remove_ram(folder)
 
 
 def _live_processes_naming(text: str) -> list[int]:
@@ -187,4 +189,4 @@ def test_a_run_killed_mid_boot_does_not_disturb_the_next_run_of_that_scenario(se
     assert second.returncode == 0, second.stdout + second.stderr
     assert "killed-run: PASS" in second.stdout
     assert sorted(p.name for p in outdir.iterdir() if p.is_socket()) == []
-    assert not ram_file(outdir).exists()
+    assert not ram_file(outdir).exists() and not ram_file(outdir).parent.exists()

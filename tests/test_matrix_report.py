@@ -5,12 +5,9 @@ Markdown, the HTML as parsed, and the page in headless Chromium."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import struct
-import subprocess
-import tempfile
 import zlib
 from html.parser import HTMLParser
 from pathlib import Path

@@ -40,10 +40,10 @@ def test_kernel_options_refused(values, message):
 
 def test_one_layers_kernel_wins_over_every_layers():
     s = load_scenario(SCENARIOS / "kexec-file-4.yaml")
-    assert [l.kernel for l in s.with_overrides(layer_kernels={2: "/k2"}).layers] == [
+    assert [layer.kernel for layer in s.with_overrides(layer_kernels={2: "/k2"}).layers] == [
         "debian:bookworm/6.1", "/k2", "debian:bookworm/6.1", "debian:sid/7.2"]
     both = s.with_overrides(kernel="/all", layer_kernels={1: "/k1", 4: "/k4"}, qemu_build="/q")
-    assert [l.kernel for l in both.layers] == ["/k1", "/all", "/all", "/k4"]
+    assert [layer.kernel for layer in both.layers] == ["/k1", "/all", "/all", "/k4"]
     assert both.qemu.build == "/q" and both.layers[1].loader == s.layers[1].loader
     assert s.with_overrides() == s
 

@@ -4,7 +4,6 @@ folder and the project; a QEMU option that names no QEMU. No QEMU is booted here
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 

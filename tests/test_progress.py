@@ -44,8 +44,13 @@ def test_a_slow_step_still_logs_a_line_now_and_then():
     assert "building: 60 steps of 1000 steps (6%), 1.0 steps/s, about 16 min left" in lines
 
 
-def test_nothing_is_said_outside_a_run():
+def test_nothing_is_said_outside_a_run(capsys):
+    seen: list[str] = []
+    with progress.reporting(seen.append):
+        progress.say("inside")
     progress.say("nobody listens")          # no sink: no error, no output
+    assert seen == ["inside"]
+    assert capsys.readouterr() == ("", "")
 
 
 class Tty(io.StringIO):

@@ -109,3 +109,17 @@ def test_ctrl_c_while_the_session_finishes_ends_it_as_interrupted(tmp_path):
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
     assert proc.returncode == 2, (proc.returncode, proc.stderr)            # pytest's INTERRUPTED
     assert "interrupted while the session was finishing" in proc.stderr
+
+
+def test_collecting_a_matrix_writes_nothing(tmp_path):
+    """`--collect-only --matrix nightly` wrote matrix.json, .md and .html into an artifacts
+    folder that existed already: collecting must leave the disk as it was."""
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--collect-only",
+                           "--matrix", "smoke", "--artifacts", str(out),
+                           "--seedchain-cache", str(tmp_path / "cache"), "scenarios"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "kexec-file-2" in proc.stdout
+    assert list(out.iterdir()) == []

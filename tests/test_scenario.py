@@ -110,7 +110,7 @@ def test_minimal_scenario_gets_defaults():
 
 def test_anchors_and_merge_keys():
     layers = load_scenario(GOOD / "anchors.yaml").layers
-    assert [(l.index, l.loader, l.cmdline, l.line) for l in layers] == [
+    assert [(x.index, x.loader, x.cmdline, x.line) for x in layers] == [
         (1, "qemu", "", 5), (2, "kexec_load", "quiet", 6), (3, "kexec_file_load", "quiet", 11)]
     assert layers[2].expect == layers[1].expect == Expect.from_mapping({"seed": "consumed"})
 
@@ -126,7 +126,7 @@ def test_relative_kernel_path_is_resolved_against_the_file_folder(tmp_path, monk
 def test_absolute_kernel_path_and_debian_spec_stay_as_given():
     text = dump(minimal(layers=[{"kernel": "/srv/bzImage"},
                                 {"kernel": "debian:trixie-backports/6.12", "loader": "kexec_load"}]))
-    assert [l.kernel for l in load_text(text, "a/b.yaml").layers] == [
+    assert [layer.kernel for layer in load_text(text, "a/b.yaml").layers] == [
         "/srv/bzImage", "debian:trixie-backports/6.12"]
 
 

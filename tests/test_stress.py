@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import stress, stress_interrupt
+from bench import stress, stress_interrupt, stress_security
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN = [("pytest", "SIGKILL"), ("pytest", "SIGINT"), ("seedchain", "SIGKILL"), ("seedchain", "SIGTERM")]
@@ -50,3 +50,18 @@ def test_the_fuzz_section_counts_each_tests_cases():
     # 3 generated, plus the @example regressions where a test keeps some
     assert all(t["outcome"] == "passed" and 3 <= t["cases"] <= 5 for t in tests.values()), tests
     assert "examples asked per test" in stress.fuzz_report(data)
+
+
+@pytest.mark.vm
+def test_the_security_section_races_a_real_run_and_gets_nowhere(seedchain):
+    """One run raced by another user (bench/stress_security.py): tries, none succeeds."""
+    env = {**os.environ, "SEEDCHAIN_CACHE": str(seedchain.cache.root),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    data = stress_security.run(1, ROOT / "scenarios" / "qemu-only.yaml", env)
+    assert "error" not in data, data["error"] + " (this test acts as another user: run it as root)"
+    summary = stress_security.summarize(data)
+    text = stress_security.report(data, summary)
+    assert summary["runs"] == 1 and summary["not_passed"] == 0 and summary["tracebacks"] == 0, text
+    assert summary["totals"]["artifacts"]["attempts"] > 0 and summary["totals"]["gdbstub"]["attempts"] > 0, text
+    assert summary["successes"] == 0, text
+

@@ -1,6 +1,7 @@
-"""The nightly workflow: it parses, every command it runs exists in the repository, its
-job list is the one `seedchain matrix nightly --github` prints from matrix.yaml, and
-actionlint and shellcheck find nothing in it."""
+"""The workflows: the nightly parses, every command a workflow runs exists in the
+repository, the nightly's job list is the one `seedchain matrix nightly --github` prints
+from matrix.yaml, and actionlint and shellcheck find nothing in them. Their hardening
+and zizmor's audit: tests/test_workflow_hardening.py."""
 
 import json
 import re
@@ -21,7 +22,7 @@ WORKFLOWS = ROOT / ".github" / "workflows"
 WORKFLOW = WORKFLOWS / "nightly.yml"
 MATRIX = ROOT / "scenarios" / "matrix.yaml"
 ASSIGNMENT = re.compile(r"^\w+=\$\((.*)\)$")      # NAME=$(command)
-BUILTINS = ("echo",)
+BUILTINS = ("echo", "if", "exit")
 
 
 def _workflow() -> dict:
@@ -57,9 +58,10 @@ def _matrix_name(job: dict) -> str:
 
 def test_it_parses_and_has_its_jobs():
     wf = _workflow()
-    assert set(wf["jobs"]) == {"plan", "cells", "report", "stress"}
+    assert set(wf["jobs"]) == {"plan", "cells", "report", "kcidb-submit", "stress"}
     assert wf["jobs"]["cells"]["needs"] == "plan"
     assert wf["jobs"]["report"]["needs"] == "cells"
+    assert wf["jobs"]["kcidb-submit"]["needs"] == "report"
     assert wf[True]["schedule"]          # YAML 1.1 reads the key "on" as True
 
 
@@ -83,9 +85,11 @@ def test_the_cells_take_their_matrix_from_the_plan_job():
     assert plan["container"]["image"] == cells["container"]["image"]
 
 
-def test_every_command_is_in_the_repository():
+@pytest.mark.parametrize("path", sorted([*WORKFLOWS.glob("*.yml"), *WORKFLOWS.glob("*.yaml")]),
+                         ids=lambda p: p.name)
+def test_every_command_is_in_the_repository(path):
     known_subcommands = set(_parser()._subparsers._group_actions[0].choices)
-    for name, job in _workflow()["jobs"].items():
+    for name, job in yaml.safe_load(path.read_text())["jobs"].items():
         for argv in _commands(job):
             tool = argv[0]
             if tool in ("apt-get",):
@@ -96,6 +100,11 @@ def test_every_command_is_in_the_repository():
                 assert f"\t{argv[1]})" in (ROOT / "dev").read_text()
             if tool == ".venv/bin/seedchain":
                 assert argv[1] in known_subcommands, argv
+                if argv[1] == "run":            # the scenario files it is given
+                    assert all((ROOT / a).is_file() for a in argv[2:] if a.endswith(".yaml")), argv
+            if tool == ".venv/bin/python" and argv[1] == "-m":
+                module = ROOT / Path(*argv[2].split("."))
+                assert module.with_suffix(".py").is_file() or (module / "__main__.py").is_file(), argv
             if tool == ".venv/bin/pytest":
                 options = (ROOT / "harness" / "pytest_session.py").read_text()
                 for arg in argv:
@@ -143,8 +152,9 @@ def test_the_jobs_cover_every_cell_once():
     proc = _seedchain("matrix", matrix, "--github")
     assert proc.returncode == 0, proc.stderr
     labels = [entry["qemu"] for entry in json.loads(proc.stdout)["include"]]
-    assert re.search(r'--cell "qemu=\$\{\{ matrix\.qemu \}\}"', next(
-        s["run"] for s in job["steps"] if ".venv/bin/pytest" in s.get("run", "")))
+    step = next(s for s in job["steps"] if ".venv/bin/pytest" in s.get("run", ""))
+    assert '--cell "qemu=$CELL_QEMU"' in step["run"]          # through env: no expression in run:
+    assert step["env"] == {"CELL_QEMU": "${{ matrix.qemu }}"}
     cells = expand(MATRIX, matrix)
     covered = []
     for label in labels:
@@ -154,8 +164,9 @@ def test_the_jobs_cover_every_cell_once():
     assert sorted(covered) == sorted(c.id for c in cells)
 
 
-def test_the_image_cache_key_hashes_files_that_exist():
-    text = (ROOT / ".github" / "workflows" / "nightly.yml").read_text()
+@pytest.mark.parametrize("name", ["nightly.yml", "pull-request.yml"])
+def test_the_image_cache_key_hashes_files_that_exist(name):
+    text = (WORKFLOWS / name).read_text()
     patterns = [p for call in re.findall(r"hashFiles\(([^)]*)\)", text) for p in re.findall(r"'([^']+)'", call)]
     assert patterns
     for pattern in patterns:

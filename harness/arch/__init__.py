@@ -6,6 +6,9 @@ x86_64 (setup_data seeds) and aarch64 (the device tree's rng-seed) sit side by s
 
 INTERFACE, per module:
   NAME, DEBIAN_ARCH         'x86_64', 'amd64'
+  SEED_CARRIER              how a loader hands the kernel its seed: "setup_data" or "device_tree"
+                            (the checks dispatch on it, never on a name; an EFI seed table can
+                            come beside either)
   QEMU_BINARY, QEMU_PACKAGE qemu-system-x86_64 and the Debian package that has it
   KERNEL_PACKAGES           regexes of Debian's generic kernel package names (groups abi, series)
   LOADER, LIBDIR            the dynamic loader and library folder of the guest userland
@@ -37,7 +40,7 @@ from types import ModuleType
 
 from harness.arch import aarch64, x86_64
 
-INTERFACE = ("NAME", "DEBIAN_ARCH", "QEMU_BINARY", "QEMU_PACKAGE", "KERNEL_PACKAGES",
+INTERFACE = ("NAME", "DEBIAN_ARCH", "SEED_CARRIER", "QEMU_BINARY", "QEMU_PACKAGE", "KERNEL_PACKAGES",
              "LOADER", "LIBDIR", "FIRMWARES", "find_qemu", "read_kernel", "kexec_problems",
              "kernel_payload", "machine_args", "machine_cmdline", "read_seed_records",
              "read_efi_seed", "first_entry", "next_entry", "read_handover", "GDB_REGISTERS",
@@ -45,6 +48,13 @@ INTERFACE = ("NAME", "DEBIAN_ARCH", "QEMU_BINARY", "QEMU_PACKAGE", "KERNEL_PACKA
              "chain_disk_args")
 ARCHES: dict[str, ModuleType] = {x86_64.NAME: x86_64, aarch64.NAME: aarch64}
 DEFAULT = x86_64.NAME
+CARRIERS = ("setup_data", "device_tree")
+
+
+def carrier(name: str) -> str:
+    """The seed carrier of an architecture: "setup_data" or "device_tree"."""
+    found: str = get(name).SEED_CARRIER
+    return found
 
 
 def get(name: str = DEFAULT) -> ModuleType:

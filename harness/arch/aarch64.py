@@ -12,18 +12,19 @@ import mmap
 import os
 import re
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from harness.arch import common
+from harness.arch.common import Read
 from harness.errors import ImageError, QemuError
 
 NAME = "aarch64"
 DEBIAN_ARCH = "arm64"
+SEED_CARRIER = "device_tree"    # /chosen/rng-seed of the DTB the kernel is handed
 QEMU_BINARY = "qemu-system-aarch64"
 QEMU_PACKAGE = "qemu-system-arm"
 FIRMWARES = ("none", "uefi")     # direct kernel boot, or qemu-efi-aarch64's AAVMF
 
-Read = Callable[[int, int], bytes]      # (guest-physical address, size) -> bytes
 
 
 # ---------------------------------------------------------------- Debian packages
@@ -163,8 +164,9 @@ def find_qemu(build: str) -> str:
 
 MACHINES = ("virt",)
 DEFAULT_MACHINE = "virt"
-# FACTS.md: under TCG plain `-cpu max` spends its time in pointer authentication's QARMA5
-# (/init at 5.5 s); pauth-impdef=on keeps the CPU's features (FEAT_RNG among them) at 1.4 s.
+# Measured (docs/facts.md#debian-arm64-kernels): under TCG plain `-cpu max` spends its time in
+# pointer authentication's QARMA5 (/init at 5.5 s); pauth-impdef=on keeps the CPU's features
+# (FEAT_RNG among them) at 1.4 s.
 DEFAULT_CPU = "max,pauth-impdef=on"
 RAM_BASE = 0x40000000                      # -M virt's RAM starts at 1 GiB
 CONSOLE = "ttyAMA0"                        # the PL011, virt's only UART
@@ -296,7 +298,7 @@ def next_entry(*texts: str) -> tuple[int | None, str]:
                   "debug on for kexec_image.c")
 
 
-def read_handover(read: Read, pointer: int) -> tuple[int, list[tuple[int, int, bytes]], dict]:
+def read_handover(read: Read, pointer: int) -> tuple[int, list[tuple[int, int, bytes]], dict[str, Any]]:
     """At a hand-over: (the DTB's address, [(address, length, bytes) of /chosen/rng-seed],
     what else /chosen said). ValueError when x0 points at no DTB (a stop that was not one)."""
     from harness.arch import fdt as dtb

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from collections.abc import Callable
 
 from harness import files
 from harness.errors import ImageError, QemuError
@@ -27,6 +28,8 @@ def read_kernel_bytes(path: Path) -> bytes:
     """A kernel file whole (bounded as open_kernel bounds it)."""
     return files.read_bytes(path, MAX_KERNEL_BYTES, what="kernel file", error=ImageError)
 
+Read = Callable[[int, int], bytes]      # (guest-physical address, size) -> bytes
+
 
 def find_qemu(build: str, binary: str, package: str) -> str:
     """The QEMU binary to run: "system" means `binary` on PATH; else a path, or a name
@@ -38,8 +41,9 @@ def find_qemu(build: str, binary: str, package: str) -> str:
                             hint=f"apt-get install {package}, or give a binary with --qemu PATH")
         return found
     path = Path(build)
-    if "/" not in build and not path.is_file() and shutil.which(build):
-        return shutil.which(build)
+    on_path = shutil.which(build) if "/" not in build and not path.is_file() else None
+    if on_path:
+        return on_path
     if not path.is_file() or not os.access(path, os.X_OK):
         raise QemuError(f"{build} is not an executable file" + ("" if "/" in build else " nor a program on PATH"),
                         where="qemu.build", hint=f"give the path of a built {binary}")
@@ -50,7 +54,7 @@ EFI_SEED_HEADER_SIZE = 4    # struct linux_efi_random_seed { u32 size; u8 bits[s
 EFI_SEED_MAX = 1024         # the kernel uses at most this many bytes of bits (SZ_1K)
 
 
-def read_efi_seed(read, address: int) -> tuple[int, bytes]:
+def read_efi_seed(read: Read, address: int) -> tuple[int, bytes]:
     """The EFI RNG seed table (LINUX_EFI_RANDOM_SEED_TABLE), laid out alike on every
     architecture the EFI stub serves: (its size field, bits[0 .. min(size, EFI_SEED_MAX)])."""
     size = int.from_bytes(read(address, EFI_SEED_HEADER_SIZE), "little")

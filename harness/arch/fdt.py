@@ -8,7 +8,8 @@ name stays in the strings block while the property is gone: the blob is parsed h
 beside it; arm64 zeroes it after use.
 
 It lives beside the architectures because aarch64.py reads the DTB at each hand-over;
-harness/facts/dtb.py reads the guest's own views of it. The blobs come from the guest (the agent's copy of /sys/firmware/fdt) or from guest RAM:
+harness/facts/dtb.py reads the guest's own views of it. The blobs come from the guest (the agent's
+copy of /sys/firmware/fdt) or from guest RAM:
 untrusted, bounded, and any failure to parse is a DtbError with what was wrong.
 """
 
@@ -45,8 +46,8 @@ def used_size(header: bytes) -> int:
     QEMU's is 1 MiB): the end of the structure or the strings block, whichever is later."""
     if len(header) < HEADER_SIZE:
         raise DtbError(f"{len(header)} bytes are too few for an FDT header ({HEADER_SIZE})")
-    magic, total, off_struct, off_strings, _, _, _, _, size_strings, size_struct = \
-        struct.unpack(">10I", header[:HEADER_SIZE])
+    fields: tuple[int, ...] = struct.unpack(">10I", header[:HEADER_SIZE])
+    magic, total, off_struct, off_strings, _, _, _, _, size_strings, size_struct = fields
     if magic != FDT_MAGIC:
         raise DtbError(f"no FDT magic (found {magic:#010x}, expected {FDT_MAGIC:#010x})")
     used = max(off_struct + size_struct, off_strings + size_strings)
@@ -59,7 +60,7 @@ def used_size(header: bytes) -> int:
 def total_size(header: bytes) -> int:
     """The header's totalsize, checked against MAX_DTB."""
     used_size(header)
-    total = struct.unpack(">I", header[4:8])[0]
+    total: int = struct.unpack(">I", header[4:8])[0]
     return min(total, MAX_DTB)
 
 

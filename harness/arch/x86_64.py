@@ -10,25 +10,20 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
-from harness.arch import common
+from harness.arch import common, setup_data
+from harness.arch.setup_data import SEED_SIZE, SETUP_HEADER_SIZE, SETUP_RNG_SEED   # the seed's format
+from harness.arch.common import Read
 from harness.errors import ImageError, QemuError
 
 NAME = "x86_64"
 DEBIAN_ARCH = "amd64"
+SEED_CARRIER = "setup_data"     # boot_params' setup_data list, type 9 (SETUP_RNG_SEED)
 QEMU_BINARY = "qemu-system-x86_64"
 QEMU_PACKAGE = "qemu-system-x86"
 FIRMWARES = ("seabios", "ovmf")
 
-# The seed as the boot protocol carries it (uapi asm/bootparam.h):
-# struct setup_data { u64 next; u32 type; u32 len; u8 data[len]; } from hdr.setup_data (0x250).
-SETUP_RNG_SEED = 9
-SEED_SIZE = 32
-SETUP_HEADER_SIZE = 16      # u64 next, u32 type, u32 len
-MAX_SETUP_ENTRIES = 32      # a corrupt list must not loop us forever
-
-Read = Callable[[int, int], bytes]      # (guest-physical address, size) -> bytes
 
 
 # ---------------------------------------------------------------- Debian packages
@@ -263,20 +258,7 @@ def machine_cmdline(machine: str) -> str:
 
 # ---------------------------------------------------------------- seeds in guest RAM
 
-def read_seed_records(read: Read, head: int) -> list[tuple[int, bytes]]:
-    """Walk the setup_data list from hdr.setup_data: (address, header + payload) per entry.
-    A consumed seed has len 0, so a type-9 entry's 32 seed bytes are read whatever len says."""
-    records: list[tuple[int, bytes]] = []
-    seen: set[int] = set()
-    address = head
-    while address and address not in seen and len(records) < MAX_SETUP_ENTRIES:
-        seen.add(address)
-        header = read(address, SETUP_HEADER_SIZE)
-        kind = int.from_bytes(header[8:12], "little")
-        payload = read(address + SETUP_HEADER_SIZE, SEED_SIZE) if kind == SETUP_RNG_SEED else b""
-        records.append((address, header + payload))
-        address = int.from_bytes(header[0:8], "little")
-    return records
+read_seed_records = setup_data.read_seed_records
 
 
 read_efi_seed = common.read_efi_seed
@@ -324,7 +306,7 @@ def first_entry(machine: str, firmware: str, bootloader: str = "",
 def next_entry(*texts: str) -> tuple[int | None, str]:
     """Where purgatory enters the kernel a loader just loaded: the last "Loaded 64bit
     kernel at" in the loader's output or the kernel log, + 0x200."""
-    for name, text in zip(("kexec -d", "the kernel log (kexec-bzimage64.c)"), texts):
+    for name, text in zip(("kexec -d", "the kernel log (kexec-bzimage64.c)"), texts, strict=False):
         found = _LOADED_KERNEL.findall(text or "")
         if found:
             load = int(found[-1], 16)
@@ -336,7 +318,7 @@ def next_entry(*texts: str) -> tuple[int | None, str]:
                   "with dynamic debug on for kexec-bzimage64.c")
 
 
-def read_handover(read: Read, boot_params: int) -> tuple[int, list[tuple[int, int, bytes]], dict]:
+def read_handover(read: Read, boot_params: int) -> tuple[int, list[tuple[int, int, bytes]], dict[str, Any]]:
     """At a hand-over: (hdr.setup_data, [(address, len field, 32 seed bytes) of each
     type-9 entry], nothing else). ValueError when the page there is no boot_params (a
     stop that was not one)."""

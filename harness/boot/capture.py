@@ -26,7 +26,7 @@ class Catcher:
     def __init__(self, machine, arch: str):
         self.machine = machine
         self.arch = get_arch(arch)
-        self.stub = gdb.Stub(gdb.port_from(machine.qmp.cmd("query-chardev")))
+        self.stub = gdb.Stub(gdb.socket_path(machine.workdir))
         self.armed: tuple[int, str] | None = None
         self.efi_table: int | None = None    # the parent's EFI seed table, read at the next stop too
 

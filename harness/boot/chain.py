@@ -28,6 +28,7 @@ from harness.arch import get as get_arch
 from harness.facts.layer import SEED_SIZE, SETUP_HEADER_SIZE, DtbRam, EfiSeedRam, LayerFacts, RamEntry
 from harness.images.esp import EspDisk
 from harness.images.initramfs import CHAIN_DISK_SERIAL, LayerImage
+from harness.private import write_file
 from harness.scenario.model import Scenario
 from harness.facts.report import ReportError, parse_loader, parse_report
 
@@ -99,10 +100,23 @@ def start_machine(command: list[str], args: list[str], outdir: Path,
     return machine
 
 
-def ram_file(outdir: Path) -> Path:
-    """The guest's RAM on the host's tmpfs, one file per run folder."""
+def ram_folder(outdir: Path) -> Path:
+    """The private folder of the guest's RAM on the host's tmpfs, one per run folder and user."""
     tag = hashlib.sha256(str(outdir.resolve()).encode()).hexdigest()[:16]
-    return guest_ram.shm_folder() / f"seedchain-{tag}.ram"
+    return guest_ram.shm_folder() / f"seedchain-{os.geteuid()}-{tag}"
+
+
+def ram_file(outdir: Path) -> Path:
+    """The guest's RAM file (guest_ram.make_file makes it, in ram_folder)."""
+    return ram_folder(outdir) / guest_ram.FILE
+
+
+def make_ram_file(outdir: Path) -> Path:
+    return guest_ram.make_file(ram_folder(outdir))
+
+
+def remove_ram(outdir: Path) -> None:
+    guest_ram.remove_folder(ram_folder(outdir))
 
 
 def qemu_args(scenario: Scenario, images: list[LayerImage], build: qemu_builds.QemuBuild,
@@ -117,7 +131,7 @@ def qemu_args(scenario: Scenario, images: list[LayerImage], build: qemu_builds.Q
                                   vars_template=esp.vars_template if esp else None,
                                   boot_disk=esp.image if esp else None)
     if scenario.capture.seed_in_flight:
-        args += gdb.qemu_args()
+        args += gdb.qemu_args(outdir)
         if scenario.capture.ram_search:
             args += guest_ram.qemu_args(ram_file(outdir), q.memory)
     if images[0].chain_disk is not None:
@@ -198,14 +212,14 @@ def _seen(f: LayerFacts) -> str:
 
 
 def _watch(scenario: Scenario, machine: qemu_control.Machine, outdir: Path) -> Watch:
-    """The gdbstub connection (and the RAM file, opened and unlinked at once: it goes
+    """The gdbstub connection (and the RAM file, opened and removed at once: it goes
     away with QEMU, whatever happens to this process)."""
     path = ram_file(outdir) if scenario.capture.ram_search else None
     try:
         return Watch(scenario, machine, path, scenario.arch)
     finally:
         if path is not None:
-            path.unlink(missing_ok=True)
+            remove_ram(outdir)
 
 
 def _boot_layer(index: int, timeout: float, machine, stream, console, f: LayerFacts, *, start: float,
@@ -283,4 +297,4 @@ def _gist(output: str) -> str:
 
 def save_facts(outdir: Path, facts: list[LayerFacts]) -> None:
     for f in facts:
-        (outdir / f"layer-{f.index}.json").write_text(json.dumps(f.to_json(), indent=2) + "\n")
+        write_file(outdir / f"layer-{f.index}.json", json.dumps(f.to_json(), indent=2) + "\n")

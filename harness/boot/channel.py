@@ -7,12 +7,14 @@ named for what was seen (panic, out-of-memory, reset, qemu-exit, hang, bad-repor
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
 
 from harness.boot import qemu as qemu_control
 from harness.facts.report import MAX_REPORT_BYTES, take_block
+from harness.private import open_file
 
 PANIC_GRACE = 5.0               # after "Kernel panic" on the console, QEMU should exit by then
 CONSOLE_TAIL = 25
@@ -76,7 +78,7 @@ class AgentStream:
     def __init__(self, machine: qemu_control.Machine, log_path: Path):
         self.machine = machine
         self.buffer = b""
-        self.log = open(log_path, "ab")
+        self.log = os.fdopen(open_file(log_path, append=True), "ab")
         self._arrived: dict[bytes, float] = {}   # a block's start marker: when it first came
         self.started_at: float | None = None     # the last block taken: when its start came
 

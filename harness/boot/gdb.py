@@ -1,45 +1,38 @@
-"""QEMU's gdbstub, driven over the GDB remote protocol (PyGdbRemoteClient frames it).
+"""QEMU's gdbstub, driven over the GDB remote protocol (harness/boot/rsp.py frames it).
 
-QEMU listens on 127.0.0.1 at a port it picks itself (`port=0`); the runner learns the
-port from QMP's query-chardev, so parallel runs never race for one. Only what catching
-a seed needs is here: stop, set and clear a breakpoint, continue, wait for a stop,
-read a register. Under TCG a breakpoint matches the guest's program counter in
-whatever address space is live, so one set in a parent fires in its kexec'd child.
+QEMU listens on a Unix socket in the run's folder, which only the invoking user can
+enter (0700): no other local user can connect to the stub, read the guest's registers
+and RAM or write them. Only what catching a seed needs is here: stop, set and clear a
+breakpoint, continue, wait for a stop, read a register. Under TCG a breakpoint matches
+the guest's program counter in whatever address space is live, so one set in a parent
+fires in its kexec'd child.
 
-The stub stops the guest when a client connects; any byte sent while the guest runs
-stops it too (an interrupt), and the stub answers with a stop reply.
+The stub stops the guest when a client connects; an interrupt byte sent while the guest
+runs stops it too, and the stub answers with a stop reply.
 """
 
 from __future__ import annotations
 
-import re
+import os
 import time
+from pathlib import Path
 
-from gdb_remote_client import GdbRemoteClient, GdbRemoteClientError
-
+from harness.boot import rsp
 from harness.errors import QemuError
 
 CHARDEV_ID = "gdbstub"
-# query-chardev's filename of a listening socket, e.g. "disconnected:tcp:127.0.0.1:35747,server=on"
-_PORT = re.compile(r"tcp:127\.0\.0\.1:([0-9]+),server")
-POLL = 0.5        # the client rounds a shorter wait up to a second
+SOCKET = "gdb.sock"
+POLL = 0.2
 
 
-def qemu_args() -> list[str]:
-    """Options for a stub on a loopback port QEMU chooses, started stopped (-S)."""
-    return ["-S", "-chardev", f"socket,id={CHARDEV_ID},host=127.0.0.1,port=0,server=on,wait=off",
+def socket_path(workdir: Path) -> Path:
+    return Path(workdir) / SOCKET
+
+
+def qemu_args(workdir: Path) -> list[str]:
+    """Options for a stub on a Unix socket in `workdir`, the guest started stopped (-S)."""
+    return ["-S", "-chardev", f"socket,id={CHARDEV_ID},path={socket_path(workdir)},server=on,wait=off",
             "-gdb", f"chardev:{CHARDEV_ID}"]
-
-
-def port_from(chardevs: list[dict]) -> int:
-    """The port QEMU bound for the stub, from QMP query-chardev's answer."""
-    for dev in chardevs:
-        if dev.get("label") == CHARDEV_ID:
-            found = _PORT.search(dev.get("filename", ""))
-            if found:
-                return int(found.group(1))
-    raise QemuError("QEMU's gdbstub has no listening port in query-chardev",
-                    hint=f"QEMU said: {chardevs!r:.300}")
 
 
 class StopReply:
@@ -61,21 +54,35 @@ class Stub:
     """One connection to QEMU's gdbstub. All-stop: the guest is either running (a
     continue is outstanding) or stopped."""
 
-    def __init__(self, port: int, timeout: float = 10.0):
-        self.client = GdbRemoteClient("127.0.0.1", port)
-        self.client.set_recv_timeout(timeout)
+    def __init__(self, path: Path, timeout: float = 10.0):
+        self.timeout = timeout
         self.running = False
         self.breakpoints: set[int] = set()
         try:
-            self.client.connect()
-            # Connecting stopped the guest (it was stopped already with -S).
-            self.client.cmd("?")
-        except (OSError, GdbRemoteClientError) as exc:
-            raise QemuError(f"cannot talk to QEMU's gdbstub on 127.0.0.1:{port}: {exc}") from None
+            self.link = rsp.Link.unix(os.fspath(path), timeout)
+        except OSError as exc:
+            raise QemuError(f"cannot connect to QEMU's gdbstub at {path}: {exc.strerror or exc}") from None
+        try:    # connecting stopped the guest (it was stopped already with -S)
+            self._command("?")
+        except BaseException:
+            self.link.close()
+            raise
+
+    def _command(self, packet: str) -> str:
+        try:
+            return self.link.command(packet, self.timeout).decode("latin-1")
+        except (rsp.Timeout, rsp.ProtocolError) as exc:
+            raise QemuError(f"QEMU's gdbstub did not answer {packet!r}: {exc}") from None
+
+    def _send(self, packet: str) -> None:
+        try:
+            self.link.send(packet, self.timeout)
+        except (rsp.Timeout, rsp.ProtocolError) as exc:
+            raise QemuError(f"QEMU's gdbstub did not take {packet!r}: {exc}") from None
 
     # -- commands (the guest must be stopped) -------------------------------------------------
     def _expect_ok(self, packet: str) -> None:
-        reply = self.client.cmd(packet)
+        reply = self._command(packet)
         if reply != "OK":   # "" is "not supported", "E.." an error
             raise QemuError(f"QEMU's gdbstub refused {packet!r}: {reply or 'not supported'!r}")
 
@@ -83,7 +90,10 @@ class Stub:
         """Interrupt a running guest and wait for the stub's stop reply."""
         if not self.running:
             return
-        self.client.ctrl_c()
+        try:
+            self.link.interrupt()
+        except rsp.ProtocolError as exc:
+            raise QemuError(f"cannot interrupt the guest through QEMU's gdbstub: {exc}") from None
         self.running = False
         deadline = time.monotonic() + 10.0
         while True:
@@ -104,13 +114,13 @@ class Stub:
 
     def registers(self) -> bytes:
         """The "g" packet's register block (layout: the architecture's GDB_REGISTERS)."""
-        reply = self.client.cmd("g")
+        reply = self._command("g")
         if not reply or reply.startswith("E") or len(reply) % 2:
             raise QemuError(f"QEMU's gdbstub could not read the registers: {reply[:40]!r}")
         return bytes.fromhex(reply.replace("x", "0"))   # "xx": a register the stub does not know
 
     def step(self) -> StopReply:
-        self.client.cmd_no_reply("s")
+        self._send("s")
         self.running = True
         reply = self.wait(10.0)
         if reply is None:
@@ -118,26 +128,20 @@ class Stub:
         return reply
 
     def cont(self) -> None:
-        self.client.cmd_no_reply("c")
+        self._send("c")
         self.running = True
 
     # -- waiting -----------------------------------------------------------------------------
     def wait(self, seconds: float) -> StopReply | None:
         """The stop reply if the guest stopped within about `seconds`, else None."""
-        self.client.set_recv_timeout(max(seconds, POLL))
         try:
-            text, _ = self.client.get_stop_reply()
-        except GdbRemoteClientError as exc:
-            if "Timeout" in str(exc):
-                return None
+            text = self.link.receive(seconds).decode("latin-1")
+        except rsp.Timeout:
+            return None
+        except rsp.ProtocolError as exc:
             raise QemuError(f"QEMU's gdbstub sent a broken reply: {exc}") from None
-        finally:
-            self.client.set_recv_timeout(10.0)
         self.running = False
         return StopReply(text)
 
     def close(self) -> None:
-        try:
-            self.client.disconnect()
-        except Exception:  # a stub that went away with QEMU: nothing left to close
-            pass
+        self.link.close()

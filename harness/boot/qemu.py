@@ -22,21 +22,23 @@ from pathlib import Path
 from harness.arch import DEFAULT
 from harness.arch import get as get_arch
 from harness.errors import QemuError
+from harness.private import make_folder, open_file, write_file
 from harness.proc import die_with_parent
 
 log = logging.getLogger(__name__)
 SOCKET_PATH_MAX = 107       # sockaddr_un's sun_path holds 108 bytes with its terminating NUL
-SOCKETS = ("qmp.sock", "agent.sock")     # made in a run's folder
+SOCKETS = ("qmp.sock", "agent.sock", "gdb.sock")      # the sockets QEMU has in a run's folder
 
 
 def check_socket_room(workdir: Path) -> None:
-    """Refuse a run folder whose sockets' paths would not fit a Unix socket address (before
-    any image is built: the pipeline asks first)."""
-    for path in (Path(workdir).absolute() / name for name in SOCKETS):
+    """Refuse a run folder whose sockets' paths would not fit in a Unix socket address."""
+    for name in SOCKETS:
+        path = Path(workdir) / name
         if len(os.fsencode(path)) > SOCKET_PATH_MAX:
             raise QemuError(f"the artifacts folder's path is too long for QEMU's sockets: {path} has "
                             f"{len(os.fsencode(path))} bytes, a Unix socket's path at most {SOCKET_PATH_MAX}",
                             where=str(workdir), hint="give a shorter --artifacts folder")
+
 
 def base_args(*, machine: str, cpu: str, memory: int, accel: str, rng: str,
               firmware: str = "seabios", workdir: Path | None = None, arch: str = DEFAULT,
@@ -64,7 +66,8 @@ class Machine:
         self.workdir = workdir
         self.console_path = workdir / "console.log"
         self.qemu_log_path = workdir / "qemu.log"
-        self._qmp_path, self._agent_path = (workdir / name for name in SOCKETS)
+        self._qmp_path = workdir / "qmp.sock"
+        self._agent_path = workdir / "agent.sock"
         self.args = [
             *args,
             "-chardev", f"file,id=console,path={self.console_path}",
@@ -91,16 +94,18 @@ class Machine:
     def start(self, timeout: float = 30.0) -> None:
         from harness.boot.qmp import Monitor
 
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        make_folder(self.workdir)
         check_socket_room(self.workdir)
-        for path in (self._qmp_path, self._agent_path):
+        for path in (self._qmp_path, self._agent_path, self.workdir / "gdb.sock"):
             path.unlink(missing_ok=True)
         self._agent_listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._agent_listener.bind(str(self._agent_path))
         self._agent_listener.listen(1)
         self.qmp = Monitor(self._qmp_path)
-        (self.workdir / "qemu-cmdline.txt").write_text(self.command_line + "\n")
-        with open(self.qemu_log_path, "wb") as qemu_log:
+        write_file(self.workdir / "qemu-cmdline.txt", self.command_line + "\n")
+        # QEMU appends to the console file it is given: made here, private, before it starts.
+        os.close(open_file(self.console_path))
+        with os.fdopen(open_file(self.qemu_log_path), "wb") as qemu_log:
             try:
                 self.proc = subprocess.Popen(
                     [*self.command, *self.args], stdin=subprocess.DEVNULL, stdout=qemu_log,

@@ -12,20 +12,32 @@ one starting later reaches 24), so two 8-byte probes per seed find every candida
 (a longer seed gets one probe per 8 bytes up to its last 16),
 which is then grown to its full length. Pages the guest never touched are holes in
 the file and are not read at all.
+
+The file holds the guest's seeds, so no other local user may ever open it: seedchain
+makes a 0700 folder of its own on tmpfs (marked as its own) and in it the file, 0600 and
+empty (O_EXCL), before QEMU starts; QEMU opens that existing file and sizes it
+(backends/hostmem-file.c, file_ram_open in QEMU's system/physmem.c). Only a folder that
+carries the mark and belongs to this user is ever removed.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+from harness.errors import SeedchainError
+from harness.private import FOLDER_MODE, open_file
 
 MIN_RUN = 16
 CHUNK = 16 << 20
 MARGIN = 64                 # > the seed's length: a run across a chunk's edge is seen whole
 CONTEXT = 256
 BACKEND_ID = "seedchain-ram"
+FILE = "ram"
+MARK = ".seedchain-ram"
 
 
 def shm_folder() -> Path:
@@ -34,6 +46,52 @@ def shm_folder() -> Path:
         if folder.is_dir() and os.access(folder, os.W_OK):
             return folder
     return Path("/tmp")
+
+
+def _ours(folder: Path) -> bool:
+    """A folder this user made as a RAM folder: a real folder (no symlink), owned by us,
+    with the mark inside."""
+    try:
+        info = os.lstat(folder)
+        mark = os.lstat(folder / MARK)
+    except OSError:
+        return False
+    return (stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
+            and stat.S_ISREG(mark.st_mode) and mark.st_uid == os.geteuid())
+
+
+def remove_folder(folder: Path) -> None:
+    """Remove a RAM folder seedchain made (the file and the mark); anything else is left."""
+    if not _ours(folder):
+        return
+    for name in (FILE, MARK):
+        try:
+            os.unlink(folder / name)
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(folder)
+    except OSError:
+        pass            # someone put more there: not ours to remove
+
+
+def make_file(folder: Path) -> Path:
+    """A fresh, empty RAM file only this user can open, in a fresh private `folder`
+    (one a killed run left is removed first)."""
+    remove_folder(folder)
+    try:
+        os.mkdir(folder, FOLDER_MODE)
+    except FileExistsError:
+        raise SeedchainError(f"{folder} exists and is not a RAM folder seedchain made for this user",
+                             where="guest RAM",
+                             hint="it is left alone; remove it if it is a leftover, or ask who made it") from None
+    except OSError as exc:
+        raise SeedchainError(f"cannot make the folder for the guest's RAM, {folder}: {exc.strerror}",
+                             where="guest RAM") from None
+    os.chmod(folder, FOLDER_MODE)
+    os.close(open_file(folder / MARK, exclusive=True))
+    os.close(open_file(folder / FILE, exclusive=True))
+    return folder / FILE
 
 
 def qemu_args(path: Path, memory_mib: int) -> list[str]:

@@ -17,6 +17,8 @@ States of an inherited table, from the bytes at the child's entry:
 
 from __future__ import annotations
 
+from typing import Any
+
 from harness.facts.layer import LayerFacts
 
 FRESH, REPLAYED, STALE, UNREAD = "fresh", "replayed", "stale", "unread"
@@ -25,8 +27,15 @@ COUNTED = (FRESH, REPLAYED)          # inherited tables that count as a seed rec
 
 def inherited_from(f: LayerFacts, prev: LayerFacts | None) -> bool:
     """The layer's EFI seed table is at its parent's RNG= address: handed on by kexec."""
-    return (prev is not None and f.loader.startswith("kexec") and f.efi_rng_address is not None
-            and f.efi_rng_address == prev.efi_rng_address)
+    return _giver(f, prev) is not None
+
+
+def _giver(f: LayerFacts, prev: LayerFacts | None) -> LayerFacts | None:
+    """The parent whose EFI seed table the layer found again, or None."""
+    if (prev is not None and f.loader.startswith("kexec") and f.efi_rng_address is not None
+            and f.efi_rng_address == prev.efi_rng_address):
+        return prev
+    return None
 
 
 def at_entry(f: LayerFacts) -> tuple[int, bytes] | None:
@@ -50,7 +59,8 @@ def _parents_bits(prev: LayerFacts) -> list[bytes]:
 
 def inherited_state(f: LayerFacts, prev: LayerFacts | None) -> str | None:
     """fresh, replayed, stale or unread (see the module's docstring); None: not inherited."""
-    if not inherited_from(f, prev):
+    parent = _giver(f, prev)
+    if parent is None:
         return None
     seen = at_entry(f)
     if seen is None:
@@ -58,7 +68,7 @@ def inherited_state(f: LayerFacts, prev: LayerFacts | None) -> str | None:
     size, bits = seen
     if size == 0 or not any(bits):
         return STALE
-    if any(bits == old or (len(bits) >= 16 and bits in old) for old in _parents_bits(prev)):
+    if any(bits == old or (len(bits) >= 16 and bits in old) for old in _parents_bits(parent)):
         return REPLAYED
     return FRESH
 
@@ -74,24 +84,26 @@ def counts_as_received(f: LayerFacts, prev: LayerFacts | None) -> bool:
 
 def findings(f: LayerFacts, prev: LayerFacts | None) -> list[str]:
     """What is wrong with an inherited table as a seed: zero at the entry, or the parent's bytes."""
-    state = inherited_state(f, prev)
+    state, parent, seen = inherited_state(f, prev), _giver(f, prev), at_entry(f)
+    if parent is None or f.efi_rng_address is None:
+        return []
     if state == STALE:
-        size, _ = at_entry(f)
-        return [f"the EFI seed table at {f.efi_rng_address:#x} is layer {prev.index}'s, zero at this "
-                f"layer's entry (size field {size:#x}): already consumed, not refreshed"]
+        size = f" (size field {seen[0]:#x})" if seen is not None else ""
+        return [f"the EFI seed table at {f.efi_rng_address:#x} is layer {parent.index}'s, zero at this "
+                f"layer's entry{size}: already consumed, not refreshed"]
     if state == REPLAYED:
-        return [f"the EFI seed table at {f.efi_rng_address:#x} held layer {prev.index}'s bytes at this "
+        return [f"the EFI seed table at {f.efi_rng_address:#x} held layer {parent.index}'s bytes at this "
                 "layer's entry: handed on as it was, not refreshed"]
     return []
 
 
-def describe(f: LayerFacts, prev: LayerFacts | None) -> dict | None:
+def describe(f: LayerFacts, prev: LayerFacts | None) -> dict[str, Any] | None:
     """The inherited table for the result: whose, what was at the entry, and its state."""
-    state = inherited_state(f, prev)
-    if state is None:
+    state, parent = inherited_state(f, prev), _giver(f, prev)
+    if state is None or parent is None or f.efi_rng_address is None:
         return None
     seen = at_entry(f)
     caught = f.seed_in_flight
-    return {"from_layer": prev.index, "address": f"{f.efi_rng_address:#x}", "state": state,
-            "at_entry": None if seen is None else {
+    return {"from_layer": parent.index, "address": f"{f.efi_rng_address:#x}", "state": state,
+            "at_entry": None if seen is None or caught is None else {
                 "size": f"{seen[0]:#x}", "sha256": caught.efi_sha256, "zero": not any(seen[1])}}

@@ -9,8 +9,11 @@ layer's (a kexec'd layer's EFI seed table may be its parent's: harness/checks/ef
 
 from __future__ import annotations
 
+from typing import Any
+
 import re
 
+from harness.arch import carrier
 from harness.checks import devicetree
 from harness.checks import efi as efi_table
 from harness.facts.layer import SEED_SIZE, SETUP_RNG_SEED, LayerFacts
@@ -59,7 +62,7 @@ def received(f: LayerFacts, nxt: LayerFacts | None = None, prev: LayerFacts | No
 
 
 def _devicetree(f: LayerFacts) -> bool:
-    return f.arch != "x86_64"
+    return carrier(f.arch) == "device_tree"
 
 
 def fresh_findings(f: LayerFacts, prev: LayerFacts | None = None) -> list[str]:
@@ -196,7 +199,7 @@ def other_entropy_sources(f: LayerFacts, seed: str = SETUP_DATA) -> list[str]:
     return sources
 
 
-def _first_line(f: LayerFacts, pattern: re.Pattern) -> int | None:
+def _first_line(f: LayerFacts, pattern: re.Pattern[str]) -> int | None:
     return next((number for number, line in enumerate(f.dmesg) if pattern.search(line)), None)
 
 
@@ -316,7 +319,7 @@ _INHERITED = {
 }
 
 
-def efi_seed_source(f: LayerFacts, parent: LayerFacts | None = None) -> dict | None:
+def efi_seed_source(f: LayerFacts, parent: LayerFacts | None = None) -> dict[str, Any] | None:
     """Who put the EFI seed table there, as far as the facts tell: its size field (0x20:
     one source, 0x40: the EFI stub merged its EFI_RNG_PROTOCOL seed into a boot loader's),
     and where RNG= stands in dmesg's efi: line relative to INITRD= (the tables are listed
@@ -330,8 +333,8 @@ def efi_seed_source(f: LayerFacts, parent: LayerFacts | None = None) -> dict | N
     position = "no INITRD=" if initrd < 0 else ("before INITRD=" if rng < initrd else "after INITRD=")
     size = f.efi_seed_ram.size if f.efi_seed_ram is not None else None
     booted_by = f.seed_file.loader if f.seed_file is not None else ""
-    if efi_table.inherited_from(f, parent):
-        state = efi_table.inherited_state(f, parent)
+    state = efi_table.inherited_state(f, parent)
+    if parent is not None and state is not None:
         source = (f"layer {parent.index}'s table again (the same RNG= address), handed on by kexec with "
                   "the EFI configuration tables (SETUP_EFI); " + _INHERITED[state])
     elif size == 0x40:

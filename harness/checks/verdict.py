@@ -1,13 +1,17 @@
 """Compare observed checks with a scenario's expectations; build the result record.
 
-The JSON written from RunResult.to_json() is a contract other tools read: the keys
-named in README ("Reading a result") must keep their names.
+The JSON written from RunResult.to_json() is a contract other tools read: its keys keep
+their names (docs/results.md), and scenarios/result.schema.json describes every one of
+them (tests/test_docs.py).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import dataclass, field
 
+from harness.arch import carrier
 from harness.checks import devicetree
 from harness.checks import efi as efi_table
 from harness.checks.rules import (SETUP_DATA, credit_attributable_to, credited_without_seed, efi_seed_source,
@@ -69,13 +73,13 @@ class LayerResult:
                 return entry.address
         return None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         data = self._to_json()
-        if self.facts.arch != "x86_64":
+        if carrier(self.facts.arch) == "device_tree":
             data["device_tree"] = self.device_tree()
         return data
 
-    def _to_json(self) -> dict:
+    def _to_json(self) -> dict[str, Any]:
         f, c = self.facts, self.facts.component
         seeds = [e for e in f.ram_entries if e.type == SETUP_RNG_SEED]
         address = self.seed_address()
@@ -104,7 +108,8 @@ class LayerResult:
                 "address": f"{efi.address:#x}", "size": efi.size, "bytes": efi.data.hex(),
                 "zeroed": efi.size > 0 and not any(efi.data)},
             "efi_seed_source": efi_seed_source(f, prev) if f.booted else None,
-            "efi_inherited": dict(efi_table.describe(f, prev), credited_without_seed=credited_without_seed(f, prev))
+            "efi_inherited": {**(efi_table.describe(f, prev) or {}),
+                              "credited_without_seed": credited_without_seed(f, prev)}
                              if f.booted and efi_table.inherited_from(f, prev) else None,
             "seed_file": self.seed_file(),
             "other_entropy_sources": other_entropy_sources(f, via[0] if via else SETUP_DATA)
@@ -130,13 +135,12 @@ class LayerResult:
                             "what": describe(c, f, self.chain)} for c in f.ram_copies]},
         }
 
-    def device_tree(self) -> dict:
+    def device_tree(self) -> dict[str, Any]:
         """A device-tree layer's DTB: as handed over (at the entry), as read again from RAM
         after the report, and as the guest shows it (/proc/device-tree, /sys/firmware/fdt)."""
         f = self.facts
         caught, after = f.seed_in_flight, f.dtb_after
         seen = devicetree.views(f) if f.booted else None
-        hexed = lambda b: None if b is None else b.hex()  # noqa: E731
         return {
             "dtb_address": None if caught is None or caught.boot_params is None else f"{caught.boot_params:#x}",
             "at_entry": None if caught is None or not caught.stopped else {
@@ -154,7 +158,7 @@ class LayerResult:
             "findings": devicetree.zeroed_findings(f) if f.booted else [],
         }
 
-    def seed_file(self) -> dict | None:
+    def seed_file(self) -> dict[str, Any] | None:
         """The boot loader's seed file on the ESP, before and after the boot (digests only)."""
         sf = self.facts.seed_file
         if sf is None:
@@ -165,7 +169,7 @@ class LayerResult:
                          if sf.after_sha256 else None,
                 "error": sf.error, "same_as": sf.same_as, "findings": seed_file_findings(self.facts)}
 
-    def seed_in_flight(self) -> dict | None:
+    def seed_in_flight(self) -> dict[str, Any] | None:
         """The seed caught at this layer's hand-over, or why none was; None when nobody tried."""
         caught = self.facts.seed_in_flight
         if caught is None:
@@ -198,8 +202,8 @@ class RunResult:
     seconds: float = 0.0
     error: str | None = None                       # a harness-level failure, not a verdict
     qemu_args: list[str] = field(default_factory=list)
-    retries: list[dict] = field(default_factory=list)   # infrastructure steps tried again
-    qemu_source: dict | None = None                # a source:VERSION build: what it was built from
+    retries: list[dict[str, Any]] = field(default_factory=list)   # infrastructure steps tried again
+    qemu_source: dict[str, Any] | None = None                # a source:VERSION build: what it was built from
 
     @property
     def passed(self) -> bool:
@@ -232,7 +236,7 @@ class RunResult:
             lines.append(self.error)
         return lines
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         s = self.scenario
         return {
             "format": RESULT_FORMAT,
@@ -263,10 +267,14 @@ def _word(value: bool | None) -> str:
     return {True: "yes", False: "no", None: "n/a"}[value]
 
 
-def judge(scenario: Scenario, facts: list[LayerFacts], **run_info) -> RunResult:
+def hexed(data: bytes | None) -> str | None:
+    return None if data is None else data.hex()
+
+
+def judge(scenario: Scenario, facts: list[LayerFacts], **run_info: Any) -> RunResult:
     """Checks over the facts, set beside each layer's expectations."""
     observed = run_checks(facts)
     layers = [LayerResult(facts=f, expect=layer.expect.as_dict(), observed=obs,
                           loaded_by=facts[i - 1].component if i else None, chain=facts)
-              for i, (layer, f, obs) in enumerate(zip(scenario.layers, facts, observed))]
+              for i, (layer, f, obs) in enumerate(zip(scenario.layers, facts, observed, strict=True))]
     return RunResult(scenario=scenario, layers=layers, **run_info)

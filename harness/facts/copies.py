@@ -73,7 +73,8 @@ def describe(copy: RamCopy, f: LayerFacts, chain: list[LayerFacts]) -> str:
         caught = other.seed_in_flight
         if caught is None or not caught.stopped:
             continue
-        if caught.boot_params is not None and caught.boot_params <= copy.address < caught.boot_params + BOOT_PARAMS_SPAN:
+        params = caught.boot_params
+        if params is not None and params <= copy.address < params + BOOT_PARAMS_SPAN:
             notes.append(f"within the boot_params area handed to layer {other.index} "
                          f"(at {caught.boot_params:#x})")
     for parent in chain:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from harness.arch.fdt import Chosen, DtbError, chosen  # noqa: F401 (re-exported)
@@ -31,7 +32,7 @@ def _hex(text: str) -> bytes | None:
         return None
 
 
-def views(field) -> Views:
+def views(field: Callable[[str], str]) -> Views:
     """The device-tree fields of a report (`field(name)` gives one, "" when absent)."""
     proc_seed = _hex(field("dt_rng_seed")) if field("dt_rng_seed_present") == "yes" else None
     if field("dt_rng_seed_present") == "yes" and proc_seed is None:

@@ -6,14 +6,19 @@ again over it later (the unit tests do exactly that with recorded runs).
 
 from __future__ import annotations
 
+from typing import Any
+
 import hashlib
 import re
 from dataclasses import asdict, dataclass, field
 
 from harness.facts.report import GuestReport, LoaderRecord, SysfsEntry
 
+from harness.arch import carrier
 from harness.arch.common import EFI_SEED_HEADER_SIZE, EFI_SEED_MAX  # noqa: F401 (re-exported)
-from harness.arch.x86_64 import SEED_SIZE, SETUP_HEADER_SIZE, SETUP_RNG_SEED  # noqa: F401 (re-exported)
+from harness.arch.setup_data import SEED_SIZE as SEED_SIZE
+from harness.arch.setup_data import SETUP_HEADER_SIZE as SETUP_HEADER_SIZE
+from harness.arch.setup_data import SETUP_RNG_SEED as SETUP_RNG_SEED
 # The kernel's efi_config_parse_tables() line, e.g. "efi: ACPI=0x7f77d000 ... RNG=0x7f773018"
 _EFI_RNG_ADDRESS = re.compile(r"\befi: .*\bRNG=(0x[0-9a-fA-F]+)")
 
@@ -29,7 +34,7 @@ class RamEntry:
     data: bytes             # the first bytes of the payload (SEED_SIZE for type 9)
 
     @classmethod
-    def parse(cls, address: int, raw: bytes) -> "RamEntry":
+    def parse(cls, address: int, raw: bytes) -> RamEntry:
         return cls(address=address,
                    next=int.from_bytes(raw[0:8], "little"),
                    type=int.from_bytes(raw[8:12], "little"),
@@ -101,7 +106,7 @@ class SeedInFlight:
     def efi_sha256(self) -> str:
         return hashlib.sha256(self.efi_data).hexdigest() if self.efi_read else ""
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         data = dict(asdict(self), data=self.data.hex(), sha256=self.sha256,
                     efi_data=self.efi_data.hex(), efi_sha256=self.efi_sha256)
         if self.kaslr_seed is None and not self.dtb_size:    # x86: recordings keep their shape
@@ -109,7 +114,7 @@ class SeedInFlight:
         return data
 
     @classmethod
-    def from_json(cls, data: dict | None) -> "SeedInFlight | None":
+    def from_json(cls, data: dict[str, Any] | None) -> SeedInFlight | None:
         if data is None:
             return None
         data = {k: v for k, v in data.items() if k not in ("sha256", "efi_sha256")}
@@ -209,7 +214,7 @@ class LayerFacts:
                 return int(m[1], 16)
         return None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["report"] = None if self.report is None else {
             "layer": self.report.layer,
@@ -222,12 +227,12 @@ class LayerFacts:
         after = self.handed_entry_after
         data["handed_entry_after"] = None if after is None else dict(asdict(after), data=after.data.hex())
         data["ram_copies"] = [dict(asdict(c), context=c.context.hex()) for c in self.ram_copies]
-        if self.arch == "x86_64":       # recordings of x86 runs keep their shape
+        if carrier(self.arch) == "setup_data":       # recordings of x86 runs keep their shape
             del data["arch"], data["dtb_after"]
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> "LayerFacts":
+    def from_json(cls, data: dict[str, Any]) -> LayerFacts:
         from harness.facts.report import parse_report
         report = None
         if data.get("report"):
@@ -257,11 +262,11 @@ class LayerFacts:
         )
 
 
-def _ram_entry(data: dict | None) -> RamEntry | None:
+def _ram_entry(data: dict[str, Any] | None) -> RamEntry | None:
     return None if data is None else RamEntry(**dict(data, data=bytes.fromhex(data["data"])))
 
 
-def _efi_seed_ram(data: dict | None) -> EfiSeedRam | None:
+def _efi_seed_ram(data: dict[str, Any] | None) -> EfiSeedRam | None:
     return None if data is None else EfiSeedRam(**dict(data, data=bytes.fromhex(data["data"])))
 
 

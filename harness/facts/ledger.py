@@ -22,6 +22,7 @@ from harness import files
 from harness.errors import SeedchainError
 from harness.facts.layer import LayerFacts
 from harness.progress import say
+from harness.private import FILE_MODE, make_folder, open_file
 
 FOLDER = "ledger"
 KEEP_RUNS = 1000            # per scenario; the oldest go first
@@ -40,8 +41,8 @@ def _file(cache_root: Path, scenario: str) -> Path:
 
 @contextmanager
 def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "a") as lock:
+    make_folder(path.parent)
+    with os.fdopen(open_file(path.with_suffix(".lock"), append=True), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -113,6 +114,7 @@ def _read(path: Path) -> list[dict]:
 def _write(path: Path, scenario: str, runs: list[dict]) -> None:
     """Replace the ledger file atomically (under its lock)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ledger-")
+    os.fchmod(fd, FILE_MODE)              # private whatever the umask (mkstemp's 0600 already)
     with os.fdopen(fd, "w") as out:
         json.dump({"format": FORMAT, "scenario": scenario, "runs": runs}, out, indent=1)
         out.write("\n")

@@ -1,4 +1,4 @@
-"""Parse what the guest agent sends on its report channel (see images/agent/x86_64.sh).
+"""Parse what the guest agent sends on its report channel (see images/agent/agent.sh).
 
 The guest is untrusted: its bytes are bounded, decoded leniently, matched against
 a fixed grammar and never evaluated or used as a host path. Anything outside the

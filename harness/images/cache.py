@@ -80,7 +80,7 @@ class Cache:
         return self.root / kind / key_hash(key)
 
     def build(self, kind: str, key: str | bytes | Iterable[str | bytes],
-              builder: Callable[[Path], None]) -> Path:
+              builder: Callable[[Path], object]) -> Path:
         """Return the complete entry for `key`, calling `builder(dir)` to make it if needed."""
         parts = key_parts(key)
         entry = self.path(kind, parts)
@@ -142,7 +142,7 @@ class Cache:
         """Remove the temporary folders builders killed mid-build left (SIGKILL runs no
         clean-up), whatever entry they were for; the folders of live builders stay. Best
         effort: what cannot be read, locked or removed is left as it is."""
-        removed = []
+        removed: list[Path] = []
         try:
             kind_dirs = [d for d in self.root.iterdir() if d.is_dir() and not d.name.startswith(".")]
         except OSError:

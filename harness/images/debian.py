@@ -114,9 +114,10 @@ def _release_of(member: str) -> str | None:
 def _extract_kernel(deb: Path, dest: Path) -> None:
     def visit(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bool:
         release = _release_of(member.name)
-        if release is None or not member.isfile():
+        src = tar.extractfile(member) if release is not None and member.isfile() else None
+        if src is None:
             return False
-        with tar.extractfile(member) as src, open(dest / f"vmlinuz-{release}", "wb") as out:
+        with src, open(dest / f"vmlinuz-{release}", "wb") as out:
             shutil.copyfileobj(src, out, 1 << 20)
         return True
     _scan_deb(deb, visit)

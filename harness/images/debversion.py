@@ -13,17 +13,19 @@ def _order(c: str) -> int:
         return -1
     return ord(c) if c.isalpha() else ord(c) + 256
 
+_NON_DIGITS, _DIGITS = re.compile(r"\D*"), re.compile(r"\d*")
+
 
 def _compare_part(a: str, b: str) -> int:
     while a or b:
-        na, nb = re.match(r"\D*", a).group(), re.match(r"\D*", b).group()
+        na, nb = _NON_DIGITS.match(a)[0], _NON_DIGITS.match(b)[0]  # type: ignore[index]  # \D* always matches
         for k in range(max(len(na), len(nb))):
             ca = _order(na[k]) if k < len(na) else 0
             cb = _order(nb[k]) if k < len(nb) else 0
             if ca != cb:
                 return ca - cb
         a, b = a[len(na):], b[len(nb):]
-        da, db = re.match(r"\d*", a).group(), re.match(r"\d*", b).group()
+        da, db = _DIGITS.match(a)[0], _DIGITS.match(b)[0]  # type: ignore[index]  # \d* always matches
         if int(da or 0) != int(db or 0):
             return int(da or 0) - int(db or 0)
         a, b = a[len(da):], b[len(db):]

@@ -67,9 +67,10 @@ def loader_binary(loader: BootLoader, cache: Cache) -> tuple[Path, str]:
 
     def extract(dest: Path) -> None:
         def visit(tar: tarfile.TarFile, item: tarfile.TarInfo) -> bool:
-            if item.name != member or not item.isfile():
+            src = tar.extractfile(item) if item.name == member and item.isfile() else None
+            if src is None:
                 return False
-            with tar.extractfile(item) as src, open(dest / Path(member).name, "wb") as out:
+            with src, open(dest / Path(member).name, "wb") as out:
                 shutil.copyfileobj(src, out)
             return True
         _scan_deb(deb, visit)
@@ -207,8 +208,8 @@ def prepare(scenario: Scenario, kernel: Path, initrd: Path, cmdline: str, cache:
     except ImageError as exc:
         exc.where = f"{_where(loader, scenario)} ({exc.where})"
         raise
-    return EspDisk(image=image, loader=loader.name, vars_template=template, seed_path=esp["seed_file"], seed_before=seed,
-                   loader_version=version, token=loader.system_token)
+    return EspDisk(image=image, loader=loader.name, vars_template=template, seed_path=esp["seed_file"],
+                   seed_before=seed, loader_version=version, token=loader.system_token)
 
 
 def digest(data: bytes | None) -> str | None:

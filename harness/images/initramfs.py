@@ -12,6 +12,7 @@ everything in them, so a warm run builds nothing.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import shutil
 import shlex
@@ -59,7 +60,7 @@ class LayerImage:
     initrd: Path
     cmdline: str               # the full kernel command line this layer boots with
     chain_disk: Path | None = None   # the chain's disk (the same for every layer; None for one layer)
-    modules: "tuple[kmod.Module, ...]" = ()   # the kernel modules its initramfs carries
+    modules: tuple[kmod.Module, ...] = ()   # the kernel modules its initramfs carries
     disk_modules: tuple[str, ...] = ()        # their paths there that drive the chain disk, in insmod order
 
 
@@ -87,7 +88,7 @@ def _suite(userland_spec: str, where: str) -> str:
 
 def layer_conf(layer: Layer, nxt: Layer | None, next_cmdline: str | None,
                modules: tuple[str, ...] = (), disk_modules: tuple[str, ...] = (),
-               next_images: "tuple[chaindisk.Extent, chaindisk.Extent] | None" = None) -> bytes:
+               next_images: tuple[chaindisk.Extent, chaindisk.Extent] | None = None) -> bytes:
     """The agent's config: shell assignments, every value quoted. next_cmdline is the
     one build_chain computed for the next layer (it depends on the layer after that
     and on the machine, so it is not derived again here). MODULES lists the initramfs
@@ -96,7 +97,7 @@ def layer_conf(layer: Layer, nxt: Layer | None, next_cmdline: str | None,
     layer's extents on the disk whose serial is CHAIN_DISK: 'OFFSET SIZE SHA256'."""
     lines = [f"LAYER={layer.index}",
              f"NEXT_LOADER={shlex.quote(nxt.loader) if nxt else ''}",
-             f"NEXT_CMDLINE={shlex.quote(next_cmdline) if nxt else ''}"]
+             f"NEXT_CMDLINE={shlex.quote(next_cmdline) if nxt and next_cmdline is not None else ''}"]
     if modules:
         lines.append(f"MODULES={shlex.quote(' '.join(modules))}")
     if nxt is not None and next_images is not None:
@@ -124,7 +125,7 @@ def rng_modules(scenario: Scenario, layer: Layer, cache: Cache) -> list[kmod.Mod
     return kmod.closure(tree, names)
 
 
-def disk_modules(scenario: Scenario, layer: Layer, cache: Cache, loaded: "Sequence[kmod.Module]") -> list[kmod.Module]:
+def disk_modules(scenario: Scenario, layer: Layer, cache: Cache, loaded: Sequence[kmod.Module]) -> list[kmod.Module]:
     """The kernel modules that drive the chain disk, less those `loaded` already (none
     for a kernel given as a file: it must have them built in)."""
     tree = debian.kernel_modules(layer.kernel, cache, scenario.arch)
@@ -135,17 +136,29 @@ def disk_modules(scenario: Scenario, layer: Layer, cache: Cache, loaded: "Sequen
     return [m for m in kmod.closure(tree, list(DISK_MODULES[bus])) if m.name not in names]
 
 
-def agent(arch: str = DEFAULT) -> Path:
+@dataclasses.dataclass(frozen=True)
+class Agent:
+    """The guest agent: /init, the same for every architecture, and the architecture's
+    part, which /init sources as /seedchain/arch.sh."""
+    init: Path
+    arch: Path
+
+    def digest(self) -> str:
+        return hashlib.sha256(f"{sha256_file(self.init)} {sha256_file(self.arch)}".encode()).hexdigest()
+
+
+def agent(arch: str = DEFAULT) -> Agent:
     """The guest agent of an architecture (images/initramfs.yaml's `agent:` map)."""
-    try:
-        path = IMAGES / _RECIPE.data["agent"][arch]
-    except KeyError:
+    parts = _RECIPE.data["agent"]
+    if arch not in parts["arch"]:
         raise ImageError(f"{_RECIPE.path} names no guest agent for arch {arch}", where=str(_RECIPE.path),
-                         hint=f"add `{arch}: agent/{arch}.sh` under agent:") from None
-    if not path.is_file():
-        raise ImageError(f"the guest agent of arch {arch}, {path}, is missing", where=str(_RECIPE.path),
-                         hint="restore it with git") from None
-    return path
+                         hint=f"add `{arch}: agent/{arch}.sh` under agent.arch") from None
+    found = Agent(init=IMAGES / parts["init"], arch=IMAGES / parts["arch"][arch])
+    for path in (found.init, found.arch):
+        if not path.is_file():
+            raise ImageError(f"the guest agent of arch {arch}, {path}, is missing", where=str(_RECIPE.path),
+                             hint="restore it with git") from None
+    return found
 
 
 
@@ -168,7 +181,8 @@ def _applet_links(listing: Sequence[str], present: set[str]) -> list[cpio.Entry]
 
 
 def _write_initrd(out_dir: Path, userland: debian.Userland, conf: bytes,
-                  modules: "Sequence[kmod.Module]" = (), agent_file: Path | None = None) -> None:
+                  modules: Sequence[kmod.Module] = (), agent_files: Agent | None = None) -> None:
+    parts = agent_files or agent(userland.arch)
     entries = cpio.tree(userland.root)
     names = {e.path for e in entries}
     for d in ("bin", "dev", "proc", "sys", "tmp", "seedchain", "usr"):
@@ -178,7 +192,8 @@ def _write_initrd(out_dir: Path, userland: debian.Userland, conf: bytes,
     entries += _applet_links(userland.applets, names)
     entries += [
         cpio.chardev("dev/console", 5, 1),     # the kernel opens it for init's stdio
-        cpio.file("init", source=agent_file or agent(userland.arch), perm=0o755),
+        cpio.file("init", source=parts.init, perm=0o755),
+        cpio.file("seedchain/arch.sh", source=parts.arch, perm=0o644),
         cpio.file("seedchain/layer.conf", data=conf),
     ]
     if modules:
@@ -209,8 +224,8 @@ def padded(kernel: debian.KernelImage, mib: int, cache: Cache, where: str) -> de
 
 def build_chain(scenario: Scenario, cache: Cache) -> list[LayerImage]:
     """Kernels, userlands and nested initramfs images for every layer, layer 1 first."""
-    kernels = {}
-    userlands = {}
+    kernels: dict[str | tuple[str, int], debian.KernelImage] = {}    # by spec, or (spec, padding)
+    userlands: dict[str, debian.Userland] = {}
     for layer in scenario.layers:
         where = f"{scenario.path}:{layer.line}: layer {layer.index}"
         if layer.kernel not in kernels:
@@ -225,8 +240,8 @@ def build_chain(scenario: Scenario, cache: Cache) -> list[LayerImage]:
         if suite not in userlands:
             userlands[suite] = debian.userland(suite, cache, scenario.arch)
 
-    agent_file = agent(scenario.arch)
-    agent_digest = sha256_file(agent_file)
+    agent_files = agent(scenario.arch)
+    agent_digest = agent_files.digest()
     layers = scenario.layers
     machine_options = get_arch(scenario.arch).machine_cmdline(scenario.qemu.machine)
     cmdlines = [cmdline_for(layer, layers[i + 1] if i + 1 < len(layers) else None, machine_options,
@@ -251,12 +266,13 @@ def build_chain(scenario: Scenario, cache: Cache) -> list[LayerImage]:
         disk_paths = tuple(f"/{MODULES_DIR}/{m.name}.ko" for m in disk)
         conf = layer_conf(layer, next_layer, cmdlines[i + 1] if next_layer else None, paths,
                           disk_paths, next_images)
-        key = ["initrd/v2", agent_digest, str(userland.root), conf]
+        key: list[str | bytes] = ["initrd/v2", agent_digest, str(userland.root), conf]
         if scenario.arch != DEFAULT:
             key.append(scenario.arch)
         key += [hashlib.sha256(m.data).hexdigest() for m in mods]
         entry = cache.build("initrd", key,
-                            lambda out, u=userland, c=conf, m=mods: _write_initrd(out, u, c, m, agent_file))
+                            functools.partial(_write_initrd, userland=userland, conf=conf, modules=mods,
+                                              agent_files=agent_files))
         image = LayerImage(layer=layer, kernel=kernel, userland=userland,
                            initrd=entry / INITRD_NAME, cmdline=cmdlines[i], modules=tuple(mods),
                            disk_modules=disk_paths if next_layer else ())
@@ -266,5 +282,5 @@ def build_chain(scenario: Scenario, cache: Cache) -> list[LayerImage]:
                 digests[kernel.path] = sha256_file(kernel.path)
             next_images = (layout.add(kernel.path, digests[kernel.path]),
                            layout.add(image.initrd, (entry / (INITRD_NAME + DIGEST_SUFFIX)).read_text().strip()))
-    disk = chaindisk.build(layout, cache)
-    return [dataclasses.replace(image, chain_disk=disk) for image in images]
+    chain_disk = chaindisk.build(layout, cache)
+    return [dataclasses.replace(image, chain_disk=chain_disk) for image in images]

@@ -26,6 +26,7 @@ import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import IO, cast
 from pathlib import Path
 
 from harness.errors import ImageError
@@ -228,9 +229,10 @@ def _unpack(deb: Path, ss: SourceSpec, work: Path) -> Path:
     tarball = work / Path(member).name
 
     def visit(tar: tarfile.TarFile, info: tarfile.TarInfo) -> bool:
-        if info.name != member:
+        src = tar.extractfile(info) if info.name == member else None
+        if src is None:
             return False
-        with tar.extractfile(info) as src, open(tarball, "wb") as out:
+        with src, open(tarball, "wb") as out:
             shutil.copyfileobj(src, out, 1 << 20)
         return True
     _scan_deb(deb, visit)
@@ -238,7 +240,7 @@ def _unpack(deb: Path, ss: SourceSpec, work: Path) -> Path:
         raise ImageError(f"{deb.name} holds no {member}", where=str(deb),
                          hint="the package's layout changed: report this")
     meter = Meter(f"unpacking {tarball.name}", tarball.stat().st_size)
-    with open(tarball, "rb") as raw, tarfile.open(fileobj=_Counted(raw, meter), mode="r|xz") as tar:
+    with open(tarball, "rb") as raw, tarfile.open(fileobj=cast(IO[bytes], _Counted(raw, meter)), mode="r|xz") as tar:
         tar.extractall(work / "src", filter="data")
     meter.finish()
     tarball.unlink()
@@ -274,6 +276,7 @@ def _make(argv: list[str], tree: Path, log: Path, arch: str) -> None:
         except OSError as err:
             raise ImageError(f"cannot run make: {err.strerror}", where="kernel",
                              hint="apt-get install make") from None
+        assert proc.stdout is not None         # stdout=PIPE
         try:
             for line in proc.stdout:
                 out.write(line)

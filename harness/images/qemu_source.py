@@ -18,7 +18,7 @@ import subprocess
 import tarfile
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from harness.progress import say
 from harness.errors import ImageError, QemuError
@@ -73,7 +73,8 @@ def build(version: str, cache: Cache, progress: Progress = lambda m: None) -> tu
     src = data["source"]
     apt = SourceApt(src["suite"], cache)
     apt.ensure_lists()
-    tarball_entry = cache.build("qemu-tarball", ["orig", src["suite"], src["package"], _source_version(apt, src["package"])],
+    version = _source_version(apt, src["package"])
+    tarball_entry = cache.build("qemu-tarball", ["orig", src["suite"], src["package"], version],
                                 lambda d: _download(apt, src["package"], d))
     info = json.loads((tarball_entry / INFO).read_text())
     key = [BUILD_LAYOUT, recipe.digest, info["sha256"]]
@@ -114,7 +115,11 @@ def _download(apt: Apt, package: str, dest: Path) -> None:
     for other in dest.iterdir():
         if other not in (dsc, tarball):
             other.unlink()      # Debian's patches are not used: keep only what is
-    version = re.search(r"^Version: (\S+)", dsc.read_text(errors="replace"), re.M)[1]
+    found = re.search(r"^Version: (\S+)", dsc.read_text(errors="replace"), re.M)
+    if found is None:
+        raise ImageError(f"{dsc.name} names no Version", where=str(dsc),
+                         hint="report this: the source package is unusual")
+    version = found[1]
     (dest / INFO).write_text(json.dumps({"package": package, "version": version, "suite": apt.suite,
                                          "tarball": tarball.name, "sha256": sha256_file(tarball)}))
 
@@ -161,6 +166,7 @@ def _step(argv: list[str], cwd: Path, log: Path, what: str, progress: Progress) 
     with open(log, "ab") as out:
         proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 preexec_fn=die_with_parent)
+        assert proc.stdout is not None         # stdout=PIPE
         for line in proc.stdout:
             out.write(line)
             if m := _STEP.match(line):

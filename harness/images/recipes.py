@@ -25,8 +25,11 @@ INITRAMFS_SCHEMA = {
     "type": "object", "additionalProperties": False,
     "required": ["agent", "userland", "kernel_modules", "channel_modules", "chain_disk", "cmdline"],
     "properties": {
-        "agent": {"type": "object", "minProperties": 1, "additionalProperties": _TEXT,
-                  "description": "The agent file of each architecture, relative to images/."},
+        "agent": {"type": "object", "additionalProperties": False, "required": ["init", "arch"],
+                  "properties": {
+                      "init": {**_TEXT, "description": "The agent (/init), relative to images/."},
+                      "arch": {"type": "object", "minProperties": 1, "additionalProperties": _TEXT,
+                               "description": "Each architecture's part (/seedchain/arch.sh)."}}},
         "userland": {"type": "object", "additionalProperties": False,
                      "required": ["packages", "files", "libraries_of"],
                      "properties": {"packages": _WORDS, "files": _PATHS, "libraries_of": _WORDS}},
@@ -83,6 +86,7 @@ def _load(name: str, schema: dict) -> Recipe:
         raise ImageError(f"recipe {e.what}", where=e.where,
                          hint=e.hint or "the recipes in images/ are part of seedchain: "
                                         "restore it with git") from None
+    assert isinstance(data, dict)       # every recipe schema's top level is an object
     return Recipe(path, data)
 
 

@@ -17,7 +17,8 @@ its child's `received`. Pure functions over plain data.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 from harness.matrix.versions import component_version, describe_layer, layer_index
 from harness.scenario.model import CHECKS
@@ -203,7 +204,8 @@ def classify(result: dict, gaps: Sequence[Gap]) -> Classification:
         return tuple(g.id for g in applicable[position]
                      if observed in g.predicts.get(check, ()))
 
-    explained, unexplained = [], []
+    explained: list[Finding] = []
+    unexplained: list[Finding] = []
     for i, layer in enumerate(layers):
         for check in CHECKS:
             if _outcome(layer, check) != "fail":

@@ -189,7 +189,7 @@ def _checked(axes: list[str], options: list[list[tuple]], matrix_file: Path, roo
     matrix file's folder (then checked, as a scenario's, by check_paths and check_binaries)."""
     folder = matrix_file.parent
     checked = []
-    for axis, values in zip(axes, options):
+    for axis, values in zip(axes, options, strict=True):
         out = []
         for i, (value, label) in enumerate(values):
             if axis in ("machine", "cpu") and (prop := qemu_options.file_property(value)):

@@ -153,7 +153,7 @@ GAP_SCHEMA: dict = {
         "checks": _check_map("The checks this gap makes fail, with the value observed instead."),
         "reason": {"type": "string", "minLength": 1,
                    "description": "Why, in a sentence or two."},
-        "source": {**_STRINGS, "description": "Commit ids, FACTS.md sections, measurements."},
+        "source": {**_STRINGS, "description": "Upstream commits and files, measurements, docs/facts.md sections."},
         "informational": {"type": "boolean",
                           "description": "true: listed in reports but never matched."},
     },
@@ -181,7 +181,8 @@ def parse_gaps(text: str, where: str = "<known gaps>") -> tuple[Gap, ...]:
                              hint="each gap is a list item: '- id: ...' with component, "
                                   "versions, checks, reason and source")
     yamldoc.validate(data, root, where, _VALIDATOR, _WORDS, KnownGapsError, explainer=_explain)
-    gaps, first_line = [], {}
+    gaps: list[Gap] = []
+    first_line: dict[str, int] = {}
     for position, raw in enumerate(data):
         def fail(keys: list, what: str, hint: str | None = None, _p=position):
             line = yamldoc.line_at(root, [_p, *keys])

@@ -58,18 +58,19 @@ import re
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import Any
+from collections.abc import Sequence
 from urllib.parse import quote
 
 import jsonschema
-import kcidb_io
 
+from harness.private import write_file
 from harness.errors import SeedchainError
 from harness import text
 from harness.reports.matrix import RESULT_NAME, artifacts_dir, merge, unreadable
 from harness.scenario.model import CHECKS
 
-SCHEMA = kcidb_io.schema.V5_3
+SCHEMA_VERSION = (5, 3)
 ORIGIN = "seedchain"
 # A result names its guest architecture ("arch"); older ones do not: then a QEMU binary
 # named qemu-system-<arch> says, else x86_64.
@@ -78,6 +79,17 @@ LOG_EXCERPT_MAX = 16384             # the schema's limit
 OUTPUT_FILES = ("agent.log", "layer-{index}.json", "qemu.log")
 WORDS = {True: "yes", False: "no", None: "n/a"}
 
+
+
+def kcidb_schema() -> Any:
+    """kcidb-io's schema v5.3, which validates what is written; None where kcidb-io is not
+    installed. It is optional: its jsonschema[format] requirement brings in rfc3987
+    (GPL-3.0-or-later) and arrow (Apache-2.0), which GPL-2.0-only seedchain must not require."""
+    try:
+        import kcidb_io
+    except ImportError:
+        return None
+    return kcidb_io.schema.V5_3
 
 def kcidb_data(results: Sequence[dict], out_dir: Path, url_base: str | None = None) -> dict:
     """The KCIDB data set of the results (merge()'s dicts), validated."""
@@ -96,10 +108,13 @@ def kcidb_data(results: Sequence[dict], out_dir: Path, url_base: str | None = No
             found = list(_objects(bad, links))
         for kind, obj in found:
             objects[kind].setdefault(obj["id"], obj)
-    data = _plain({"version": {"major": SCHEMA.major, "minor": SCHEMA.minor},
+    data = _plain({"version": {"major": SCHEMA_VERSION[0], "minor": SCHEMA_VERSION[1]},
                    **{kind: list(found.values()) for kind, found in objects.items()}})
+    schema = kcidb_schema()
+    if schema is None:
+        return data
     try:
-        SCHEMA.validate(data)
+        schema.validate(data)
     except jsonschema.ValidationError as e:
         where = "/".join(map(str, e.absolute_path))
         raise SeedchainError(f"the KCIDB data does not validate at {where}: {e.message}",
@@ -123,7 +138,7 @@ def _plain(value):
 def write_kcidb(data: dict, out: Path) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        write_file(out, (json.dumps(data, indent=2) + "\n").encode("utf-8"), follow=True)
     except OSError as e:
         raise SeedchainError(f"cannot write: {e.strerror}", where=str(out),
                              hint="give --kcidb a file in a folder you can write to") from None
@@ -151,7 +166,7 @@ def check_status(layer: dict, check: str) -> str:
     return "SKIP" if observed is None else "DONE"
 
 
-def _objects(result: dict, links: "_Links"):
+def _objects(result: dict, links: _Links):
     """(kind, object) pairs of one result: its checkouts, builds and tests."""
     qemu = result.get("qemu") or {}
     layers = [la for la in result.get("layers") or [] if isinstance(la, dict)]
@@ -168,7 +183,8 @@ def _objects(result: dict, links: "_Links"):
         yield "checkouts", checkout
         yield "builds", build
         parent = layers[position - 1] if position else None
-        index = layer.get("index") if isinstance(layer.get("index"), int) else position + 1
+        given = layer.get("index")
+        index = given if isinstance(given, int) else position + 1
         blame = _blame(layer, index, parent, qemu)
         files = links.files(folder, result, index)
         for check in layer_checks(layer):
@@ -215,7 +231,7 @@ def _checkout(layer: dict) -> dict:
     package, version = layer.get("kernel_package") or "", layer.get("kernel_version") or ""
     spec = layer.get("kernel_spec") or ""
     identity = [package, version, spec] if package else [spec, layer.get("kernel") or ""]
-    checkout = {"id": _id("checkout", *identity), "origin": ORIGIN, "valid": True,
+    checkout: dict[str, Any] = {"id": _id("checkout", *identity), "origin": ORIGIN, "valid": True,
                 "comment": _kernel_words(layer),
                 "misc": {k: v for k, v in (("kernel_package", package), ("kernel_version", version),
                                            ("kernel_spec", spec)) if v}}
@@ -342,7 +358,7 @@ class _Links:
 
     def files(self, folder: Path | None, result: dict, index: int | None) -> dict:
         """log_url and output_files for a layer's tests (index None: the whole run)."""
-        found = {}
+        found: dict[str, Any] = {}
         if folder is not None and folder.is_dir():
             if (folder / "console.log").is_file():
                 found["log_url"] = self.url(folder / "console.log")
@@ -385,7 +401,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     statuses = Counter(t["status"] for t in data["tests"])
     print(f"{len(results)} results: {len(data['checkouts'])} checkouts, {len(data['builds'])} builds, "
           f"{len(data['tests'])} tests (" + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) + ")")
-    print(f"wrote {args.kcidb} (KCIDB schema v{SCHEMA.major}.{SCHEMA.minor}, validated)")
+    how = ("validated with kcidb-io" if kcidb_schema() is not None else
+           "not validated: kcidb-io is not installed; pip install 'seedchain[kcidb]' to validate")
+    print(f"wrote {args.kcidb} (KCIDB schema v{SCHEMA_VERSION[0]}.{SCHEMA_VERSION[1]}, {how})")
     return 0
 
 

@@ -33,6 +33,7 @@ from typing import Iterable, Sequence
 from urllib.parse import quote
 
 from harness import files, text
+from harness.private import make_folder, write_file
 from harness.errors import SeedchainError
 from harness.paths import SCENARIOS
 from harness.matrix.known_gaps import (STATUSES, Classification, Gap, classify, load_gaps,
@@ -288,7 +289,7 @@ def write_report(results: Sequence[dict], gaps: Sequence[Gap], out_dir: Path) ->
     # imported here: render imports this module's vocabulary (STATES, count, ...)
     from harness.reports.render import render_html, render_markdown
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     report = build(results, gaps, out_dir)
     texts = {
         "matrix.json": json.dumps({"format": REPORT_FORMAT, "counts": report.counts,
@@ -298,7 +299,7 @@ def write_report(results: Sequence[dict], gaps: Sequence[Gap], out_dir: Path) ->
         "matrix.html": render_html(report.cells, gaps),
     }
     for name, content in texts.items():
-        (out_dir / name).write_text(content, encoding="utf-8")
+        write_file(out_dir / name, content.encode("utf-8"), follow=True)
         report.files[name] = out_dir / name
     return report
 

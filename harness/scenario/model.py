@@ -53,7 +53,7 @@ ARCHES: dict[str, ArchDefaults] = {
                            machines=r"pc|q35|isapc|microvm|xenfv|xenpv|pc-(i440fx|q35)-[0-9.]+",
                            machine_words="q35, pc, pc-i440fx-7.2, pc-q35-7.1 or microvm"),
     # -cpu max,pauth-impdef=on: pointer authentication's QARMA5 makes plain max four times
-    # slower under TCG (FACTS.md, "Device-tree seeds (arm64)"); virt is the one machine whose
+    # slower under TCG (docs/facts.md#debian-arm64-kernels); virt is the one machine whose
     # device tree QEMU writes the rng-seed into.
     "aarch64": ArchDefaults(firmwares=("none", "uefi"), machine="virt", cpu="max,pauth-impdef=on",
                             firmware="none", machines=r"virt|virt-[0-9.]+", machine_words="virt or virt-7.2"),

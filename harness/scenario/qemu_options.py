@@ -19,7 +19,8 @@ from __future__ import annotations
 import re
 
 _SMP_KEYS = "cpus|maxcpus|sockets|dies|clusters|modules|cores|threads|books|drawers"
-_RTC = r"(base=(utc|localtime|[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}:[0-9]{2})?)|clock=(host|rt|vm)|driftfix=(none|slew))"
+_DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}:[0-9]{2})?"
+_RTC = rf"(base=(utc|localtime|{_DATE})|clock=(host|rt|vm)|driftfix=(none|slew))"
 _ICOUNT = r"(shift=([0-9]+|auto)|align=(on|off)|sleep=(on|off))"
 
 # option -> (pattern of its value, the value in words)
