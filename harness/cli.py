@@ -4,9 +4,9 @@
 `matrix NAME` lists a matrix's cells, `matrix NAME --github` its CI jobs as JSON.
 `run -j N` boots N scenarios at once, each in a process of its own; `run --kernel
 N=PATH` puts a kernel file in layer N only (repeatable), `--kernel PATH` in every layer.
-`check` makes the checks `run` makes before it fetches or builds anything (no network);
-both refuse a scenario's kernel path out of its folder and the project unless given
-`--allow-outside-paths`.
+`check` makes the checks `run` makes before it fetches or builds anything (no network, nothing
+run); both refuse a scenario's kernel path out of its folder and the project unless given
+`--allow-outside-paths`, and a QEMU binary it names unless given `--allow-scenario-binaries`.
 
 Exit status of `run`, as `git bisect run` reads it:
   0    every expectation held (bisect: good);
@@ -38,7 +38,6 @@ import os
 import signal
 import sys
 import tempfile
-import time
 import traceback
 from pathlib import Path
 
@@ -50,9 +49,11 @@ from harness.jobs import Outcome, run_all
 from harness.matrix.github import MATRIX_FILE, print_matrix
 from .private import make_folder, write_file
 from .errors import SeedchainError
-from harness.progress import TRANSIENT, UPDATE
+from harness import text
+from harness.progress import TRANSIENT
+from harness.progress import Terminal as _Terminal
 from harness.reports.terminal import summary
-from harness.scenario.load import check_paths, discover, kernel_options, load_scenario
+from harness.scenario.load import check_binaries, check_paths, kernel_options, load_folder, load_scenario
 
 startup.loaded()
 
@@ -98,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="folder for console logs, reports and results (default: %(default)s)")
     r.add_argument("--cache", type=Path, help="image cache (default: $SEEDCHAIN_CACHE or ~/.cache/seedchain)")
     r.add_argument("--qemu", help="a qemu-system-x86_64 binary to use instead of the scenario's")
+    r.add_argument("--qemu-arg", action="append", default=[], metavar="ARG",
+                   help="one more QEMU argument, any (yours, unchecked); repeat: --qemu-arg=-d --qemu-arg=int")
     r.add_argument("--kernel", action="append", default=[], metavar="[N=]PATH",
                    help="a bzImage for layer N instead of the scenario's kernel, or without N=, "
                         "for every layer; repeat for several layers")
@@ -110,6 +113,8 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--allow-outside-paths", action="store_true",
                              help="accept kernel paths in a scenario that lead out of its folder and "
                                   "the project (for a scenario file you trust)")
+        command.add_argument("--allow-scenario-binaries", action="store_true",
+                             help="run the QEMU binary a scenario file you trust names (else only --qemu)")
     rep = sub.add_parser("report", add_help=False,
                          help="merge result.json files into a matrix report (see: seedchain report --help)")
     rep.add_argument("rest", nargs=argparse.REMAINDER)
@@ -157,13 +162,15 @@ def _main(argv: list[str]) -> int:
         if args.command == "ledger":
             return _ledger(args)
         if args.command == "list":
-            for path in discover(args.folder):
-                s = load_scenario(path)
-                print(f"{s.name:28} {_layers(s):8}  {' '.join(s.description.split())}")
-            return 0
+            found, errors = load_folder(args.folder)      # a bad file is named, the others listed
+            for s in found:
+                print(f"{s.name:28} {_layers(s):8}  {text.one_line(' '.join(s.description.split()))}")
+            for exc in errors:
+                print(f"seedchain: error: {text.terminal(exc)}", file=sys.stderr)
+            return BAD_INPUT if errors else 0
         return _run(args)
     except SeedchainError as exc:
-        print(f"seedchain: error: {exc}", file=sys.stderr)
+        print(f"seedchain: error: {text.terminal(exc)}", file=sys.stderr)
         return UNTESTED if is_run else BAD_INPUT
     except BrokenPipeError:
         # The reader went away (`seedchain list | head`): nothing more to say to it.
@@ -192,6 +199,11 @@ def _ledger(args) -> int:
     `ledger clear [SCENARIO]`: forget them (fresh then compares within a run only)."""
     from harness.facts import ledger
     root = Cache(args.cache).root
+    for folder in (root, ledger.folder(root)):
+        if folder.exists() and not folder.is_dir():
+            raise SeedchainError(f"{folder} is a file; the ledger is a folder in the image cache",
+                                 where="--cache" if args.cache else "the image cache",
+                                 hint="give --cache the cache folder (default: $SEEDCHAIN_CACHE or ~/.cache/seedchain)")
     if args.action == "clear":
         cleared = ledger.clear(root, args.scenario)
         print(f"cleared the ledger of {', '.join(cleared)}" if cleared else "the ledger was empty")
@@ -213,10 +225,11 @@ def _check(args) -> int:
         s = load_scenario(path)
         _named_once(s, seen)
         check_paths(s, allowed=args.allow_outside_paths)
+        check_binaries(s, allowed=args.allow_scenario_binaries)
         notes = check_scenario(s)
-        print(f"{path}: ok ({s.name}, {_layers(s)})")
+        print(text.terminal(f"{path}: ok ({s.name}, {_layers(s)})"))
         for note in notes:
-            print(f"  note: {note}")
+            print(f"  note: {text.terminal(note)}")
     return 0
 
 
@@ -237,8 +250,10 @@ def _scenarios(args) -> list:
     scenarios = []
     for path in args.scenarios:
         if path.is_dir():
-            found = [load_scenario(p) for p in discover(path)]
-            scenarios += [s for s in found if args.tag is None or args.tag in s.tags]
+            found, errors = load_folder(path, args.tag)     # files --tag leaves out cannot stop the run
+            if errors:
+                raise errors[0]
+            scenarios += found
         else:
             scenarios.append(load_scenario(path))
     if not scenarios:
@@ -250,7 +265,9 @@ def _scenarios(args) -> list:
         _named_once(s, names)
         check_paths(s, allowed=args.allow_outside_paths,
                     replaced=[layer.index for layer in s.layers if every or layer.index in layers])
-    scenarios = [s.with_overrides(qemu_build=args.qemu, kernel=every, layer_kernels=layers) for s in scenarios]
+        check_binaries(s, allowed=args.allow_scenario_binaries or args.qemu is not None)   # --qemu replaces it
+    scenarios = [s.with_overrides(qemu_build=args.qemu, kernel=every, layer_kernels=layers,
+                                  qemu_args=tuple(args.qemu_arg)) for s in scenarios]
     if args.jobs > 1:
         seen: dict[str, str] = {}
         for s in scenarios:
@@ -260,30 +277,6 @@ def _scenarios(args) -> list:
                                      where="-j", hint="name each scenario once, or run without -j")
             seen[s.slug] = s.path
     return scenarios
-
-
-class _Terminal:
-    """Progress lines; on a terminal an in-between update is written over the last line
-    (at most every UPDATE seconds), elsewhere it is left out."""
-
-    def __init__(self, out):
-        self.out = out
-        self.tty = out.isatty()
-        self.pending = False
-        self.last = 0.0
-
-    def update(self, text: str) -> None:
-        now = time.monotonic()
-        if self.tty and now - self.last >= UPDATE:
-            self.last = now
-            self.out.write(f"\r{text[:200]}\x1b[K")
-            self.out.flush()
-            self.pending = True
-
-    def line(self, text: str) -> None:
-        self.out.write(("\r\x1b[K" if self.pending else "") + text + "\n")
-        self.out.flush()
-        self.pending = False
 
 
 def _writable(path: Path, option: str, folder: bool) -> None:
@@ -311,11 +304,20 @@ def _writable(path: Path, option: str, folder: bool) -> None:
         raise SeedchainError(f"cannot write to {path}: {err.strerror}", where=option, hint=hint) from None
 
 
+def _not_an_input(output: Path, scenarios: list) -> None:
+    """--json naming a scenario file (the same file, by any path) would overwrite it."""
+    for s in scenarios:
+        if output.exists() and os.path.samefile(output, s.path):
+            raise SeedchainError(f"{output} is the scenario file {s.path}; writing the results there "
+                                 "would overwrite it", where="--json", hint="give --json a file of its own")
+
+
 def _run(args) -> int:
     scenarios = _scenarios(args)
     _writable(args.artifacts, "--artifacts", folder=True)
     if args.json:
         _writable(args.json, "--json", folder=False)
+        _not_an_input(args.json, scenarios)
     args.started = True
     jobs = min(args.jobs, len(scenarios))
     finished: dict[int, Outcome] = {}
@@ -330,7 +332,7 @@ def _run(args) -> int:
         elif jobs == 1:
             terminal.line(f"  {message}")
         else:       # one line per step, each prefixed by its scenario
-            print(f"{scenario.id:<{width}} | {message.removeprefix(f'{scenario.name}: ')}", flush=True)
+            print(text.terminal(f"{scenario.id:<{width}} | {message.removeprefix(f'{scenario.name}: ')}"), flush=True)
 
     def done(index: int, outcome: Outcome) -> None:
         finished[index] = outcome
@@ -387,7 +389,7 @@ def _print_outcome(outcome: Outcome) -> None:
     if outcome.result is not None:
         print(summary(outcome.result) + "\n", flush=True)
     elif outcome.error:
-        print(f"seedchain: error: {outcome.error}", file=sys.stderr, flush=True)
+        print(f"seedchain: error: {text.terminal(outcome.error)}", file=sys.stderr, flush=True)
     elif outcome.crash:
         _print_crash(outcome.crash)
     else:

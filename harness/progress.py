@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+from harness.text import one_line, terminal
+
 TRANSIENT = "\r"
 MILESTONE = 15.0            # seconds between lines for a log
 UPDATE = 0.5                # seconds between a terminal's in-place updates
@@ -83,3 +85,27 @@ class Meter:
         done = self.total if done is None else done
         rate = f", {_mb(done / elapsed)}/s" if self.unit == "bytes" and elapsed > 0 else ""
         say(f"{self.what}: {self._amount(done)} in {elapsed:.1f} s{rate}")
+
+
+class Terminal:
+    """The command line's progress lines; on a terminal an in-between update is written over the last line
+    (at most every UPDATE seconds), elsewhere it is left out."""
+
+    def __init__(self, out):
+        self.out = out
+        self.tty = out.isatty()
+        self.pending = False
+        self.last = 0.0
+
+    def update(self, text: str) -> None:
+        now = time.monotonic()
+        if self.tty and now - self.last >= UPDATE:
+            self.last = now
+            self.out.write(f"\r{one_line(text[:200])}\x1b[K")
+            self.out.flush()
+            self.pending = True
+
+    def line(self, text: str) -> None:
+        self.out.write(("\r\x1b[K" if self.pending else "") + terminal(text) + "\n")
+        self.out.flush()
+        self.pending = False

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import text
 from .errors import SeedchainError
 from harness.private import write_file
 from harness.reports.terminal import summary
@@ -66,7 +67,7 @@ class ScenarioFile(pytest.File):
 
     def repr_failure(self, excinfo):
         if isinstance(excinfo.value, SeedchainError):
-            return str(excinfo.value)
+            return text.terminal(excinfo.value)     # kernel paths, guest strings
         return super().repr_failure(excinfo)
 
 
@@ -82,7 +83,8 @@ class ScenarioItem(pytest.Item):
     def runtest(self):
         session = self.config.seedchain  # set up by harness.pytest_session's pytest_configure
         scenario = self.scenario.with_overrides(qemu_build=session.qemu, kernel=session.kernel,
-                                                layer_kernels=session.layer_kernels)
+                                                layer_kernels=session.layer_kernels,
+                                                qemu_args=session.qemu_args)
         result = run(scenario, cache=session.cache, artifacts=session.artifacts)
         self.user_properties += [("artifacts", result.artifacts), ("qemu", result.qemu_version),
                                  ("accel", result.accel), ("seconds", f"{result.seconds:.1f}")]
@@ -114,7 +116,7 @@ class ScenarioItem(pytest.Item):
 
     def repr_failure(self, excinfo):
         if isinstance(excinfo.value, (ScenarioFailed, SeedchainError)):
-            return str(excinfo.value)
+            return text.terminal(excinfo.value)     # kernel paths, guest strings
         return super().repr_failure(excinfo)
 
     def reportinfo(self):

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from harness import text
 from harness.errors import ScenarioError, SeedchainError
 from harness.images import qemu_builds
 from harness.images.cache import Cache
-from harness.scenario.load import check_paths, discover, kernel_options
+from harness.scenario.load import check_binaries, check_paths, discover, kernel_options
 
 pytest_plugins = ["harness.pytest_plugin"]
 
@@ -45,6 +46,11 @@ def pytest_addoption(parser):
     group.addoption("--allow-outside-paths", action="store_true", default=False,
                     help="accept kernel paths in a scenario that lead out of its folder and the "
                          "project (for scenario files you trust)")
+    group.addoption("--allow-scenario-binaries", action="store_true", default=False,
+                    help="run the QEMU binary a scenario or matrix file names (for files you trust); "
+                         "without it only --qemu names one")
+    group.addoption("--qemu-arg", metavar="ARG", action="append", default=[],
+                    help="one more argument for QEMU, any option (yours, unchecked); repeat for several")
 
 
 @dataclass
@@ -61,6 +67,8 @@ class SeedchainSession:
     report_files: dict = field(default_factory=dict)
     gaps: tuple | None = None          # known gaps, loaded on first use
     allow_outside_paths: bool = False
+    allow_scenario_binaries: bool = False
+    qemu_args: tuple = ()              # --qemu-arg, after each scenario's extra_args
     named: set = field(default_factory=set)     # the paths on the command line, resolved
 
 
@@ -84,6 +92,8 @@ def pytest_configure(config):
         kernel=kernel,
         layer_kernels=layer_kernels,
         allow_outside_paths=config.getoption("--allow-outside-paths"),
+        allow_scenario_binaries=config.getoption("--allow-scenario-binaries"),
+        qemu_args=tuple(config.getoption("--qemu-arg")),
         named={(base / arg.split("::", 1)[0]).resolve() for arg in config.args},
     )
 
@@ -100,10 +110,13 @@ def is_scenario_file(config, path: Path) -> bool:
 
 def check_scenario_paths(config, scenario) -> None:
     """A kernel path out of the scenario's folder and the project needs --allow-outside-paths;
-    the layers --kernel replaces boot the user's own file instead."""
+    the layers --kernel replaces boot the user's own file instead. A QEMU binary the file
+    names needs --allow-scenario-binaries, unless --qemu replaces it."""
     session = config.seedchain
     replaced = [layer.index for layer in scenario.layers if session.kernel or layer.index in session.layer_kernels]
     check_paths(scenario, allowed=session.allow_outside_paths, replaced=replaced)
+    if session.qemu is None:
+        check_binaries(scenario, allowed=session.allow_scenario_binaries)
 
 
 NOT_RUN = ("scenario", "not run")     # on the reports of items that never got to run a scenario
@@ -123,7 +136,7 @@ class BrokenScenario(pytest.Item):
 
     def repr_failure(self, excinfo):
         if isinstance(excinfo.value, SeedchainError):
-            return str(excinfo.value)
+            return text.terminal(excinfo.value)
         return super().repr_failure(excinfo)
 
     def reportinfo(self):

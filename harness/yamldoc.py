@@ -21,6 +21,7 @@ import yaml
 from jsonschema.exceptions import relevance
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from harness import files
 from harness.errors import ScenarioError, SeedchainError
 
 MAX_BYTES = 256 * 1024
@@ -47,12 +48,10 @@ def read_text(path: str | os.PathLike, words: Words = PLAIN, error: Error = Scen
     """A project YAML file's text; any problem reading it is an `error`."""
     where = str(path)
     try:
-        with open(path, "rb") as f:
+        with files.open_plain(path, error, where) as f:      # a FIFO is refused, not waited on
             raw = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise error("no such file", where=where) from None
-    except IsADirectoryError:
-        raise error("is a folder, not a file", where=where) from None
     except (OSError, ValueError) as e:  # ValueError: a NUL in the path
         raise error(f"cannot read the file: {getattr(e, 'strerror', None) or e}", where=where) from None
     check_size(len(raw), where, words, error)

@@ -20,11 +20,14 @@ MAX_LINES = 600
 # checks -> matrix -> reports. boot fills in the facts it is given (their types and
 # the guest report's parser live in facts), so it is the one stage that reaches one
 # ahead. The shared bottom (errors, paths, proc, progress, yamldoc, arch) imports no stage;
-# nor do private (files only the user can read) and runfolder (a run's own folder).
-BOTTOM = {"errors", "paths", "proc", "progress", "yamldoc", "private", "runfolder"}
+# nor do private (files only the user can read), runfolder (a run's own folder), files (opening
+# the files a user names) and text (untrusted text for a terminal or Markdown).
+BOTTOM = {"errors", "paths", "proc", "progress", "yamldoc", "private", "runfolder", "files", "text"}
 ALLOWED = {
-    "errors": set(), "paths": set(), "proc": set(), "progress": set(), "yamldoc": {"errors"},
-    "arch": {"errors", "paths"},
+    "errors": set(), "paths": set(), "proc": set(), "progress": {"text"}, "yamldoc": {"errors", "files"},
+    "files": {"errors"},          # opening the files a user names, for every stage
+    "text": set(),                # untrusted text made safe for a terminal or Markdown
+    "arch": {"errors", "paths", "files"},
     "scenario": BOTTOM,
     "images": BOTTOM | {"arch", "scenario"},
     "boot": BOTTOM | {"arch", "scenario", "images", "facts"},

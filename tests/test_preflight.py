@@ -57,7 +57,7 @@ CASES = [  # (what the layer or qemu says, the line named, the message)
 def test_check_refuses_what_run_would_refuse(tmp_path, fields, where, message):
     _files(tmp_path)
     path = scenario_file(tmp_path, **fields)
-    proc = seedchain("check", path)
+    proc = seedchain("check", path, "--allow-scenario-binaries")     # for the binary's own checks
     assert proc.returncode == 2, proc.stdout
     assert proc.stderr.startswith(f"seedchain: error: {path}:{where}: "), proc.stderr
     assert message in proc.stderr, proc.stderr
@@ -68,7 +68,7 @@ def test_run_refuses_it_before_building_anything(tmp_path, fields, where, messag
     _files(tmp_path)
     path = scenario_file(tmp_path, **fields)
     cache = tmp_path / "cache"
-    proc = seedchain("run", path, "--artifacts", tmp_path / "out",
+    proc = seedchain("run", path, "--artifacts", tmp_path / "out", "--allow-scenario-binaries",
                      env={"SEEDCHAIN_CACHE": str(cache), "SEEDCHAIN_OFFLINE": "1"})
     assert proc.returncode == 125
     assert proc.stderr.startswith(f"seedchain: error: {path}:{where}: "), proc.stderr

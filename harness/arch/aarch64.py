@@ -65,11 +65,11 @@ def _open_error(path: Path, err: OSError) -> ImageError:
 
 
 def _header(path: Path) -> tuple[bytes, int]:
-    try:
-        with open(path, "rb") as f:
+    with common.open_kernel(path, "an arm64 Image", "e.g. arch/arm64/boot/Image") as f:
+        try:
             return f.read(0x400), os.fstat(f.fileno()).st_size
-    except OSError as err:
-        raise _open_error(path, err) from None
+        except OSError as err:
+            raise _open_error(path, err) from None
 
 
 def read_kernel(path: Path) -> tuple[str, str]:
@@ -97,7 +97,7 @@ def read_kernel(path: Path) -> tuple[str, str]:
 def _banner(path: Path) -> str:
     """The text of the kernel's linux_banner: the first "Linux version " that a version
     number follows (format strings such as "Linux version %s" are passed over)."""
-    with open(path, "rb") as f:
+    with common.open_kernel(path, "an arm64 Image", "") as f:
         if os.fstat(f.fileno()).st_size == 0:
             return ""
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
@@ -128,9 +128,9 @@ def kernel_payload(path: Path) -> tuple[bytes | None, str]:
     """The kernel image itself: an arm64 Image is stored uncompressed, so the embedded
     configuration (CONFIG_IKCONFIG) sits in the file as it is."""
     try:
-        return Path(path).read_bytes(), ""
-    except OSError as err:
-        return None, f"it cannot be read ({err.strerror})"
+        return common.read_kernel_bytes(path), ""
+    except ImageError as exc:
+        return None, exc.what
 
 
 def _describe(head: bytes, size: int) -> str:

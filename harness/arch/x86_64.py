@@ -43,21 +43,15 @@ LIBDIR = "lib/x86_64-linux-gnu"  # searched by Debian's loader without any ld.so
 def read_kernel(path: Path) -> tuple[str, str]:
     """Check that path is an x86 bzImage; (release, version) from its version string
     ('' when it has none). The string's offset-0x200 is in the header at 0x20E."""
-    try:
-        with open(path, "rb") as f:
+    with common.open_kernel(path, "a bzImage", "e.g. /boot/vmlinuz-*, arch/x86/boot/bzImage") as f:
+        try:
             size = os.fstat(f.fileno()).st_size
             head = f.read(0x4000)
             f.seek(0x200 + int.from_bytes(head[0x20E:0x210], "little"))
             text = f.read(256).split(b"\0")[0].decode(errors="replace")
-    except FileNotFoundError:
-        raise ImageError(f"kernel file {path} does not exist", where=str(path),
-                         hint="give an existing bzImage or a debian:SUITE/SERIES spec") from None
-    except IsADirectoryError:
-        raise ImageError(f"kernel {path} is a directory, not a bzImage", where=str(path),
-                         hint="give the kernel image file itself") from None
-    except OSError as err:
-        raise ImageError(f"cannot read kernel file {path}: {err.strerror}", where=str(path),
-                         hint="check the path and its permissions") from None
+        except OSError as err:
+            raise ImageError(f"cannot read kernel file {path}: {err.strerror}", where=str(path),
+                             hint="check the path and its permissions") from None
     if head[0x202:0x206] != b"HdrS":
         raise ImageError(f"{path} is not an x86 bzImage: {_describe(head, size)}", where=str(path),
                          hint="give a bzImage (e.g. /boot/vmlinuz-*, arch/x86/boot/bzImage), "
@@ -80,7 +74,7 @@ FILE_LOADERS = ("kexec_file_load", "kexec_crash")   # both load through kexec_fi
 
 
 def _header(path: Path) -> bytes:
-    with open(path, "rb") as f:
+    with common.open_kernel(path, "a bzImage", "") as f:
         return f.read(0x400)
 
 
@@ -116,7 +110,10 @@ def kernel_payload(path: Path) -> tuple[bytes | None, str]:
     """The compressed kernel inside a bzImage: payload_offset and payload_length count
     from the protected-mode part, which starts at (setup_sects + 1) * 512 (setup_sects
     0 means 4). (None, why) when the header has no payload fields or they point outside."""
-    data = Path(path).read_bytes()
+    try:
+        data = common.read_kernel_bytes(path)
+    except ImageError as exc:
+        return None, exc.what
     version, text = _protocol(data)
     if version < 0x0208:
         return None, f"its boot protocol {text} predates the payload fields (2.08)"

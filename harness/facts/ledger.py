@@ -18,12 +18,16 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from harness import files
+from harness.errors import SeedchainError
 from harness.facts.layer import LayerFacts
+from harness.progress import say
 from harness.private import FILE_MODE, make_folder, open_file
 
 FOLDER = "ledger"
 KEEP_RUNS = 1000            # per scenario; the oldest go first
 FORMAT = 1
+MAX_BYTES = 64 << 20        # 1000 runs of 16 layers take about 2 MiB
 
 
 def folder(cache_root: Path) -> Path:
@@ -46,15 +50,75 @@ def _locked(path: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _read(path: Path) -> list[dict]:
+class Damaged(ValueError):
+    """A ledger file that is not one seedchain wrote: why, and the runs still readable."""
+
+    def __init__(self, why: str, kept: list[dict]):
+        super().__init__(why)
+        self.kept = kept
+
+
+def _valid_run(run: object) -> bool:
+    return (isinstance(run, dict) and isinstance(run.get("when", ""), str) and isinstance(run.get("id", ""), str)
+            and isinstance(run.get("layers"), dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in run["layers"].items())
+            and isinstance(run.get("seed_file") or [], list)
+            and all(isinstance(d, str) for d in run.get("seed_file") or []))
+
+
+def _parse(path: Path) -> list[dict]:
+    """The runs in a ledger file ([] when there is none); Damaged when it cannot be read
+    whole (not JSON, nested deeper than a ledger, entries of the wrong shape)."""
     try:
-        data = json.loads(path.read_text())
+        with files.open_regular(path, what="ledger", max_bytes=MAX_BYTES) as f:
+            data = json.loads(f.read())
     except FileNotFoundError:
         return []
-    except (OSError, ValueError):
-        return []                 # a damaged ledger is started afresh rather than trusted
+    except SeedchainError as exc:
+        if not path.exists():
+            return []
+        raise Damaged(exc.what, []) from None
+    except RecursionError:
+        raise Damaged("nested too deeply to be a ledger", []) from None
+    except (OSError, ValueError) as exc:
+        raise Damaged(f"not a ledger ({exc})", []) from None
     runs = data.get("runs") if isinstance(data, dict) else None
-    return [r for r in runs if isinstance(r, dict) and isinstance(r.get("layers"), dict)] if isinstance(runs, list) else []
+    if not isinstance(runs, list):
+        raise Damaged("no list of runs in it", [])
+    kept = [run for run in runs if _valid_run(run)]
+    if len(kept) != len(runs):
+        raise Damaged(f"{len(runs) - len(kept)} of its {len(runs)} runs are not ledger entries", kept)
+    return kept
+
+
+def _read(path: Path) -> list[dict]:
+    """The runs of a ledger (under its lock). A damaged one is never dropped silently: it is
+    moved aside to NAME.damaged-TIME.json, said in one line, and its readable runs kept."""
+    try:
+        return _parse(path)
+    except Damaged as exc:
+        aside = path.with_name(f"{path.stem}.damaged-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json")
+        try:
+            os.replace(path, aside)
+        except OSError as err:
+            say(f"the ledger {path} is damaged ({exc}) and could not be moved aside ({err.strerror}); "
+                "fresh is judged within this run and the runs still readable")
+            return exc.kept
+        if exc.kept:
+            _write(path, path.stem, exc.kept)
+        say(f"the ledger {path} was damaged ({exc}); kept as {aside.name}, {len(exc.kept)} readable "
+            f"run{'s' * (len(exc.kept) != 1)} carried over")
+        return exc.kept
+
+
+def _write(path: Path, scenario: str, runs: list[dict]) -> None:
+    """Replace the ledger file atomically (under its lock)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ledger-")
+    os.fchmod(fd, FILE_MODE)              # private whatever the umask (mkstemp's 0600 already)
+    with os.fdopen(fd, "w") as out:
+        json.dump({"format": FORMAT, "scenario": scenario, "runs": runs}, out, indent=1)
+        out.write("\n")
+    os.replace(tmp, path)
 
 
 def runs(cache_root: Path, scenario: str) -> list[dict]:
@@ -66,7 +130,7 @@ def runs(cache_root: Path, scenario: str) -> list[dict]:
 
 
 def scenarios(cache_root: Path) -> list[str]:
-    return sorted(p.stem for p in folder(cache_root).glob("*.json"))
+    return sorted(p.stem for p in folder(cache_root).glob("*.json") if ".damaged-" not in p.name)
 
 
 def annotate(facts: list[LayerFacts], earlier: list[dict]) -> None:
@@ -108,13 +172,7 @@ def record(cache_root: Path, scenario: str, run_id: str, facts: list[LayerFacts]
         return entry
     path = _file(cache_root, scenario)
     with _locked(path):
-        kept = (_read(path) + [entry])[-KEEP_RUNS:]
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ledger-")
-        os.fchmod(fd, FILE_MODE)              # private whatever the umask (mkstemp's 0600 already)
-        with os.fdopen(fd, "w") as out:
-            json.dump({"format": FORMAT, "scenario": scenario, "runs": kept}, out, indent=1)
-            out.write("\n")
-        os.replace(tmp, path)
+        _write(path, scenario, (_read(path) + [entry])[-KEEP_RUNS:])
     return entry
 
 
@@ -140,7 +198,13 @@ def lines(root: Path, scenario: str | None = None, newest: int = 20) -> list[str
         return [f"the ledger is empty ({folder(root)})"]
     out = []
     for name in names:
-        entries = runs(root, name)
+        path = _file(root, name)
+        try:
+            entries = _parse(path)      # read only: a damaged ledger is moved aside by the next run
+        except Damaged as exc:
+            out.append(f"{name}: the ledger {path} is damaged ({exc}); the next run keeps it aside and "
+                       f"starts from its {len(exc.kept)} readable run{'s' * (len(exc.kept) != 1)}")
+            continue
         out.append(f"{name}: {len(entries)} run{'s' * (len(entries) != 1)}")
         for entry in entries[-newest:]:
             layers = "  ".join(f"{k}:{v[:16]}" for k, v in sorted(entry["layers"].items()))

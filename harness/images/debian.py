@@ -86,10 +86,11 @@ def _kernel_abi(name: str, arch: str = DEFAULT) -> re.Match | None:
     return None
 
 
-def _pick_kernel(apt: Apt, ks: KernelSpec, arch: str = DEFAULT) -> Package:
+def _pick_kernel(apt: Apt, ks: KernelSpec, arch: str = DEFAULT, fetch: bool = True) -> Package:
     """The newest generic kernel package of the series (from the backports archive
-    itself for a -backports suite)."""
-    apt.ensure_lists()
+    itself for a -backports suite); the lists as they are when not `fetch`."""
+    if fetch:
+        apt.ensure_lists()
     names = [n for n in apt.query("pkgnames", "linux-").split() if _kernel_abi(n, arch)]
     rows = [r for r in apt.madison(names)
             if not ks.suite.endswith("-backports") or r[2] == ks.suite]

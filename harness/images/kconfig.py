@@ -21,7 +21,6 @@ kernels built from Debian's source (`debian-source:SUITE/SERIES`), whose build c
 from __future__ import annotations
 
 import bz2
-import gzip
 import lzma
 import re
 import zlib
@@ -35,6 +34,14 @@ from harness.scenario.model import Layer, Scenario, named_kernel
 
 START, END = b"IKCFG_ST", b"IKCFG_ED"
 CHUNK = 1 << 20                 # compressed bytes fed at a time
+OUT_CHUNK = 1 << 20             # decompressed bytes taken at a time
+# What a kernel's payload may decompress to before the search gives up. The payload is
+# the kernel (vmlinux) itself: Debian's amd64 6.1 and 7.2 payloads come to 62 and 59 MiB,
+# and the boot header's init_size (the memory the kernel's own decompressor may fill,
+# arch/x86/boot/header.S) says 63 and 60 MiB; 256 MiB leaves room for any configuration
+# while a compressed bomb (515 KiB of zstd that inflates to gigabytes) stops here.
+MAX_DECOMPRESSED = 256 << 20
+MAX_CONFIG_TEXT = 16 << 20      # the embedded .config's text (Debian's: about 260 KiB)
 MAX_CONFIG = 1 << 20            # a config.gz is tens of KiB; farther than this, START was a stray match
 
 # What every layer needs, and what a layer needs for the layer after it or for being kexec'd.
@@ -73,24 +80,68 @@ def parse_config(text: str) -> KernelConfig:
 
 
 def _decompressor(head: bytes):
-    """(name, object with decompress() and eof, the errors it raises) for the payload's
-    format; the object is None when the format cannot be read here (name "": unknown)."""
+    """(name, a function from the payload to its decompressed pieces, the errors it raises)
+    for the payload's format; the function is None when the format cannot be read here
+    (name "": unknown)."""
     if head.startswith(b"\x1f\x8b"):
-        return "gzip", zlib.decompressobj(31), _ERRORS
+        return "gzip", _zlib_pieces, _ERRORS
     if head.startswith(b"\xfd7zXZ\x00"):
-        return "xz", lzma.LZMADecompressor(lzma.FORMAT_XZ), _ERRORS
+        return "xz", lambda p: _pieces(lzma.LZMADecompressor(lzma.FORMAT_XZ), p), _ERRORS
     if head.startswith(b"\x5d\x00\x00"):
-        return "lzma", lzma.LZMADecompressor(lzma.FORMAT_ALONE), _ERRORS
+        return "lzma", lambda p: _pieces(lzma.LZMADecompressor(lzma.FORMAT_ALONE), p), _ERRORS
     if head.startswith(b"BZh"):
-        return "bzip2", bz2.BZ2Decompressor(), _ERRORS
+        return "bzip2", lambda p: _pieces(bz2.BZ2Decompressor(), p), _ERRORS
     if head.startswith(_ZSTD):
         try:
             import zstandard
         except ImportError:
             return "zstd (the zstandard package is not installed)", None, ()
-        return "zstd", zstandard.ZstdDecompressor().decompressobj(), (*_ERRORS, zstandard.ZstdError)
+        return "zstd", _zstd_pieces, (*_ERRORS, zstandard.ZstdError)
     names = {_LZO: "LZO", _LZ4: "LZ4"}
     return next((n for magic, n in names.items() if head.startswith(magic)), ""), None, ()
+
+
+# Every decompressor below hands out at most OUT_CHUNK bytes at a time, so a payload
+# that inflates a thousandfold (a few hundred KiB of zeros compressed) costs no memory.
+def _zlib_pieces(payload: bytes):
+    d = zlib.decompressobj(31)
+    data = payload
+    while not d.eof:
+        piece = d.decompress(data, OUT_CHUNK)
+        data = d.unconsumed_tail
+        if not piece and not data:
+            return
+        yield piece
+
+
+def _pieces(d, payload: bytes):
+    """lzma and bz2: fed CHUNK bytes when they need input, asked for OUT_CHUNK at a time."""
+    offset = 0
+    while not d.eof:
+        if d.needs_input:
+            if offset >= len(payload):
+                return
+            data, offset = payload[offset:offset + CHUNK], offset + CHUNK
+        else:
+            data = b""
+        yield d.decompress(data, OUT_CHUNK)
+
+
+def _zstd_pieces(payload: bytes):
+    import zstandard
+    reader = zstandard.ZstdDecompressor().stream_reader(payload, read_across_frames=False)
+    produced = False
+    while True:
+        try:
+            piece = reader.read(OUT_CHUNK)
+        except zstandard.ZstdError:
+            if produced:    # the bzImage payload ends with its size (4 bytes), which is no frame
+                return
+            raise
+        if not piece:
+            return
+        produced = True
+        yield piece
 
 
 def find_config(image: bytes) -> bytes | None:
@@ -105,19 +156,23 @@ def find_config(image: bytes) -> bytes | None:
     return None
 
 
-def _search(payload: bytes, decompressor) -> bytes | None:
-    """Decompress chunk by chunk until the embedded config is found (or the end)."""
+def _search(payload: bytes, pieces) -> bytes | None:
+    """Decompress piece by piece until the embedded config is found, the payload ends, or
+    MAX_DECOMPRESSED bytes came out (then ValueError: no kernel is that large)."""
     window = b""
-    for offset in range(0, len(payload), CHUNK):
-        window += decompressor.decompress(payload[offset:offset + CHUNK])
+    total = 0
+    for piece in pieces(payload):
+        total += len(piece)
+        if total > MAX_DECOMPRESSED:
+            raise ValueError(f"it decompresses to more than {MAX_DECOMPRESSED >> 20} MiB, more than any "
+                             "kernel's; not read further")
+        window += piece
         found = find_config(window)
         if found is not None:
             return found
         at = window.rfind(START)
         keep = len(window) - at if at >= 0 and len(window) - at <= MAX_CONFIG else len(START) - 1
         window = window[-keep:]
-        if decompressor.eof:
-            break
     return None
 
 
@@ -132,18 +187,20 @@ def embedded_config(path: Path, arch: str = DEFAULT) -> tuple[KernelConfig | Non
     if payload.startswith(b"\x7fELF") or len(payload) == Path(path).stat().st_size:
         data = find_config(payload)
     else:
-        name, decompressor, errors = _decompressor(payload[:8])
-        if decompressor is None:
+        name, pieces, errors = _decompressor(payload[:8])
+        if pieces is None:
             return None, (f"its payload is compressed with {name}, which is not read here" if name
                           else f"its payload's format is unknown (starts {payload[:6].hex()})")
         try:
-            data = _search(payload, decompressor)
+            data = _search(payload, pieces)
         except errors as exc:
             return None, f"its {name} payload could not be decompressed ({exc})"
     if data is None:
         return None, "it has no embedded configuration (CONFIG_IKCONFIG is off or a module)"
     try:
-        return parse_config(gzip.decompress(data).decode(errors="replace")), ""
+        # A .config is a few hundred KiB; a 1 MiB gzip bomb in its place stops at MAX_CONFIG_TEXT.
+        text = zlib.decompressobj(31).decompress(data, MAX_CONFIG_TEXT)
+        return parse_config(text.decode(errors="replace")), ""
     except (OSError, EOFError, zlib.error) as exc:
         return None, f"its embedded configuration is not readable gzip data ({exc})"
 

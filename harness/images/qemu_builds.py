@@ -38,6 +38,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import files
 from harness.images import debian
 from harness.images.cache import Cache
 from harness.progress import say
@@ -138,9 +139,10 @@ def suite_qemu(arch: str = DEFAULT, firmware: str = "") -> SuiteQemu:
     return SuiteQemu(entry["package"], entry["binary"], extra, digest)
 
 
-def check(build: str, arch: str = DEFAULT) -> None:
-    """What can be known of a `qemu.build` string without fetching or building anything: a
-    known Debian suite, a source release with a recipe (x86_64 only), or a binary that is a QEMU."""
+def check(build: str, arch: str = DEFAULT) -> list[str]:
+    """What can be known of a `qemu.build` string without fetching, building or running
+    anything: a known Debian suite, a source release with a recipe (x86_64 only), or an
+    executable ELF binary or script (resolve() asks it `--version`, at run time); notes."""
     text = _text(build)
     if text.startswith("debian:"):
         _known_suite(text.removeprefix("debian:"))
@@ -149,7 +151,12 @@ def check(build: str, arch: str = DEFAULT) -> None:
         _source_arch(text, arch)
         qemu_source.recipe_of(text.removeprefix("source:"))
     else:
-        is_qemu(get_arch(arch).find_qemu(text))
+        binary = get_arch(arch).find_qemu(text)
+        if text != "system":
+            kind = files.executable_kind(binary, error=QemuError, where="qemu.build",
+                                         hint="give a QEMU system emulator (a path, or a name on PATH)")
+            return [f"QEMU {binary} ({kind}) is asked `--version` when the scenario runs, not before"]
+    return []
 
 
 def _source_arch(text: str, arch: str) -> None:
@@ -166,6 +173,8 @@ def check_option(value: str) -> None:
             raise QemuError("names no QEMU", hint="give a QEMU binary's path or name, "
                                                   "debian:SUITE or source:VERSION; or leave --qemu out")
         check(value)
+        if value.strip() != "system" and not value.startswith(("debian:", "source:")):
+            is_qemu(get_arch(DEFAULT).find_qemu(value.strip()))   # the user's own: asked now
     except QemuError as exc:
         exc.where = "--qemu"
         raise

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from dataclasses import replace
 from pathlib import Path
 
 from harness.errors import ScenarioError
-from harness.scenario.model import Scenario
+from harness.scenario import qemu_options
+from harness.scenario.model import FIRMWARES, Scenario, named_kernel
 from harness.scenario.load import discover, load_scenario
-from harness.scenario.schema import PATTERN_WORDS
+from harness.scenario.schema import CPU, DEBIAN_KERNEL, KERNEL_PATH, MACHINE, ONE_LINE, PATTERN_WORDS, USERLAND
 from harness.yamldoc import Words, line_of, load_document
 
 # What each axis changes in a scenario.
@@ -28,15 +30,29 @@ AXES = {
     "userland": "every layer's busybox and kexec-tools (debian:SUITE)",
 }
 
-_VALUE = {
-    "oneOf": [
-        {"type": "string", "minLength": 1},
-        {"type": "object", "additionalProperties": False, "required": ["value"],
-         "properties": {"value": {"type": "string", "minLength": 1, "description": "The axis's value."},
-                        "label": {"type": "string", "pattern": r"^[A-Za-z0-9._+-]+$"}}},
-    ],
-    "description": "A value, or {value, label}: the label names the cell in test ids.",
-}
+def _value(value_schema: dict) -> dict:
+    """An axis's value: a string of value_schema, or {value, label} (if/then rather than
+    oneOf, so that a refused value is named by what its pattern allows)."""
+    return {
+        "type": ["string", "object"],
+        "if": {"type": "string"},
+        "then": {"minLength": 1, **value_schema},
+        "else": {"additionalProperties": False, "required": ["value"],
+                 "properties": {"value": {"type": "string", "minLength": 1, "description": "The axis's value.",
+                                          **value_schema},
+                                "label": {"type": "string", "pattern": r"^[A-Za-z0-9._+-]+$"}}},
+        "description": "A value, or {value, label}: the label names the cell in test ids.",
+    }
+
+
+# What each axis's values may be: what the scenario's own key allows (the same patterns,
+# so a matrix file cannot give what a scenario file may not).
+_KERNEL = {"if": {"pattern": "^debian(-source)?:"}, "then": {"pattern": DEBIAN_KERNEL},
+           "else": {"pattern": KERNEL_PATH}}
+_AXIS_VALUES = {"qemu": {"pattern": ONE_LINE}, "machine": {"pattern": MACHINE}, "cpu": {"pattern": CPU},
+                "firmware": {"enum": list(FIRMWARES)}, "kernel": _KERNEL, "child_kernel": _KERNEL,
+                "userland": {"pattern": USERLAND}}
+assert set(_AXIS_VALUES) == set(AXES)
 
 SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -67,7 +83,8 @@ SCHEMA = {
                         "axes": {"type": "object", "minProperties": 1, "additionalProperties": False,
                                  "description": f"What the cells vary: {', '.join(AXES)}.",
                                  "properties": {axis: {"type": "array", "minItems": 1, "maxItems": 32,
-                                                       "items": _VALUE, "description": words}
+                                                       "items": _value(_AXIS_VALUES[axis]),
+                                                       "description": words}
                                                 for axis, words in AXES.items()}},
                     },
                 }},
@@ -125,6 +142,7 @@ def expand(matrix_file: Path, name: str) -> list[Scenario]:
                     for v in group["axes"][axis]] for axis in axes]
         where = ["matrices", name, "groups", g]
         _check_labels(axes, options, matrix_file, root, where)
+        options = _checked(axes, options, matrix_file, root, where)
         if math.prod(map(len, options)) * len(group["scenarios"]) > MAX_CELLS:
             raise ScenarioError(f"matrix {name!r}: group {g + 1} has over {MAX_CELLS} cells",
                                 where=f"{matrix_file}:{line_of(root, where)}",
@@ -163,3 +181,26 @@ def _check_labels(axes: list[str], options: list[list[tuple]], matrix_file: Path
                                     where=f"{matrix_file}:{line}",
                                     hint="give them labels of their own: {value: ..., label: ...}")
             seen[shown] = value
+
+
+def _checked(axes: list[str], options: list[list[tuple]], matrix_file: Path, root, where: list) -> list[list[tuple]]:
+    """The values as a scenario file would have them: a machine or CPU with no property that
+    names a host file, and the paths of kernels and QEMU binaries made absolute against the
+    matrix file's folder (then checked, as a scenario's, by check_paths and check_binaries)."""
+    folder = matrix_file.parent
+    checked = []
+    for axis, values in zip(axes, options, strict=True):
+        out = []
+        for i, (value, label) in enumerate(values):
+            if axis in ("machine", "cpu") and (prop := qemu_options.file_property(value)):
+                raise ScenarioError(f"axis {axis}: {value!r}: property {prop} may name a host file or object",
+                                    where=f"{matrix_file}:{line_of(root, [*where, 'axes', axis, i])}",
+                                    hint=f"a matrix's {axis} values are a name and properties that name no "
+                                         "file; give such options yourself on the command line (--qemu-arg)")
+            is_path = (not named_kernel(value) if axis in ("kernel", "child_kernel")
+                       else axis == "qemu" and "/" in value and not value.startswith(("debian:", "source:")))
+            if is_path:
+                value, label = os.path.abspath(folder / value), label or default_label(axis, value)
+            out.append((value, label))
+        checked.append(out)
+    return checked

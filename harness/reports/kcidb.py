@@ -66,7 +66,8 @@ import jsonschema
 
 from harness.private import write_file
 from harness.errors import SeedchainError
-from harness.reports.matrix import artifacts_dir, merge
+from harness import text
+from harness.reports.matrix import RESULT_NAME, artifacts_dir, merge, unreadable
 from harness.scenario.model import CHECKS
 
 SCHEMA_VERSION = (5, 3)
@@ -99,10 +100,16 @@ def kcidb_data(results: Sequence[dict], out_dir: Path, url_base: str | None = No
     links = _Links(Path(out_dir), url_base)
     objects: dict[str, dict[str, dict]] = {"checkouts": {}, "builds": {}, "tests": {}}
     for result in results:
-        for kind, obj in _objects(result, links):
+        try:
+            found = list(_objects(result, links))
+        except (AttributeError, TypeError, ValueError, KeyError, IndexError) as e:
+            # a value of a shape no seedchain writes: the result is reported as unreadable
+            bad = unreadable(str(result.get("result_file") or "?"), f"not a seedchain result ({type(e).__name__})")
+            found = list(_objects(bad, links))
+        for kind, obj in found:
             objects[kind].setdefault(obj["id"], obj)
-    data = {"version": {"major": SCHEMA_VERSION[0], "minor": SCHEMA_VERSION[1]},
-            **{kind: list(found.values()) for kind, found in objects.items()}}
+    data = _plain({"version": {"major": SCHEMA_VERSION[0], "minor": SCHEMA_VERSION[1]},
+                   **{kind: list(found.values()) for kind, found in objects.items()}})
     schema = kcidb_schema()
     if schema is None:
         return data
@@ -115,12 +122,26 @@ def kcidb_data(results: Sequence[dict], out_dir: Path, url_base: str | None = No
     return data
 
 
+def _plain(value):
+    """Every string of the data with its control characters escaped (text.terminal): the guest's
+    strings reach dashboards and terminals that read KCIDB data. HTML is left to whoever renders
+    it, as KCIDB's fields are plain text."""
+    if isinstance(value, str):
+        return text.terminal(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 def write_kcidb(data: dict, out: Path) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         write_file(out, (json.dumps(data, indent=2) + "\n").encode("utf-8"), follow=True)
     except OSError as e:
-        raise SeedchainError(f"cannot write: {e.strerror}", where=str(out)) from None
+        raise SeedchainError(f"cannot write: {e.strerror}", where=str(out),
+                             hint="give --kcidb a file in a folder you can write to") from None
 
 
 # --- one result --------------------------------------------------------------------------
@@ -369,10 +390,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         results = merge(args.results)
+        if not results:
+            raise SeedchainError(f"no {RESULT_NAME} under {' '.join(args.results)}",
+                                 hint="give result.json files or folders holding them (seedchain run --artifacts)")
         data = kcidb_data(results, args.kcidb.parent, args.kcidb_url_base)
         write_kcidb(data, args.kcidb)
     except SeedchainError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {text.terminal(e)}", file=sys.stderr)
         return 2
     statuses = Counter(t["status"] for t in data["tests"])
     print(f"{len(results)} results: {len(data['checkouts'])} checkouts, {len(data['builds'])} builds, "

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 from urllib.parse import quote
 
+from harness import files, text
 from harness.private import make_folder, write_file
 from harness.errors import SeedchainError
 from harness.paths import SCENARIOS
@@ -43,6 +44,8 @@ from harness.scenario.model import CHECKS
 REPORT_FORMAT = 1
 ARTIFACT_FILES = ("console.log", "agent.log", "result.json")
 RESULT_NAME = "result.json"
+MAX_RESULT_BYTES = 64 << 20     # a result.json is tens of KiB
+MAX_RESULT_DEPTH = 32           # and nests 6 deep; deeper ones would fail whatever walks them
 DEFAULT_GAPS = SCENARIOS / "known-gaps.yaml"
 QEMU_AXIS, KERNEL_AXIS = "qemu", "kernel"
 
@@ -87,13 +90,13 @@ def merge(paths: Iterable[str | os.PathLike]) -> list[dict]:
     for path in paths:
         path = Path(path)
         if path.is_dir():
-            files = sorted(path.rglob(RESULT_NAME))
-        elif path.is_file():
-            files = [path]
+            found = sorted(path.rglob(RESULT_NAME))
+        elif path.exists():
+            found = [path]          # not a regular file (a FIFO): an error cell, never waited on
         else:
             raise SeedchainError("no such file or folder", where=str(path),
                                  hint="give result.json files or folders holding them")
-        for file in files:
+        for file in found:
             result = _read_result(file)
             by_id[result_id(result)] = result
     return list(by_id.values())
@@ -101,16 +104,57 @@ def merge(paths: Iterable[str | os.PathLike]) -> list[dict]:
 
 def _read_result(file: Path) -> dict:
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+        # A FIFO named result.json is refused at once, not waited on; a result is tens of KiB.
+        data = json.loads(files.read_bytes(file, MAX_RESULT_BYTES, what="result file").decode("utf-8"))
         if not isinstance(data, dict) or not isinstance(data.get("layers", []), list):
             raise ValueError("not a seedchain result (a JSON object with layers)")
+        if files.depth(data) > MAX_RESULT_DEPTH:
+            raise RecursionError
+        if problem := _shape_problem(data):
+            raise ValueError(f"not a seedchain result: {problem}")
+    except SeedchainError as e:
+        return _unreadable(file, e.what)
+    except RecursionError:
+        return _unreadable(file, "nested too deeply to be a seedchain result")
     except (OSError, ValueError) as e:
-        return {"format": REPORT_FORMAT, "id": f"unreadable:{file}", "scenario": file.parent.name,
-                "description": "", "cell": {}, "passed": False, "layers": [], "qemu": {},
-                "artifacts": str(file.parent), "result_file": str(file),
-                "error": f"cannot read {file}: {e}"}
+        return _unreadable(file, str(e))
     data["result_file"] = str(file)
     return data
+
+
+# The fields a report reads with their types (None and absent are fine everywhere).
+_TOP = {"id": str, "scenario": str, "description": str, "arch": str, "error": str, "artifacts": str,
+        "cell": dict, "cell_values": dict, "qemu": dict, "layers": list}
+_LAYER = {"outcome": dict, "expect": dict, "seed_file": dict, "fault": (str, dict), "kernel": str,
+          "kernel_version": str, "kernel_spec": str, "loader": str, "kexec_tools": str}
+
+
+def _shape_problem(data: dict) -> str:
+    """What in a result's fields has a type no seedchain writes ('' when nothing)."""
+    for key, kind in _TOP.items():
+        if data.get(key) is not None and not isinstance(data[key], kind):
+            return f"{key} is a {type(data[key]).__name__}"
+    for n, layer in enumerate(data.get("layers") or [], start=1):
+        if not isinstance(layer, dict):
+            return f"layer {n} is a {type(layer).__name__}"
+        for key, kind in _LAYER.items():
+            if layer.get(key) is not None and not isinstance(layer[key], kind):
+                return f"layer {n}: {key} is a {type(layer[key]).__name__}"
+        if layer.get("index") is not None and (type(layer["index"]) is not int):
+            return f"layer {n}: index is a {type(layer['index']).__name__}"
+    return ""
+
+
+def unreadable(file: str | os.PathLike, why: str) -> dict:
+    """A result that could not be read, as an error cell saying why."""
+    return _unreadable(Path(file), why)
+
+
+def _unreadable(file: Path, why: str) -> dict:
+    return {"format": REPORT_FORMAT, "id": f"unreadable:{file}", "scenario": file.parent.name,
+            "description": "", "cell": {}, "passed": False, "layers": [], "qemu": {},
+            "artifacts": str(file.parent), "result_file": str(file),
+            "error": f"cannot read {file}: {why}"}
 
 
 # --- one cell ----------------------------------------------------------------------------
@@ -219,8 +263,17 @@ class MatrixReport:
 
 
 def build(results: Sequence[dict], gaps: Sequence[Gap], out_dir: Path) -> MatrixReport:
-    cells = [cell_record(r, classify(r, gaps), Path(out_dir)) for r in results]
-    return MatrixReport(cells=cells, counts=count(cells))
+    return MatrixReport(cells=(cells := [_cell(r, gaps, Path(out_dir)) for r in results]), counts=count(cells))
+
+
+def _cell(result: dict, gaps: Sequence[Gap], out_dir: Path) -> dict:
+    """One result's cell; a result whose fields _shape_problem let through but that still
+    cannot be read (a value of a shape no seedchain writes) becomes an error cell."""
+    try:
+        return cell_record(result, classify(result, gaps), out_dir)
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as e:
+        bad = unreadable(str(result.get("result_file") or "?"), f"not a seedchain result ({type(e).__name__})")
+        return cell_record(bad, classify(bad, gaps), out_dir)
 
 
 def count(cells: Sequence[dict]) -> dict[str, int]:
@@ -238,15 +291,15 @@ def write_report(results: Sequence[dict], gaps: Sequence[Gap], out_dir: Path) ->
     out_dir = Path(out_dir)
     make_folder(out_dir)
     report = build(results, gaps, out_dir)
-    files = {
+    texts = {
         "matrix.json": json.dumps({"format": REPORT_FORMAT, "counts": report.counts,
                                    "gaps": [g.to_json() for g in gaps],
                                    "cells": report.cells}, indent=2) + "\n",
         "matrix.md": render_markdown(report.cells, gaps),
         "matrix.html": render_html(report.cells, gaps),
     }
-    for name, text in files.items():
-        write_file(out_dir / name, text.encode("utf-8"), follow=True)
+    for name, content in texts.items():
+        write_file(out_dir / name, content.encode("utf-8"), follow=True)
         report.files[name] = out_dir / name
     return report
 
@@ -279,15 +332,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         gaps = () if args.no_gaps else load_gaps(args.gaps)
         results = merge(args.results)
-        report = write_report(results, gaps, args.out_dir)
+        if not results:
+            raise SeedchainError(f"no {RESULT_NAME} under {' '.join(args.results)}",
+                                 hint="give result.json files or folders holding them (seedchain run --artifacts)")
+        try:
+            report = write_report(results, gaps, args.out_dir)
+        except OSError as e:
+            raise SeedchainError(f"cannot write the report: {e.strerror}", where=str(args.out_dir),
+                                 hint="give OUT_DIR a folder you can write to (a missing one is made)") from None
         if args.screenshot:
             report.files["matrix.png"] = screenshot(report.files["matrix.html"], args.out_dir / "matrix.png")
     except SeedchainError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {text.terminal(e)}", file=sys.stderr)
         return 2
     for cell in report.cells:
         if cell["status"] in ("fail", "error", "unexpected-pass"):
-            print(cell["summary"])
+            print(text.terminal(cell["summary"]))       # ids and findings come from result files
     print(", ".join(f"{n} {s}" for s, n in report.counts.items() if n) or "no cells")
     for path in report.files.values():
         print(f"wrote {path}")

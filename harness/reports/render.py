@@ -24,6 +24,7 @@ from harness.matrix.known_gaps import STATUSES, Gap, upstream_version
 from harness.reports.matrix import (KERNEL_AXIS, QEMU_AXIS, STATE_MEANING, STATES,
                                     STATUS_MEANING, count)
 from harness.scenario.model import CHECKS
+from harness.text import code_span, markdown
 
 SEVERITY = {"pass": 0, "known-gap": 1, "unexpected-pass": 2, "fail": 3, "error": 4}
 NEEDS_A_LOOK = ("unexpected-pass", "fail", "error")
@@ -58,8 +59,9 @@ def followers(finding: dict) -> str:
 
 
 def md(text: object) -> str:
-    """Text safe inside a Markdown table cell."""
-    return oneline(text).replace("\\", "\\\\").replace("|", "\\|")
+    """Text safe inside a Markdown table cell or list item: one line, control characters,
+    Markdown's and HTML's special characters escaped (harness.text.markdown)."""
+    return markdown(text)
 
 
 def anchor(text: str, prefix: str = "cell") -> str:
@@ -294,7 +296,7 @@ def environment() -> Environment:
         undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
         keep_trailing_newline=True)
     env.filters.update(anchor=anchor, clip=clip, followers=followers, layers_words=layers_words,
-                       md=md, notes=notes, oneline=oneline, upstream=upstream, yn=yn)
+                       code=code_span, md=md, notes=notes, oneline=oneline, upstream=upstream, yn=yn)
     env.globals.update(STATUSES=STATUSES, STATES=STATES, STATE_MEANING=STATE_MEANING,
                        STATUS_MEANING=STATUS_MEANING, status_counts=count, gap_rows=gap_rows,
                        layer_title=layer_title, needs_a_look=needs_a_look)

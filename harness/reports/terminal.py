@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from harness.scenario.model import CHECKS
 from harness.checks.verdict import RunResult
+from harness.text import terminal
 
 _WORD = {True: "yes", False: "no", None: "n/a"}
 
@@ -45,4 +46,4 @@ def summary(result: RunResult) -> str:
             parts.append(f"last console lines of layer {layer.facts.index}:\n"
                          + "\n".join(f"  | {line}" for line in layer.facts.console_tail[-12:]))
     parts.append(f"artifacts: {result.artifacts}")
-    return "\n".join(parts)
+    return terminal("\n".join(parts))     # guest strings (faults, versions) may hold escapes

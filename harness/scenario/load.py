@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from harness import yamldoc
 from harness.errors import ScenarioError, SeedchainError
 from harness.paths import PROJECT
+from harness.scenario import qemu_options
 from harness.scenario.model import (ARCHES, DEFAULT_ARCH, BootLoader, Capture, Expect, Layer, QemuConfig,
                                      Scenario, named_kernel)
 from harness.scenario.schema import PATTERN_WORDS, SCHEMA
@@ -47,6 +48,28 @@ def discover(directory: str | os.PathLike) -> list[Path]:
         p for p in folder.glob("*.yaml")
         if p.is_file() and not p.name.startswith("_") and p.name not in NOT_SCENARIOS
     )
+
+
+def load_folder(directory: str | os.PathLike, tag: str | None = None) -> tuple[list[Scenario], list[SeedchainError]]:
+    """The scenarios of a folder (with `tag`, only those carrying it) and the problems of the
+    files that could not be loaded: one bad file does not hide the others. A file that parses
+    but whose tags leave `tag` out is passed over even when it would not validate."""
+    found: list[Scenario] = []
+    errors: list[SeedchainError] = []
+    for path in discover(directory):
+        try:
+            if tag is not None:
+                _, data = yamldoc.parse(read_text(path), str(path), WORDS)
+                tags = data.get("tags") if isinstance(data, dict) else None
+                if isinstance(tags, list) and tag not in tags:
+                    continue
+            scenario = load_scenario(path)
+        except SeedchainError as exc:
+            errors.append(exc)
+            continue
+        if tag is None or tag in scenario.tags:
+            found.append(scenario)
+    return found, errors
 
 
 def load_scenario(path: str | os.PathLike) -> Scenario:
@@ -87,6 +110,30 @@ def check_paths(scenario: Scenario, *, allowed: bool = False, replaced: Collecti
                 where=f"{scenario.path}:{layer.line}: layer {layer.index}",
                 hint="put the kernel beside the scenario or in the project, give it with --kernel "
                      "[N=]PATH, or allow this with --allow-outside-paths if you trust the scenario file")
+
+
+def builds_a_program(build: str) -> bool:
+    """Does a qemu.build name a program to run (a path or a name on PATH), rather than one
+    seedchain finds or builds itself (system, debian:SUITE, source:VERSION)?"""
+    return build != "system" and not build.startswith(("debian:", "source:"))
+
+
+def check_binaries(scenario: Scenario, *, allowed: bool = False) -> None:
+    """Refuse a QEMU binary that a scenario or matrix file names (a path, or a name on PATH):
+    seedchain would run it, as the user, to ask its `--version` and then to boot. A binary is
+    the user's own choice on the command line (--qemu, which replaces it: call this only
+    without one), or allowed for a trusted file with --allow-scenario-binaries."""
+    build = scenario.qemu.build
+    if allowed or not builds_a_program(build):
+        return
+    if "qemu" in dict(scenario.cell_values):
+        where = f"{scenario.path}: matrix cell {scenario.id}: qemu axis"
+    else:
+        where = f"{scenario.path}{f':{scenario.qemu_line}' if scenario.qemu_line else ''}: qemu.build"
+    raise ScenarioError(f"names a program to run ({build}); a scenario or matrix file may not make "
+                        "seedchain run a program", where=where,
+                        hint="give the QEMU binary yourself with --qemu PATH, or allow this with "
+                             "--allow-scenario-binaries if you trust the file")
 
 
 def kernel_options(values: Sequence[str]) -> tuple[str | None, dict[int, str]]:
@@ -157,6 +204,17 @@ def _build(data: dict, root: "Node", where: str) -> Scenario:
         qemu["build"] = os.path.abspath(folder / qemu["build"])
     if "extra_args" in qemu:
         qemu["extra_args"] = tuple(qemu["extra_args"])
+        if refused := qemu_options.check_extra_args(qemu["extra_args"]):
+            index, what = refused
+            raise ScenarioError(f"qemu.extra_args[{index + 1}]: {what}",
+                                where=f"{where}:{line_at(root, ['qemu', 'extra_args', index])}",
+                                hint=qemu_options.HINT)
+    for key in ("machine", "cpu"):
+        if key in qemu and (prop := qemu_options.file_property(qemu[key])):
+            raise ScenarioError(f"qemu.{key}: property {prop} may name a host file or object",
+                                where=f"{where}:{line_at(root, ['qemu', key])}",
+                                hint=f"a scenario's {key} is a name and properties that name no file; "
+                                     "give such options yourself on the command line (--qemu-arg)")
     arch = data.get("arch", DEFAULT_ARCH)
     _check_arch(arch, "arch" in data, qemu, root, where)
     defaults = ARCHES[arch]

@@ -184,10 +184,14 @@ class Scenario:
         return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in self.id.replace("[", "@").rstrip("]"))
 
     def with_overrides(self, *, qemu_build: str | None = None, kernel: str | None = None,
-                       layer_kernels: dict[int, str] | None = None) -> "Scenario":
+                       layer_kernels: dict[int, str] | None = None,
+                       qemu_args: tuple[str, ...] = ()) -> "Scenario":
         """The same scenario on a user's QEMU binary and/or kernels (--qemu, --kernel [N=]PATH):
-        `kernel` in every layer, `layer_kernels` {layer number: path} in those (over `kernel`)."""
+        `kernel` in every layer, `layer_kernels` {layer number: path} in those (over `kernel`);
+        `qemu_args` (--qemu-arg, the user's own, unchecked) after the scenario's extra_args."""
         qemu = replace(self.qemu, build=qemu_build) if qemu_build else self.qemu
+        if qemu_args:
+            qemu = replace(qemu, extra_args=(*qemu.extra_args, *qemu_args))
         layer_kernels = layer_kernels or {}
         absent = sorted(set(layer_kernels) - {layer.index for layer in self.layers})
         if absent:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
+from harness.scenario import qemu_options
 from harness.scenario.model import (ARCHES, BOOTLOADERS, CHECKS, DEFAULT_ARCH, FIRMWARES, LOADERS, RNG_DEVICES, SEED_PRESETS, BootLoader,
                                    Layer, QemuConfig)
 
@@ -39,6 +40,7 @@ PATTERN_WORDS = {
     KERNEL_PATH: "'debian:SUITE/SERIES', 'debian-source:SUITE/SERIES' or a path to a kernel image, on one line",
     USERLAND: "'debian:SUITE' such as debian:bookworm or debian:bookworm-backports",
     ONE_LINE: "text on one line",
+    qemu_options.ITEM: qemu_options.ITEM_WORDS,
 }
 
 _QEMU = QemuConfig()
@@ -257,9 +259,12 @@ SCHEMA: dict = {
                 },
                 "extra_args": {
                     "type": "array",
-                    "items": {"type": "string"},
+                    "items": {"type": "string", "pattern": qemu_options.ITEM},
                     "default": [],
-                    "description": "More QEMU arguments, passed as they are (quote numbers).",
+                    "description": "More QEMU options, each followed by its value as the next item "
+                                   "(quote numbers): only " + qemu_options.ALLOWED_WORDS + ". Options "
+                                   "that could name a host file, socket, plugin or program are refused "
+                                   "in a file; give them on the command line (seedchain run --qemu-arg).",
                 },
             },
         },
