@@ -65,7 +65,7 @@ def read_text(path: str | os.PathLike, words: Words = PLAIN, error: Error = Scen
 
 
 def load_document(path: str | os.PathLike, schema: dict, words: Words = PLAIN,
-                  error: Error = ScenarioError) -> tuple[object, "Node"]:
+                  error: Error = ScenarioError) -> tuple[object, Node]:
     """Read, parse and validate a file against its JSON Schema: (data, node tree)."""
     where = str(path)
     root, data = parse(read_text(path, words, error), where, words, error)
@@ -73,7 +73,7 @@ def load_document(path: str | os.PathLike, schema: dict, words: Words = PLAIN,
     return data, root
 
 
-def line_of(root: "Node", keys: list) -> int:
+def line_of(root: Node, keys: list) -> int:
     """The line of the value at a key path (list indexes 0-based), for later messages."""
     return line_at(root, keys, of_value=True)
 
@@ -241,7 +241,7 @@ _TYPE_WORDS = {"string": "a string", "integer": "a whole number", "number": "a n
                "boolean": "true/false", "null": "null", "object": "a mapping", "array": "a list"}
 
 
-def validate(data: object, root: Node, where: str, validator: "jsonschema.Validator",
+def validate(data: object, root: Node, where: str, validator: jsonschema.Validator,
              words: Words = PLAIN, error: Error = ScenarioError, explainer=None) -> None:
     """Raise an `error` for the first schema error in file order, naming file:line;
     `explainer` (default explain) words each one: (error, data, root, words)."""

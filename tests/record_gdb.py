@@ -51,7 +51,7 @@ class RecordingSocket:
     def recv(self, size: int) -> bytes:
         try:
             data = self.sock.recv(size)
-        except socket.timeout:
+        except TimeoutError:
             self.log.append({"timeout": True})
             raise
         self.log.append({"in": data.decode("latin-1")})

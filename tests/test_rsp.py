@@ -5,7 +5,6 @@ then and reads the same stops, registers and answers."""
 
 import json
 import re
-import socket
 from pathlib import Path
 
 import pytest
@@ -42,7 +41,7 @@ class Replay:
             return entry["in"].encode("latin-1")
         if entry == {"timeout": True}:
             self.at += 1
-        raise socket.timeout("recorded: nothing came")
+        raise TimeoutError("recorded: nothing came")
 
     def close(self):
         pass
@@ -128,10 +127,10 @@ class Peer:
 
     def recv(self, size):
         if not self.chunks:
-            raise socket.timeout()
+            raise TimeoutError()
         chunk = self.chunks.pop(0)
         if chunk is None:
-            raise socket.timeout()
+            raise TimeoutError()
         return chunk
 
     def close(self):

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Awaitable
+from typing import Any
+from collections.abc import Awaitable
 
 from qemu.qmp import QMPClient
 

@@ -86,7 +86,7 @@ class Link:
         self.packets: deque[bytes] = deque()      # packets that came while an ack was awaited
 
     @classmethod
-    def unix(cls, path: str, timeout: float = 10.0) -> "Link":
+    def unix(cls, path: str, timeout: float = 10.0) -> Link:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         try:
@@ -105,7 +105,7 @@ class Link:
         self.sock.settimeout(left)
         try:
             data = self.sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             raise Timeout("no answer from the stub in time") from None
         except OSError as exc:
             raise ProtocolError(f"the link to the stub failed: {exc}") from None

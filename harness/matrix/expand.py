@@ -155,9 +155,9 @@ def expand(matrix_file: Path, name: str) -> list[Scenario]:
                                     hint=f"known: {', '.join(sorted(scenarios))}")
             base = load_scenario(scenarios[scenario_name])
             for combo in itertools.product(*options):
-                values = {axis: value for axis, (value, _) in zip(axes, combo)}
+                values = {axis: value for axis, (value, _) in zip(axes, combo, strict=True)}
                 labels = {axis: label or default_label(axis, value)
-                          for axis, (value, label) in zip(axes, combo)}
+                          for axis, (value, label) in zip(axes, combo, strict=True)}
                 cell = apply(base, values, labels)
                 if cell.id not in seen:
                     seen.add(cell.id)
@@ -171,7 +171,7 @@ def expand(matrix_file: Path, name: str) -> list[Scenario]:
 
 def _check_labels(axes: list[str], options: list[list[tuple]], matrix_file: Path, root, where: list) -> None:
     """Two values of one axis named alike would make two cells with one id."""
-    for axis, values in zip(axes, options):
+    for axis, values in zip(axes, options, strict=True):
         seen: dict[str, str] = {}
         for i, (value, label) in enumerate(values):
             shown = label or default_label(axis, value)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from harness.errors import ScenarioError
 from harness.matrix.expand import AXES, expand

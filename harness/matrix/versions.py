@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 # --- versions ----------------------------------------------------------------------------
 
@@ -49,7 +49,7 @@ class VersionRange:
     clauses: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     @classmethod
-    def parse(cls, text: str) -> "VersionRange":
+    def parse(cls, text: str) -> VersionRange:
         """Raises ValueError saying what is wrong."""
         if not isinstance(text, str) or not text.strip():
             raise ValueError("empty version range")

@@ -16,7 +16,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Sequence
+from collections.abc import Sequence
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
@@ -257,7 +257,7 @@ def grid(scenario: str, cells: list[dict]) -> Grid:
     rows = []
     for (row, other), found in ordered:
         slots = []
-        for value, column in zip(values, columns):
+        for value, column in zip(values, columns, strict=True):
             chosen = found.get(value, [])
             worst = max(chosen, key=lambda c: SEVERITY[c["status"]])["status"] if chosen else ""
             slots.append(Slot(column.value, chosen, worst))

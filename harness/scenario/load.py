@@ -169,7 +169,7 @@ def kernel_options(values: Sequence[str]) -> tuple[str | None, dict[int, str]]:
 
 # --- validated data to the model -------------------------------------------------------
 
-def _check_arch(arch: str, explicit: bool, qemu: dict, root: "Node", where: str) -> None:
+def _check_arch(arch: str, explicit: bool, qemu: dict, root: Node, where: str) -> None:
     """The qemu keys that must agree with the scenario's arch: a firmware of that arch,
     and a machine type of its QEMU (not q35 on aarch64, not virt on x86_64)."""
     own = ARCHES[arch]
@@ -195,7 +195,7 @@ def _check_arch(arch: str, explicit: bool, qemu: dict, root: "Node", where: str)
                                  + (f"; or set arch: {others[0]}" if others else ""))
 
 
-def _build(data: dict, root: "Node", where: str) -> Scenario:
+def _build(data: dict, root: Node, where: str) -> Scenario:
     folder = Path(where).parent
     qemu = dict(data.get("qemu", {}))
     if "memory" in qemu:
@@ -260,5 +260,6 @@ def _build(data: dict, root: "Node", where: str) -> Scenario:
         arch=arch,
         capture=capture,
         repeat=int(data.get("repeat", 1)),
-        qemu_line=line_at(root, ["qemu", "build"]) if "build" in qemu else line_at(root, ["qemu"]) if "qemu" in data else 0,
+        qemu_line=(line_at(root, ["qemu", "build"]) if "build" in qemu
+                   else line_at(root, ["qemu"]) if "qemu" in data else 0),
     )

@@ -81,7 +81,7 @@ class Expect:
         return {name: getattr(self, name) for name in CHECKS}
 
     @classmethod
-    def from_mapping(cls, data: dict, caught: bool = True) -> "Expect":
+    def from_mapping(cls, data: dict, caught: bool = True) -> Expect:
         """Build from a scenario's `expect:` mapping (already schema-checked). With the
         seed not caught in flight (`capture: {seed_in_flight: false}`) a preset says
         nothing about `fresh`, which then cannot be judged."""
@@ -185,7 +185,7 @@ class Scenario:
 
     def with_overrides(self, *, qemu_build: str | None = None, kernel: str | None = None,
                        layer_kernels: dict[int, str] | None = None,
-                       qemu_args: tuple[str, ...] = ()) -> "Scenario":
+                       qemu_args: tuple[str, ...] = ()) -> Scenario:
         """The same scenario on a user's QEMU binary and/or kernels (--qemu, --kernel [N=]PATH):
         `kernel` in every layer, `layer_kernels` {layer number: path} in those (over `kernel`);
         `qemu_args` (--qemu-arg, the user's own, unchecked) after the scenario's extra_args."""

@@ -13,8 +13,8 @@ import json
 import sys
 
 from harness.scenario import qemu_options
-from harness.scenario.model import (ARCHES, BOOTLOADERS, CHECKS, DEFAULT_ARCH, FIRMWARES, LOADERS, RNG_DEVICES, SEED_PRESETS, BootLoader,
-                                   Layer, QemuConfig)
+from harness.scenario.model import (ARCHES, BOOTLOADERS, CHECKS, DEFAULT_ARCH, FIRMWARES, LOADERS,
+                                    RNG_DEVICES, SEED_PRESETS, BootLoader, Layer, QemuConfig)
 
 MAX_LAYERS = 16
 
