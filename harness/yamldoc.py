@@ -15,6 +15,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import jsonschema
 import yaml
@@ -245,7 +246,7 @@ def validate(data: object, root: Node, where: str, validator: jsonschema.Validat
              words: Words = PLAIN, error: Error = ScenarioError, explainer=None) -> None:
     """Raise an `error` for the first schema error in file order, naming file:line;
     `explainer` (default explain) words each one: (error, data, root, words)."""
-    errors = sorted(validator.iter_errors(data), key=relevance, reverse=True)
+    errors = sorted(validator.iter_errors(cast(Any, data)), key=relevance, reverse=True)
     if not errors:
         return
     # The first problem in the file; a missing key (shown at its mapping's first line) comes
@@ -260,7 +261,8 @@ def explain(error: jsonschema.ValidationError, data: object, root: Node,
             words: Words = PLAIN) -> tuple[int, str, str | None]:
     """(line, what, hint) for one schema error."""
     keys = list(error.absolute_path)
-    kind, schema, value = error.validator, error.schema, error.instance
+    # the schemas here are plain JSON objects (never `true`/`false`), the instance plain data
+    kind, schema, value = error.validator, cast(dict[str, Any], error.schema), cast(Any, error.instance)
     hint = None
     if kind == "additionalProperties":
         allowed = sorted(k for k, s in schema["properties"].items() if s.get("not") != {})  # not forbidden ones

@@ -20,7 +20,7 @@ from harness.errors import ImageError, ScenarioError
 from harness.images import kconfig
 from harness.reports.matrix import merge
 from harness.scenario.load import load_scenario
-from tests.test_kconfig import bzimage, compress, kernel
+from test_kconfig import bzimage, compress, kernel
 
 ROOT = Path(__file__).parent.parent
 

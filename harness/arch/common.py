@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 from collections.abc import Callable
+from typing import BinaryIO
 
 from harness import files
 from harness.errors import ImageError, QemuError
@@ -16,7 +17,7 @@ from harness.errors import ImageError, QemuError
 MAX_KERNEL_BYTES = 512 << 20
 
 
-def open_kernel(path: Path, image: str, hint: str):
+def open_kernel(path: Path, image: str, hint: str) -> BinaryIO:
     """A kernel file opened for reading: an ImageError at once for a missing or unreadable
     file, a folder, a FIFO or device (nothing waits for a writer), or one over MAX_KERNEL_BYTES."""
     return files.open_regular(path, what="kernel file", max_bytes=MAX_KERNEL_BYTES, error=ImageError,

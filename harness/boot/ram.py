@@ -198,7 +198,7 @@ def _probe_offsets(length: int) -> range:
     return range(8, length - MIN_RUN + 1, 8)
 
 
-def _grow(m: bytes, at: int, probe_at: int, seed: bytes) -> tuple[int, int] | None:
+def _grow(m: bytes, at: int, probe_at: int, seed: bytes) -> tuple[int, int]:
     """The maximal run of the seed around a probe match at `at`: (first byte, length)."""
     back = 0
     while probe_at - back > 0 and at - back > 0 and m[at - back - 1] == seed[probe_at - back - 1]:

@@ -157,12 +157,12 @@ class Link:
                 item = self._take()
                 if item is None:
                     self._fill(deadline)
+                elif isinstance(item, bytes):       # a packet that came before the ack
+                    self.packets.append(item)
                 elif item == "+":
                     return
-                elif item == "-":
+                else:                               # "-": send it again
                     break
-                else:
-                    self.packets.append(item)
         raise ProtocolError(f"the stub refused the packet {raw[:40]!r} three times")
 
     def receive(self, timeout: float) -> bytes:

@@ -15,8 +15,10 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from harness import files
 from harness.errors import SeedchainError
@@ -40,7 +42,7 @@ def _file(cache_root: Path, scenario: str) -> Path:
 
 
 @contextmanager
-def _locked(path: Path):
+def _locked(path: Path) -> Iterator[None]:
     make_folder(path.parent)
     with os.fdopen(open_file(path.with_suffix(".lock"), append=True), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -53,7 +55,7 @@ def _locked(path: Path):
 class Damaged(ValueError):
     """A ledger file that is not one seedchain wrote: why, and the runs still readable."""
 
-    def __init__(self, why: str, kept: list[dict]):
+    def __init__(self, why: str, kept: list[dict[str, Any]]):
         super().__init__(why)
         self.kept = kept
 
@@ -66,7 +68,7 @@ def _valid_run(run: object) -> bool:
             and all(isinstance(d, str) for d in run.get("seed_file") or []))
 
 
-def _parse(path: Path) -> list[dict]:
+def _parse(path: Path) -> list[dict[str, Any]]:
     """The runs in a ledger file ([] when there is none); Damaged when it cannot be read
     whole (not JSON, nested deeper than a ledger, entries of the wrong shape)."""
     try:
@@ -91,7 +93,7 @@ def _parse(path: Path) -> list[dict]:
     return kept
 
 
-def _read(path: Path) -> list[dict]:
+def _read(path: Path) -> list[dict[str, Any]]:
     """The runs of a ledger (under its lock). A damaged one is never dropped silently: it is
     moved aside to NAME.damaged-TIME.json, said in one line, and its readable runs kept."""
     try:
@@ -111,7 +113,7 @@ def _read(path: Path) -> list[dict]:
         return exc.kept
 
 
-def _write(path: Path, scenario: str, runs: list[dict]) -> None:
+def _write(path: Path, scenario: str, runs: list[dict[str, Any]]) -> None:
     """Replace the ledger file atomically (under its lock)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ledger-")
     os.fchmod(fd, FILE_MODE)              # private whatever the umask (mkstemp's 0600 already)
@@ -121,7 +123,7 @@ def _write(path: Path, scenario: str, runs: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def runs(cache_root: Path, scenario: str) -> list[dict]:
+def runs(cache_root: Path, scenario: str) -> list[dict[str, Any]]:
     """The scenario's recorded runs, oldest first: {"when", "id", "layers": {index: sha256}},
     and "seed_file": [sha256 before, after] for a boot through a boot loader's seed file."""
     path = _file(cache_root, scenario)
@@ -133,7 +135,7 @@ def scenarios(cache_root: Path) -> list[str]:
     return sorted(p.stem for p in folder(cache_root).glob("*.json") if ".damaged-" not in p.name)
 
 
-def annotate(facts: list[LayerFacts], earlier: list[dict]) -> None:
+def annotate(facts: list[LayerFacts], earlier: list[dict[str, Any]]) -> None:
     """Fill each caught seed's `same_as`: the other layers of this run and the earlier
     runs' layers that were handed the same bytes."""
     caught = [(f.index, f.seed_in_flight) for f in facts
@@ -160,7 +162,7 @@ def _seed_file_digests(facts: list[LayerFacts]) -> list[str]:
     return [d for d in (seed_file.before_sha256, seed_file.after_sha256) if d]
 
 
-def record(cache_root: Path, scenario: str, run_id: str, facts: list[LayerFacts]) -> dict:
+def record(cache_root: Path, scenario: str, run_id: str, facts: list[LayerFacts]) -> dict[str, Any]:
     """Enter a run's caught seeds and its boot loader's seed file digests; returns the
     entry (nothing is written when there is neither)."""
     entry = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "id": run_id,

@@ -233,13 +233,13 @@ def resolve(build: str, cache: Cache, progress=lambda message: None, arch: str =
         return _debian(text.removeprefix("debian:"), cache, arch, firmware)
     if text.startswith("source:"):
         _source_arch(text, arch)
-        binary, source = qemu_source.build(text.removeprefix("source:"), cache, progress)
+        built, source = qemu_source.build(text.removeprefix("source:"), cache, progress)
         dirs = [d for d in recipes.qemu_source(f"qemu-{source['version']}.yaml").data["firmware"]["dirs"]]
         missing = [d for d in dirs if not Path(d).is_dir()]
         if missing:
             raise QemuError(f"firmware folders for {text} are missing: {', '.join(missing)}",
                             where="qemu.build", hint="apt-get install seabios qemu-system-data")
-        return QemuBuild(label=text, binary=str(binary), source=source,
+        return QemuBuild(label=text, binary=str(built), source=source,
                          extra_args=tuple(a for d in dirs for a in ("-L", d)))
     binary = is_qemu(target.find_qemu(text))
     return QemuBuild(label=text, binary=binary, extra_args=_pc_bios_args(Path(binary)))
@@ -302,6 +302,7 @@ def _mmdebstrap(argv: list[str], env: dict, label: str) -> subprocess.CompletedP
     started, lines = time.monotonic(), []
     proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, preexec_fn=die_with_parent)
+    assert proc.stdout is not None         # stdout=PIPE
     for line in proc.stdout:
         lines.append(line)
         if line.startswith("I: "):

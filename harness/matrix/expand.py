@@ -11,6 +11,7 @@ import math
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from harness.errors import ScenarioError
 from harness.scenario import qemu_options
@@ -30,7 +31,7 @@ AXES = {
     "userland": "every layer's busybox and kexec-tools (debian:SUITE)",
 }
 
-def _value(value_schema: dict) -> dict:
+def _value(value_schema: Any) -> dict[str, Any]:
     """An axis's value: a string of value_schema, or {value, label} (if/then rather than
     oneOf, so that a refused value is named by what its pattern allows)."""
     return {
@@ -106,11 +107,12 @@ def default_label(axis: str, value: str) -> str:
 
 def apply(scenario: Scenario, values: dict[str, str], labels: dict[str, str]) -> Scenario:
     qemu = scenario.qemu
-    qemu_fields = {"qemu": "build", "machine": "machine", "cpu": "cpu", "firmware": "firmware"}
-    qemu = replace(qemu, **{qemu_fields[a]: v for a, v in values.items() if a in qemu_fields})
+    qemu_fields: dict[str, str] = {"qemu": "build", "machine": "machine", "cpu": "cpu", "firmware": "firmware"}
+    qemu_changes: dict[str, Any] = {qemu_fields[a]: v for a, v in values.items() if a in qemu_fields}
+    qemu = replace(qemu, **qemu_changes)
     layers = []
     for layer in scenario.layers:
-        changes = {}
+        changes: dict[str, Any] = {}
         if "kernel" in values:
             changes["kernel"] = values["kernel"]
         if "child_kernel" in values and layer.index > 1:
@@ -128,6 +130,7 @@ def apply(scenario: Scenario, values: dict[str, str], labels: dict[str, str]) ->
 def expand(matrix_file: Path, name: str) -> list[Scenario]:
     """Every cell of matrix `name`, in file order, ids unique."""
     data, root = load_document(matrix_file, SCHEMA, _WORDS)
+    assert isinstance(data, dict)       # the schema's top level is an object
     matrices = data["matrices"]
     if name not in matrices:
         raise ScenarioError(f"no matrix named {name!r}", where=f"{matrix_file}:{line_of(root, ['matrices'])}",

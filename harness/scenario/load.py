@@ -89,6 +89,7 @@ def load_text(text: str, path: str | os.PathLike) -> Scenario:
     yamldoc.check_size(len(text.encode("utf-8", "surrogatepass")), where, WORDS)
     root, data = yamldoc.parse(text, where, WORDS)
     yamldoc.validate(data, root, where, _VALIDATOR, WORDS)
+    assert isinstance(data, dict)       # the schema's top level is an object
     return _build(data, root, where)
 
 
