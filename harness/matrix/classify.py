@@ -16,17 +16,12 @@ its child's `received`. Pure functions over plain data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+from harness.matrix.gaps import Gap, Values
 from harness.matrix.versions import component_version, describe_layer, layer_index
 from harness.scenario.model import CHECKS
-
-if TYPE_CHECKING:
-    from harness.matrix.known_gaps import Gap
-
-Values = tuple  # of True / False / None: the observed values a check may take
 STATUSES = ("pass", "known-gap", "unexpected-pass", "fail", "error")
 
 # Checks whose value follows from `received` (None or False when nothing came).

@@ -20,7 +20,9 @@ from collections.abc import Sequence
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from harness.matrix.known_gaps import STATUSES, Gap, upstream_version
+from harness.matrix.classify import STATUSES
+from harness.matrix.gaps import Gap
+from harness.matrix.versions import upstream_version
 from harness.reports.matrix import (KERNEL_AXIS, QEMU_AXIS, STATE_MEANING, STATES,
                                     STATUS_MEANING, count)
 from harness.scenario.model import CHECKS
