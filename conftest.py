@@ -1,6 +1,6 @@
 """pytest wiring for this checkout: seedchain's plugin (options, session, the scenario
-items) is harness.pytest_session. The installed package registers it as an entry point
-too, for scenario files outside this folder; naming it here keeps an environment
-installed before that working."""
+items) is harness.pytest_session. The package registers it nowhere else (it would join
+every pytest run in the environment); outside this checkout it is asked for with
+`pytest -p harness.pytest_session PATH`."""
 
 pytest_plugins = ["harness.pytest_session"]

@@ -71,8 +71,9 @@ def stress_scenario(base: Path, folder: Path) -> Path:
 def command(target: str, scenario: Path, artifacts: Path) -> list[str]:
     if target == "seedchain":
         return [sys.executable, "-m", "harness.cli", "run", str(scenario), "--artifacts", str(artifacts)]
-    return [sys.executable, "-m", "pytest", "-n", "2", str(scenario), "--artifacts", str(artifacts),
-            "-p", "no:cacheprovider", "-q"]
+    # the scenario is a copy outside the checkout, where conftest.py is not read: the plugin is asked for
+    return [sys.executable, "-m", "pytest", "-p", "harness.pytest_session", "-n", "2", str(scenario),
+            "--artifacts", str(artifacts), "-p", "no:cacheprovider", "-q"]
 
 
 def marked(tag: str) -> dict[int, str]:

@@ -53,6 +53,7 @@ from harness import text
 from harness.progress import TRANSIENT
 from harness.progress import Terminal as _Terminal
 from harness.reports.terminal import summary
+from harness.paths import SCENARIOS
 from harness.scenario.load import check_binaries, check_paths, kernel_options, load_folder, load_scenario
 
 startup.loaded()
@@ -123,7 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     led.add_argument("scenario", nargs="?", help="one scenario's entries (default: every scenario)")
     led.add_argument("--cache", type=Path, help="image cache (default: $SEEDCHAIN_CACHE or ~/.cache/seedchain)")
     ls = sub.add_parser("list", help="list the scenarios in a folder")
-    ls.add_argument("folder", nargs="?", type=Path, default=Path("scenarios"))
+    ls.add_argument("folder", nargs="?", type=Path, default=SCENARIOS,
+                    help="a folder of scenario files (default: the shipped examples, %(default)s)")
     m = sub.add_parser("matrix", help="list a matrix's cells, or with --github its CI jobs as JSON")
     m.add_argument("name", help="a matrix in the matrix file, e.g. nightly")
     m.add_argument("--github", action="store_true",

@@ -1,10 +1,26 @@
-"""Where the project's own files are: seedchain runs from its checkout, and what goes
-into or under a guest (the agent, the recipes) lives in the top-level images/ folder."""
+"""Where the project's own files are: what goes into or under a guest (the agent, the
+recipes) and the shipped scenarios (their schemas, matrix.yaml, known-gaps.yaml).
+
+In a checkout they are the top-level images/ and scenarios/ folders. A built package
+carries the same folders inside itself, as harness/_images and harness/_scenarios
+(pyproject.toml maps them there), so an installed seedchain runs from any folder.
+
+PROJECT is what counts as the project's own files when a scenario names a kernel path
+(harness/scenario/load.py): the checkout, or in an installed package the package itself
+(never the site-packages folder around it).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parent.parent
-IMAGES = PROJECT / "images"
-SCENARIOS = PROJECT / "scenarios"
+PACKAGE = Path(__file__).resolve().parent
+
+if (PACKAGE / "_images").is_dir():          # an installed package
+    PROJECT = PACKAGE
+    IMAGES = PACKAGE / "_images"
+    SCENARIOS = PACKAGE / "_scenarios"
+else:                                       # a checkout (or an editable install of one)
+    PROJECT = PACKAGE.parent
+    IMAGES = PROJECT / "images"
+    SCENARIOS = PROJECT / "scenarios"

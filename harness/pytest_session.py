@@ -1,9 +1,9 @@
 """pytest wiring: seedchain's options, the per-session state the scenario items use, and
 which files are scenarios. It brings harness.pytest_plugin (the scenario items) with it.
 
-The package registers this module as a pytest plugin (an entry point), so `pytest
-/any/folder/x.yaml` finds it where the checkout's conftest.py is not read; the conftest
-names it too, for an environment installed before the entry point was.
+The checkout's conftest.py registers this module; elsewhere it is asked for, `pytest -p
+harness.pytest_session /any/folder/x.yaml`. It is no entry point: it would join every
+pytest run in the environment (its options, and YAML files collected as scenarios).
 
 A scenario file is a `*.yaml` that `discover` lists (not `_*.yaml`, matrix.yaml or
 known-gaps.yaml) in a scenario folder, one that holds schema.json, so the malformed

@@ -3,7 +3,8 @@ two files with one name, kernel paths out of the folder and the project, and the
 lines. Each case is a pytest of its own; none boots QEMU (the scenarios that would run
 name kernel files that do not exist, so even an unchecked one stops before booting).
 A `checkout` is a folder with this repository's conftest.py and a pytest.ini, as a clone
-of it has, so that what is tested there is the collection itself."""
+of it has, so that what is tested there is the collection itself; elsewhere the plugin is
+asked for as docs/scenarios.md says, `pytest -p harness.pytest_session PATH`."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ def pytest_run(tmp_path: Path, *args, checkout: bool = False) -> subprocess.Comp
     if checkout:
         shutil.copy(ROOT / "conftest.py", tmp_path)
         (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+    plugin = [] if checkout else ["-p", "harness.pytest_session"]
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *plugin, "-q",
                            "--artifacts", str(tmp_path / "out"), "--seedchain-cache", str(tmp_path / "cache"),
                            *map(str, args)], cwd=tmp_path if checkout else ROOT, capture_output=True,
                           text=True, timeout=300, stdin=subprocess.DEVNULL)
@@ -99,12 +101,14 @@ def test_an_empty_qemu_option_is_a_usage_error(tmp_path):
 def test_ctrl_c_while_the_session_finishes_ends_it_as_interrupted(tmp_path):
     """pytest-xdist stops its workers in pytest_sessionfinish; a Ctrl-C landing there came
     out of pytest as a KeyboardInterrupt traceback (seen 3 times in 17 interrupted
-    `pytest -n 2` runs). The hook here raises it where xdist's teardown would."""
+    `pytest -n 2` runs). The hook here raises it where xdist's teardown would; the plugin
+    is asked for as outside a checkout."""
     (tmp_path / "conftest.py").write_text(
         "def pytest_sessionfinish(session):\n    raise KeyboardInterrupt\n")
     (tmp_path / "test_one.py").write_text("def test_one():\n    assert True\n")
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "test_one.py"],
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "harness.pytest_session",
+                           "-q", "test_one.py"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
     assert proc.returncode == 2, (proc.returncode, proc.stderr)            # pytest's INTERRUPTED
@@ -123,3 +127,26 @@ def test_collecting_a_matrix_writes_nothing(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "kexec-file-2" in proc.stdout
     assert list(out.iterdir()) == []
+
+
+def test_another_projects_pytest_is_left_alone(tmp_path):
+    """The plugin was registered for every pytest run in the environment (a pytest11 entry
+    point): another project's pytest gained --kernel, --qemu and --matrix, and its YAML
+    file beside a schema.json was collected as a failing scenario. Unasked, it is not
+    there; asked for with -p, it is."""
+    (tmp_path / "test_one.py").write_text("def test_one():\n    assert True\n")
+    (tmp_path / "data.yaml").write_text("key: value\n")
+    (tmp_path / "schema.json").write_text("{}\n")
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    helptext = run("--help")
+    assert helptext.returncode == 0, helptext.stderr
+    assert "--kernel" not in helptext.stdout and "--matrix" not in helptext.stdout and "seedchain" not in helptext.stdout
+    proc = run("-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout and "data.yaml" not in proc.stdout, proc.stdout
+    asked = run("-p", "harness.pytest_session", "--help")
+    assert asked.returncode == 0 and "--kernel" in asked.stdout, asked.stdout + asked.stderr
