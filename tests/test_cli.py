@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.proc import signals_as_at_a_terminal
+
 ROOT = Path(__file__).parent.parent
 BAD = Path(__file__).parent / "fixtures" / "scenarios" / "bad"
 
@@ -283,7 +285,7 @@ def test_ctrl_c_while_the_modules_load_is_one_line_not_a_traceback():
             "sys.meta_path.insert(0, Interrupt())\n"
             "import harness.cli\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60, stdin=subprocess.DEVNULL)
+                          timeout=60, stdin=subprocess.DEVNULL, preexec_fn=signals_as_at_a_terminal)
     assert (proc.returncode, proc.stderr) == (130, "seedchain: interrupted\n")
 
 
@@ -292,7 +294,7 @@ def test_importing_the_command_line_leaves_the_signals_as_they_were():
             "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
             "assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60, stdin=subprocess.DEVNULL)
+                          timeout=60, stdin=subprocess.DEVNULL, preexec_fn=signals_as_at_a_terminal)
     assert proc.returncode == 0, proc.stderr
 
 
