@@ -17,9 +17,13 @@ Sections (all by default; --only picks some):
   security    N real runs (RAM search on) while another local user (uid 65534) races for
               the RAM file, the gdbstub's socket and the artifacts: attempts and successes
               (bench/stress_security.py; needs root)
+  hostile     scenario and matrix files written to run code or touch host files, through
+              check, run, matrix and pytest: executions, host files changed or echoed,
+              raw escapes, tracebacks, hangs (bench/stress_hostile.py; boots nothing)
 Tables go to stdout, progress to stderr, everything to JSON (default ARTIFACTS/stress.json).
 The exit status is 1 when a leftover, a failing fuzz test, a flake, or a success of the
-other user (or a security run that did not pass) was found.
+other user (or a security run that did not pass), or a hostile file that got anywhere
+was found.
 """
 
 from __future__ import annotations
@@ -39,13 +43,13 @@ import re  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
-from bench import flake_rate, stress_interrupt, stress_security  # noqa: E402
+from bench import flake_rate, stress_hostile, stress_interrupt, stress_security  # noqa: E402
 from bench._env import ROOT  # noqa: E402
 from bench.common import machine_state, say, table, write_json  # noqa: E402
 from harness.images.cache import Cache  # noqa: E402
 from harness.scenario.load import discover, load_scenario  # noqa: E402
 
-SECTIONS = ("interrupts", "fuzz", "flake", "security")
+SECTIONS = ("interrupts", "fuzz", "flake", "security", "hostile")
 FUZZ_TESTS = ROOT / "tests" / "test_fuzz.py"
 
 
@@ -176,6 +180,16 @@ def main(argv: list[str] | None = None) -> int:
         write_json(json_path, data)
         print(stress_security.report(data["security"], summary) + "\n", flush=True)
         failed |= bool(data["security"].get("error")) or summary["successes"] > 0 or summary["not_passed"] > 0
+    if "hostile" in sections:
+        say("hostile: scenario and matrix files that try to run code or touch host files")
+        folder = artifacts / "hostile"
+        if folder.exists():
+            subprocess.run(["rm", "-rf", str(folder)], check=True)
+        data["hostile"] = stress_hostile.run(folder, env)
+        data["hostile"]["summary"] = summary = stress_hostile.summarize(data["hostile"])
+        write_json(json_path, data)
+        print(stress_hostile.report(data["hostile"], summary) + "\n", flush=True)
+        failed |= any(summary[k] for k in stress_hostile.BAD)
     data["machine_at_end"] = machine_state()
     write_json(json_path, data)
     print(f"JSON: {json_path}")

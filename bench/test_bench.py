@@ -165,3 +165,16 @@ def test_phases_split_a_layer_by_its_steps_and_the_guests_clock():
     assert (p["fetch"], p["kexec_l"]) == (1.2, 1.1)
     bare = phases({}, "", "")
     assert all(bare[k] is None for k in ("entry", "pre_clock", "report", "host", "load", "fetch", "kexec_l"))
+
+
+def test_hostile_files_get_nowhere(tmp_path):
+    """A few hostile cases through their front doors (the stress section runs them all)."""
+    import os
+
+    from bench import stress_hostile
+    from bench._env import ROOT
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    data = stress_hostile.run(tmp_path, env, ["plugin", "qemu-payload", "kernel-canary", "matrix-qemu"])
+    summary = stress_hostile.summarize(data)
+    assert summary["cases"] == 8
+    assert {k: summary[k] for k in stress_hostile.BAD} == dict.fromkeys(stress_hostile.BAD, 0), data
