@@ -75,7 +75,7 @@ STATUS_MEANING = {
     "known-gap": "failed, but every failure is a known gap",
     "unexpected-pass": "a known gap did not happen: news, check the gap",
     "fail": "a failure no known gap explains",
-    "error": "the harness itself failed",
+    "error": "no verdict: the cell could not be set up or run (a download, a QEMU that did not start, the harness)",
 }
 
 
