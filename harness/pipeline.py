@@ -207,7 +207,8 @@ def empty_facts(scenario: Scenario, images: list[LayerImage]) -> list[LayerFacts
     """Per layer, what is known before the boot: where its parts came from."""
     return [LayerFacts(index=layer.index, loader=layer.loader, arch=scenario.arch,
                        component=Component(kernel_spec=img.kernel.spec, kernel_package=img.kernel.package,
-                                           kernel_version=img.kernel.version, userland=img.userland.suite,
+                                           kernel_version=img.kernel.version, kernel_note=img.kernel.note,
+                                           userland=img.userland.suite,
                                            kexec_tools_version=img.userland.kexec_tools_version))
             for layer, img in zip(scenario.layers, images)]
 
