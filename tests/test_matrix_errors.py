@@ -4,13 +4,15 @@ matrix.html and the KCIDB data, with its reason; it never disappears and never l
 like a verdict, and the report counts as many cells as the matrix has.
 
 The cells here fail for real reasons before anything boots: a kernel file that does
-not exist, and a file that is no kernel. A checkout (this repository's conftest.py, a
+not exist, a file that is no kernel, and a Debian kernel whose package lists cannot be
+downloaded (the mirror is a loopback port nobody listens on: apt fails at once). A checkout (this repository's conftest.py, a
 pytest.ini and a scenarios folder) is run by a pytest of its own, as CI runs the matrix.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -30,7 +32,7 @@ layers:
 
 
 def checkout(tmp_path: Path) -> Path:
-    """A checkout whose matrix `m` has two cells that cannot be set up."""
+    """A checkout whose matrix `m` has three cells that cannot be set up."""
     tmp_path.mkdir()
     shutil.copy(ROOT / "conftest.py", tmp_path)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
@@ -41,17 +43,20 @@ def checkout(tmp_path: Path) -> Path:
     missing, garbage = scenarios / "missing-kernel", scenarios / "not-a-kernel"
     (scenarios / "matrix.yaml").write_text(
         "matrices:\n  m:\n    groups:\n      - scenarios: [one]\n"
-        f"        axes:\n          kernel: [{missing}, {garbage}]\n")
+        f"        axes:\n          kernel: [{missing}, {garbage}, debian:bookworm/6.1]\n")
     (scenarios / "known-gaps.yaml").write_text("[]\n")
     return tmp_path
 
 
 def run_matrix(where: Path, out: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SEEDCHAIN_DEBIAN_MIRROR": "http://127.0.0.1:9/debian",
+           "SEEDCHAIN_DEBIAN_SECURITY": "http://127.0.0.1:9/debian-security"}
+    env.pop("SEEDCHAIN_OFFLINE", None)
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
                            "--artifacts", str(out), "--seedchain-cache", str(where / "cache"),
                            "--allow-outside-paths", "scenarios", "--matrix", "m"],
                           cwd=where, capture_output=True, text=True, timeout=300, check=False,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, env=env)
 
 
 def test_cells_that_cannot_be_set_up_are_errors_in_every_report(tmp_path):
@@ -64,16 +69,17 @@ def test_cells_that_cannot_be_set_up_are_errors_in_every_report(tmp_path):
                                                    "scenario": "one", "passed": True, "layers": []}))
     proc = run_matrix(where, out)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "2 failed" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr, proc.stdout
+    assert "3 failed" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr, proc.stdout
 
     cells = expand(where / "scenarios" / "matrix.yaml", "m")
     report = json.loads((out / "matrix" / "matrix.json").read_text())
-    assert len(report["cells"]) == len(cells) == 2
-    assert report["counts"]["error"] == 2 and report["counts"]["pass"] == 0
+    assert len(report["cells"]) == len(cells) == 3
+    assert report["counts"]["error"] == 3 and report["counts"]["pass"] == 0
     reasons = {c["id"]: c["error"] for c in report["cells"]}
     assert set(reasons) == {c.id for c in cells}
     assert "does not exist" in reasons["one[kernel=missing-kernel]"]
     assert "not an x86 bzImage" in reasons["one[kernel=not-a-kernel]"]
+    assert "package lists" in reasons["one[kernel=6.1]"] and "127.0.0.1:9" in reasons["one[kernel=6.1]"]
     assert all(r.startswith("could not run: ") for r in reasons.values())
     for cell in report["cells"]:
         assert cell["status"] == "error" and cell["layers"] == [] and cell["passed"] is False
