@@ -4,8 +4,9 @@ matrix.html and the KCIDB data, with its reason; it never disappears and never l
 like a verdict, and the report counts as many cells as the matrix has.
 
 The cells here fail for real reasons before anything boots: a kernel file that does
-not exist, a file that is no kernel, and a Debian kernel whose package lists cannot be
-downloaded (the mirror is a loopback port nobody listens on: apt fails at once). A checkout (this repository's conftest.py, a
+not exist, a file that is no kernel, a Debian kernel whose package lists cannot be
+downloaded (the mirror is a loopback port nobody listens on: apt fails at once), and a
+kernel path out of the scenario's folder and the project (refused when collected). A checkout (this repository's conftest.py, a
 pytest.ini and a scenarios folder) is run by a pytest of its own, as CI runs the matrix.
 """
 
@@ -32,7 +33,7 @@ layers:
 
 
 def checkout(tmp_path: Path) -> Path:
-    """A checkout whose matrix `m` has three cells that cannot be set up."""
+    """A checkout whose matrix `m` has four cells that cannot be set up."""
     tmp_path.mkdir()
     shutil.copy(ROOT / "conftest.py", tmp_path)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
@@ -41,9 +42,11 @@ def checkout(tmp_path: Path) -> Path:
     (scenarios / "not-a-kernel").write_bytes(b"MZ" + bytes(4094))
     (scenarios / "one.yaml").write_text(SCENARIO.format(kernel="not-a-kernel"))
     missing, garbage = scenarios / "missing-kernel", scenarios / "not-a-kernel"
+    outside = tmp_path.parent / "outside-kernel"
+    outside.write_bytes(b"MZ" + bytes(4094))
     (scenarios / "matrix.yaml").write_text(
         "matrices:\n  m:\n    groups:\n      - scenarios: [one]\n"
-        f"        axes:\n          kernel: [{missing}, {garbage}, debian:bookworm/6.1]\n")
+        f"        axes:\n          kernel: [{missing}, {garbage}, debian:bookworm/6.1, {outside}]\n")
     (scenarios / "known-gaps.yaml").write_text("[]\n")
     return tmp_path
 
@@ -54,7 +57,7 @@ def run_matrix(where: Path, out: Path) -> subprocess.CompletedProcess:
     env.pop("SEEDCHAIN_OFFLINE", None)
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
                            "--artifacts", str(out), "--seedchain-cache", str(where / "cache"),
-                           "--allow-outside-paths", "scenarios", "--matrix", "m"],
+                           "scenarios", "--matrix", "m"],
                           cwd=where, capture_output=True, text=True, timeout=300, check=False,
                           stdin=subprocess.DEVNULL, env=env)
 
@@ -69,17 +72,18 @@ def test_cells_that_cannot_be_set_up_are_errors_in_every_report(tmp_path):
                                                    "scenario": "one", "passed": True, "layers": []}))
     proc = run_matrix(where, out)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "3 failed" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr, proc.stdout
+    assert "4 failed" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr, proc.stdout
 
     cells = expand(where / "scenarios" / "matrix.yaml", "m")
     report = json.loads((out / "matrix" / "matrix.json").read_text())
-    assert len(report["cells"]) == len(cells) == 3
-    assert report["counts"]["error"] == 3 and report["counts"]["pass"] == 0
+    assert len(report["cells"]) == len(cells) == 4
+    assert report["counts"]["error"] == 4 and report["counts"]["pass"] == 0
     reasons = {c["id"]: c["error"] for c in report["cells"]}
     assert set(reasons) == {c.id for c in cells}
     assert "does not exist" in reasons["one[kernel=missing-kernel]"]
     assert "not an x86 bzImage" in reasons["one[kernel=not-a-kernel]"]
     assert "package lists" in reasons["one[kernel=6.1]"] and "127.0.0.1:9" in reasons["one[kernel=6.1]"]
+    assert "leads out of the scenario's folder" in reasons["one[kernel=outside-kernel]"]
     assert all(r.startswith("could not run: ") for r in reasons.values())
     for cell in report["cells"]:
         assert cell["status"] == "error" and cell["layers"] == [] and cell["passed"] is False
@@ -88,7 +92,7 @@ def test_cells_that_cannot_be_set_up_are_errors_in_every_report(tmp_path):
     html = (out / "matrix" / "matrix.html").read_text()
     for cid in reasons:
         assert f"`{cid}`" in markdown and cid in html
-    for words in ("does not exist", "not an x86 bzImage"):
+    for words in ("does not exist", "not an x86 bzImage", "leads out of"):
         assert words in markdown and words in html
 
     kcidb = tmp_path / "kcidb.json"
