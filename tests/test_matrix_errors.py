@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness import runfolder
 from harness.matrix.expand import expand
 from harness.reports.kcidb import main as kcidb_main
 
@@ -66,8 +67,7 @@ def test_cells_that_cannot_be_set_up_are_errors_in_every_report(tmp_path):
     where = checkout(tmp_path / "checkout")
     out = tmp_path / "out"
     # An earlier run's verdict in a cell's folder must not stand in for this run's.
-    stale = out / "one_kernel=missing-kernel"
-    stale.mkdir(parents=True)
+    stale = runfolder.claim(out / "one_kernel=missing-kernel")      # a run folder seedchain made
     (stale / "result.json").write_text(json.dumps({"id": "one[kernel=missing-kernel]",
                                                    "scenario": "one", "passed": True, "layers": []}))
     proc = run_matrix(where, out)
