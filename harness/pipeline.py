@@ -43,7 +43,7 @@ def run(scenario: Scenario, *, cache: Cache, artifacts: Path,
     started, recorded = time.monotonic(), []
     try:
         with reporting(_sink(scenario, progress)):      # long steps deep in a stage report here
-            notes = check_scenario(scenario, cache)            # suites, QEMU, kernel files: before anything is built
+            notes = check_scenario(scenario, cache)       # suites, QEMU, kernel files: before anything is built
             outdir = artifacts / scenario.slug
             for folder in (outdir, *(outdir / f"boot-{n}" for n in range(1, scenario.repeat))):
                 check_socket_room(folder)                 # a too long path is told before images are built
