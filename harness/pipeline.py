@@ -37,17 +37,58 @@ RETRY_PAUSE = 2.0
 def run(scenario: Scenario, *, cache: Cache, artifacts: Path,
         progress: Progress = lambda message: None) -> RunResult:
     """Run the scenario and judge it. Setup problems raise SeedchainError; guest faults
-    are recorded per layer and become part of the verdict."""
-    with reporting(_sink(scenario, progress)):      # long steps deep in a stage report here
-        started = time.monotonic()
-        notes = check_scenario(scenario, cache)       # suites, QEMU, kernel files: before anything is built
-        outdir = artifacts / scenario.slug
-        for folder in (outdir, *(outdir / f"boot-{n}" for n in range(1, scenario.repeat))):
-            check_socket_room(folder)                 # a too long path is told before images are built
-        swept = cache.sweep()                         # what killed builds left in the cache
-        with runfolder.locked(outdir):                # one run at a time in the folder, and only ours
-            prepare_artifacts(scenario, artifacts)
-            return _run(scenario, cache, outdir, progress, started, notes, swept)
+    are recorded per layer and become part of the verdict. A run that ends before its
+    verdict (a failed download, a QEMU that did not start, a bug) still leaves a
+    result.json, marked with its error, so a report over the results shows the cell."""
+    started, recorded = time.monotonic(), []
+    try:
+        with reporting(_sink(scenario, progress)):      # long steps deep in a stage report here
+            notes = check_scenario(scenario, cache)       # suites, QEMU, kernel files: before anything is built
+            outdir = artifacts / scenario.slug
+            for folder in (outdir, *(outdir / f"boot-{n}" for n in range(1, scenario.repeat))):
+                check_socket_room(folder)                 # a too long path is told before images are built
+            swept = cache.sweep()                         # what killed builds left in the cache
+            with runfolder.locked(outdir):                # one run at a time in the folder, and only ours
+                prepare_artifacts(scenario, artifacts)
+                try:
+                    return _run(scenario, cache, outdir, progress, started, notes, swept)
+                except Exception as exc:                  # the folder is ours: its logs stay
+                    recorded.append(outdir)
+                    _write_error(scenario, outdir, exc, time.monotonic() - started)
+                    raise
+    except Exception as exc:
+        if not recorded:
+            record_error(scenario, artifacts, exc, seconds=time.monotonic() - started)
+        raise
+
+
+def record_error(scenario: Scenario, artifacts: Path, exc: Exception, *, seconds: float = 0.0) -> None:
+    """For a run that failed before it held its run folder: take the folder (only one
+    seedchain made, and not while another run holds it), empty it (an earlier run's
+    verdict must not stand in for this one) and write the error result there. A folder
+    that cannot be had or written leaves the run's own error to speak."""
+    try:
+        with runfolder.locked(artifacts / scenario.slug):
+            outdir = prepare_artifacts(scenario, artifacts)
+            _write_error(scenario, outdir, exc, seconds)
+    except (OSError, SeedchainError):
+        pass
+
+
+def _write_error(scenario: Scenario, outdir: Path, exc: Exception, seconds: float) -> None:
+    """The result of a run that reached no verdict: no layers, `error` the reason (what
+    went wrong, where, and a hint; for anything but a SeedchainError, a bug: its type and
+    message)."""
+    if isinstance(exc, SeedchainError):
+        reason = f"could not run: {exc}"
+    else:
+        reason = f"could not run: a bug in seedchain: {type(exc).__name__}: {exc}"
+    result = RunResult(scenario=scenario, layers=[], error=reason, artifacts=str(outdir),
+                       seconds=seconds, qemu_binary=scenario.qemu.build)
+    try:
+        write_result(outdir, result)
+    except (OSError, SeedchainError):
+        pass
 
 
 def _run(scenario: Scenario, cache: Cache, outdir: Path, progress: Progress, started: float,
@@ -166,7 +207,8 @@ def empty_facts(scenario: Scenario, images: list[LayerImage]) -> list[LayerFacts
     """Per layer, what is known before the boot: where its parts came from."""
     return [LayerFacts(index=layer.index, loader=layer.loader, arch=scenario.arch,
                        component=Component(kernel_spec=img.kernel.spec, kernel_package=img.kernel.package,
-                                           kernel_version=img.kernel.version, userland=img.userland.suite,
+                                           kernel_version=img.kernel.version, kernel_note=img.kernel.note,
+                                           userland=img.userland.suite,
                                            kexec_tools_version=img.userland.kexec_tools_version))
             for layer, img in zip(scenario.layers, images)]
 

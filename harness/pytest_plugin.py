@@ -53,12 +53,16 @@ class ScenarioFile(pytest.File):
                              if Path(c.path).resolve() == self.path.resolve()]
             else:
                 scenarios = [load_scenario(self.path)]
-            for scenario in scenarios:
-                check_scenario_paths(self.config, scenario)
+                check_scenario_paths(self.config, scenarios[0])
         except SeedchainError as exc:
             yield BrokenScenario.from_parent(self, name=self.path.stem, error=exc)
             return
         for scenario in scenarios:
+            try:
+                check_scenario_paths(self.config, scenario)
+            except SeedchainError as exc:     # a matrix cell: failing on its own, in the report too
+                yield BrokenScenario.from_parent(self, name=scenario.id, error=exc, cell=scenario)
+                continue
             item = ScenarioItem.from_parent(self, name=scenario.id, scenario=scenario)
             item.add_marker(pytest.mark.vm)
             for tag in scenario.tags:
@@ -162,7 +166,7 @@ _MATRIX_PROGRESS: dict = {}
 def pytest_collection_finish(session):
     config = session.config
     if config.seedchain.matrix and not hasattr(config, "workerinput") and session.items:
-        _start_progress(config, sum(isinstance(i, ScenarioItem) for i in session.items))
+        _start_progress(config, sum(isinstance(i, (ScenarioItem, BrokenScenario)) for i in session.items))
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -126,12 +126,16 @@ class BrokenScenario(pytest.Item):
     """A scenario file that cannot be run, as a failing item of its own (named after the
     file, or after the scenario it would have been): the rest are collected and run."""
 
-    def __init__(self, *, error: SeedchainError, **kwargs):
+    def __init__(self, *, error: SeedchainError, cell=None, **kwargs):
         super().__init__(**kwargs)
         self.error = error
+        self.cell = cell                # a matrix cell that cannot run: its result says why
         self.user_properties.append(NOT_RUN)
 
     def runtest(self):
+        if self.cell is not None:
+            from harness.pipeline import record_error
+            record_error(self.cell, self.config.seedchain.artifacts, self.error)
         raise self.error
 
     def repr_failure(self, excinfo):

@@ -154,10 +154,12 @@ def test_the_real_known_gaps(gaps):
                            "kernel-credits-a-stale-efi-seed-table",
                            "kexec-tools-arm64-no-rng-seed", "debian-arm64-no-kexec-file-load",
                            "arm64-nokaslr-keeps-kaslr-seed", "qemu-virt-no-rng-seed-before-7.1",
-                           "arm64-crash-kernel-dtb-in-crashed-kernel"]
+                           "arm64-crash-kernel-dtb-in-crashed-kernel",
+                           "arm64-6.12-kexec-load-oops-with-lpa2"]
     assert {g.id for g in gaps if g.arch == ("aarch64",)} == {
         "kexec-tools-arm64-no-rng-seed", "debian-arm64-no-kexec-file-load", "arm64-nokaslr-keeps-kaslr-seed",
-        "qemu-virt-no-rng-seed-before-7.1", "arm64-crash-kernel-dtb-in-crashed-kernel"}
+        "qemu-virt-no-rng-seed-before-7.1", "arm64-crash-kernel-dtb-in-crashed-kernel",
+        "arm64-6.12-kexec-load-oops-with-lpa2"}
     assert all(g.arch == ("x86_64",) for g in gaps if not g.id.startswith(("kexec-tools-arm64", "debian-arm64", "arm64", "qemu-virt")))
     for gap in gaps:
         assert gap.reason and gap.source and gap.where.startswith(f"{GAPS_FILE}:")

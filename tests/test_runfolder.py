@@ -96,7 +96,9 @@ def test_a_folder_seedchain_made_is_emptied_for_the_next_run(tmp_path, no_images
     (outdir / "link").symlink_to(outside)
     with pytest.raises(ImageError):
         _run(artifacts, tmp_path)
-    assert sorted(p.name for p in outdir.iterdir()) == [LOCK, MARK, "scenario.yaml"]
+    # What the run that failed in set-up left: its error result (pipeline.record_error).
+    assert sorted(p.name for p in outdir.iterdir()) == [LOCK, MARK, "result.json", "scenario.yaml"]
+    assert (outdir / "result.json").read_text().count('"error": "could not run: ') == 1
     assert (outside / "keep").read_text() == "kept"
 
 

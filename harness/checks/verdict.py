@@ -92,6 +92,7 @@ class LayerResult:
             "kernel_spec": c.kernel_spec,
             "kernel_package": c.kernel_package,
             "kernel_version": c.kernel_version,
+            **({"kernel_note": c.kernel_note} if c.kernel_note else {}),
             "loader": f.loader,
             "userland": c.userland,
             "kexec_tools": c.kexec_tools_version,

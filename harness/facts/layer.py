@@ -160,6 +160,7 @@ class Component:
     kernel_version: str = ""
     userland: str = ""
     kexec_tools_version: str = ""
+    kernel_note: str = ""       # why the kernel is not the newest of its series (a download fallback)
 
 
 @dataclass

@@ -317,14 +317,33 @@ class Apt:
 
 # ---------------------------------------------------------------- downloads
 
+class NotOnMirror(ImageError):
+    """The archive's index names the package, but the mirror has no such file (HTTP 404:
+    an index ahead of its pool, or a file already removed). Trying again does not help;
+    another version may."""
+
+
+# apt-get's words for a file the server does not have: "Err:1 URL ... 404  Not Found".
+_NOT_FOUND = re.compile(r"^\s*(?:E: Failed to fetch|Err:\d+) .*\b404\s+Not Found", re.M)
+
+
 def _download(apt: Apt, packages: Sequence[Package], dest: Path) -> dict[str, Path]:
-    """`apt-get download` into dest; check each file against the index; {name: file}."""
+    """`apt-get download` into dest; check each file against the index; {name: file}.
+    A file the mirror does not have raises NotOnMirror."""
     dest.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     what = f"downloading {', '.join(p.name for p in packages)} from {apt.label}"
-    apt.get("download", *(f"{p.name}={p.version}" for p in packages), cwd=dest, what=what,
-            meter=Meter(f"downloading {_short(packages)}", sum(p.size for p in packages)),
-            watch=dest)
+    try:
+        apt.get("download", *(f"{p.name}={p.version}" for p in packages), cwd=dest, what=what,
+                meter=Meter(f"downloading {_short(packages)}", sum(p.size for p in packages)),
+                watch=dest)
+    except ImageError as err:
+        if not _NOT_FOUND.search(err.what):
+            raise
+        raise NotOnMirror(err.what, where=err.where,
+                          hint=f"the mirror ({apt.mirror}, {apt.security}) is behind its index or "
+                               "dropped the file; try again later, or set SEEDCHAIN_DEBIAN_MIRROR / "
+                               "SEEDCHAIN_DEBIAN_SECURITY to another mirror") from None
     files = {f.name.split("_")[0]: f for f in dest.glob("*.deb")}
     for p in packages:
         f = files.get(p.name)

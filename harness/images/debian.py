@@ -21,14 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.images import elfdeps, kernel_source, recipes
+from harness.images import kernel_builds
+from harness.images.kernel_builds import fetch as _fetch_kernel
+from harness.images.kernel_builds import kernel_abi as _kernel_abi
 from harness.images.cache import Cache
 from harness.arch import DEFAULT
 from harness.arch import get as get_arch
 from harness.errors import ImageError
 
 from harness.images.apt import (  # noqa: F401 (the Debian side of the images, in one place)
-    DEFAULT_MIRROR, DEFAULT_SECURITY, HOST_ARCH, KEYRING, RELEASES, SUITES, Apt, Package, _cached_deb,
-    _download, _run, _scan_deb)
+    DEFAULT_MIRROR, DEFAULT_SECURITY, HOST_ARCH, KEYRING, RELEASES, SUITES, Apt, Package,
+    _cached_deb, _download, _run, _scan_deb)
 from harness.images.debversion import compare_versions, upstream_version, version_key  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,7 @@ class KernelImage:
     version: str
     release: str  # uname -r, e.g. 6.1.0-41-amd64
     arch: str = DEFAULT  # the guest architecture (harness.arch), e.g. aarch64
+    note: str = ""  # why this is not the newest build of the series (a fallback), if it is not
 
 
 @dataclass(frozen=True)
@@ -79,30 +83,11 @@ def parse_kernel_spec(spec: str) -> KernelSpec:
     return KernelSpec(m["suite"], m["series"])
 
 
-def _kernel_abi(name: str, arch: str = DEFAULT) -> re.Match | None:
-    for pattern in get_arch(arch).KERNEL_PACKAGES:
-        if m := pattern.fullmatch(name):
-            return m
-    return None
-
-
 def _pick_kernel(apt: Apt, ks: KernelSpec, arch: str = DEFAULT, fetch: bool = True) -> Package:
-    """The newest generic kernel package of the series (from the backports archive
-    itself for a -backports suite); the lists as they are when not `fetch`."""
-    if fetch:
-        apt.ensure_lists()
-    names = [n for n in apt.query("pkgnames", "linux-").split() if _kernel_abi(n, arch)]
-    rows = [r for r in apt.madison(names)
-            if not ks.suite.endswith("-backports") or r[2] == ks.suite]
-    ours = [r for r in rows if _kernel_abi(r[0], arch)["series"] == ks.series]
-    if not ours:
-        series = sorted({_kernel_abi(r[0], arch)["series"] for r in rows}, key=version_key)
-        raise ImageError(f"no Debian {get_arch(arch).DEBIAN_ARCH} kernel of series {ks.series} in {ks.suite}",
-                         where=f"debian:{ks.suite}/{ks.series}",
-                         hint=f"series in {ks.suite}: {', '.join(series) or 'none'}")
-    name, version, archive = max(ours, key=lambda r: version_key(r[1]))
-    pkg = apt.show(f"{name}={version}")[name]
-    return Package(pkg.name, pkg.version, pkg.sha256, pkg.size, archive)
+    """The newest generic kernel package of the series that the suite's index lists (from
+    the backports archive itself for a -backports suite); the lists as they are when not
+    `fetch`. Whether the mirror has its file is harness.images.kernel_builds.fetch's care."""
+    return kernel_builds.indexed(apt, *kernel_builds.builds(apt, ks, arch, fetch)[0])
 
 
 def _release_of(member: str) -> str | None:
@@ -130,15 +115,14 @@ def _extract_kernel(deb: Path, dest: Path) -> None:
 def _debian_kernel(spec: str, cache: Cache, arch: str = DEFAULT) -> tuple[KernelImage, Apt, Package]:
     ks = parse_kernel_spec(spec)
     apt = Apt(ks.suite, cache, get_arch(arch).DEBIAN_ARCH)
-    pkg = _pick_kernel(apt, ks, arch)
-    deb = _cached_deb(apt, pkg, cache)
+    pkg, deb, note = _fetch_kernel(apt, ks, cache, arch)
     t0 = time.monotonic()
     entry = cache.build("kernel", [pkg.name, pkg.version, pkg.sha256],
                         lambda d: _extract_kernel(deb, d))
     log.debug("kernel of %s ready in %.1f s", pkg.name, time.monotonic() - t0)
     image = next(entry.glob("vmlinuz-*"))
     release = image.name.removeprefix("vmlinuz-")
-    return KernelImage(image, spec, pkg.name, pkg.version, release, arch), apt, pkg
+    return KernelImage(image, spec, pkg.name, pkg.version, release, arch, note), apt, pkg
 
 
 def resolve_kernel(spec: str, cache: Cache | None = None, arch: str = DEFAULT) -> KernelImage:

@@ -75,7 +75,7 @@ STATUS_MEANING = {
     "known-gap": "failed, but every failure is a known gap",
     "unexpected-pass": "a known gap did not happen: news, check the gap",
     "fail": "a failure no known gap explains",
-    "error": "the harness itself failed",
+    "error": "no verdict: the cell could not be set up or run (a download, a QEMU that did not start, the harness)",
 }
 
 
@@ -204,6 +204,7 @@ def cell_record(result: dict, classification: Classification, out_dir: Path) -> 
             "kernel": layer.get("kernel"),
             "kernel_version": layer.get("kernel_version") or "",
             "kernel_spec": layer.get("kernel_spec") or "",
+            "kernel_note": layer.get("kernel_note") or "",
             "loader": layer.get("loader") or "",
             "kexec_tools": layer.get("kexec_tools") or "",
             "loaded_with_kexec_tools": (layers[i - 1].get("kexec_tools") or "") if i else "",
