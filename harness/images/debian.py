@@ -23,6 +23,7 @@ from pathlib import Path
 from harness.images import elfdeps, kernel_source, recipes
 from harness.images import kernel_builds
 from harness.images.kernel_builds import fetch as _fetch_kernel
+from harness.images.kernel_builds import abi_part
 from harness.images.kernel_builds import kernel_abi as _kernel_abi
 from harness.images.cache import Cache
 from harness.arch import DEFAULT
@@ -157,7 +158,7 @@ def kernel_modules(spec: str, cache: Cache | None = None, arch: str = DEFAULT) -
     sources = [pkg]
     if pkg.name.startswith("linux-binary-"):
         # sid-style: the image package carries no modules; linux-modules-ABI-ARCH does.
-        abi = _kernel_abi(pkg.name, arch)["abi"]
+        abi = abi_part(pkg.name, "abi", arch)
         name = f"linux-modules-{abi}-{apt.arch}"
         versions = [v for n, v, _ in apt.madison([name]) if n == name]
         if not versions:
@@ -205,7 +206,8 @@ def userland(suite: str, cache: Cache | None = None, arch: str = DEFAULT) -> Use
     wanted = apt.candidates(recipe["packages"])
     kexec, busybox = wanted["kexec-tools"], wanted["busybox-static"]
     # Keyed by the two packages; the libraries come with the suite's lists when built.
-    key = [_USERLAND_LAYOUT, recipes.initramfs().digest, suite] + [f"{p.name}={p.version}:{p.sha256}" for p in (kexec, busybox)]
+    key = [_USERLAND_LAYOUT, recipes.initramfs().digest, suite,
+           *(f"{p.name}={p.version}:{p.sha256}" for p in (kexec, busybox))]
     if apt.arch != HOST_ARCH:
         key.append(apt.arch)        # the amd64 trees keep the keys they had before there were others
     root = cache.build("userland", key, lambda d: _build_userland(apt, cache, d, arch))

@@ -22,11 +22,19 @@ from harness.images.debversion import version_key
 from harness.progress import say
 
 
-def kernel_abi(name: str, arch: str = DEFAULT) -> re.Match | None:
+def kernel_abi(name: str, arch: str = DEFAULT) -> re.Match[str] | None:
     for pattern in get_arch(arch).KERNEL_PACKAGES:
         if m := pattern.fullmatch(name):
             return m
     return None
+
+
+def abi_part(name: str, part: str, arch: str = DEFAULT) -> str:
+    """One part ("abi", "series") of a name known to be a kernel package's."""
+    found = kernel_abi(name, arch)
+    if found is None:
+        raise ValueError(f"{name} is not a {arch} kernel package name")
+    return found[part]
 
 
 def builds(apt: Apt, ks, arch: str = DEFAULT, fetch: bool = True) -> list[tuple[str, str, str]]:
@@ -38,9 +46,9 @@ def builds(apt: Apt, ks, arch: str = DEFAULT, fetch: bool = True) -> list[tuple[
     names = [n for n in apt.query("pkgnames", "linux-").split() if kernel_abi(n, arch)]
     rows = [r for r in apt.madison(names)
             if not ks.suite.endswith("-backports") or r[2] == ks.suite]
-    ours = [r for r in rows if kernel_abi(r[0], arch)["series"] == ks.series]
+    ours = [r for r in rows if abi_part(r[0], "series", arch) == ks.series]
     if not ours:
-        series = sorted({kernel_abi(r[0], arch)["series"] for r in rows}, key=version_key)
+        series = sorted({abi_part(r[0], "series", arch) for r in rows}, key=version_key)
         raise ImageError(f"no Debian {get_arch(arch).DEBIAN_ARCH} kernel of series {ks.series} in {ks.suite}",
                          where=f"debian:{ks.suite}/{ks.series}",
                          hint=f"series in {ks.suite}: {', '.join(series) or 'none'}")

@@ -29,7 +29,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from urllib.parse import quote
 
 from harness import files, text
@@ -195,7 +195,8 @@ def cell_record(result: dict, classification: Classification, out_dir: Path) -> 
     layers = [layer for layer in result.get("layers") or [] if isinstance(layer, dict)]
     records = []
     for i, layer in enumerate(layers):
-        index = layer.get("index") if isinstance(layer.get("index"), int) else i + 1
+        given = layer.get("index")
+        index = given if isinstance(given, int) else i + 1
         explained, unexplained, news = classification.layer_findings(index)
         verdict = ("fail" if unexplained else "news" if news
                    else "known-gap" if explained else "ok")
