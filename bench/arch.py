@@ -12,10 +12,8 @@ hop); beside it, each kernel's own time to `Run /init`.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from bench.common import fmt, ratio, say, stats, table
-from bench.context import Context, scenario
+from bench.context import Context, Results, scenario
 from bench.overhead import harness_once, plain_once, prepare
 
 BASELINE = "kexec-file-2"
@@ -34,7 +32,7 @@ def bench_arch(ctx: Context) -> None:
         section["baseline"].append(plain_once(ctx, base, workdir / "baseline"))
         for arch, name in RUNS.items():
             say(f"arch: {arch} {name} (run {rep + 1}/{ctx.repeat})")
-            section[arch].append(harness_once(ctx, SimpleNamespace(scenario=scenario(name)), workdir / arch))
+            section[arch].append(harness_once(ctx, scenario(name), workdir / arch))
         ctx.save()
 
 
@@ -61,7 +59,7 @@ def _harness_layers(runs: list[dict], key: str) -> dict[int, float | None]:
     return {layer: stats(values)["median"] for layer, values in per.items()}
 
 
-def report_arch(ctx: Context) -> str:
+def report_arch(ctx: Results) -> str:
     data = ctx.results.get("arch", {})
     bare = _bare_layers(data.get("baseline", []))
     out = ["6. aarch64 against x86_64: per-layer wall time (medians) and its ratio to the same bare "

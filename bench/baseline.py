@@ -26,6 +26,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 from harness.arch import DEFAULT, get as get_arch
 from harness.images import chaindisk, cpio
@@ -173,7 +174,7 @@ def build_plain_chain(images: list[LayerImage], cache: Cache, *, codec: str = "n
         following = images[i + 1] if i + 1 < len(images) else None
         script = init_script(image.layer.index, following.layer.loader if following else None,
                              cmdline(following) if following else "", next_images, image.disk_modules)
-        key = [LAYOUT, codec, script, str(image.userland.root)]
+        key: list[str | bytes] = [LAYOUT, codec, script, str(image.userland.root)]
         key += [sha256_file(m.source) for m in image.modules]
         entry = cache.build(f"baseline-{codec}", key,
                             functools.partial(_write, entries=_entries(image, script), codec=codec))
@@ -210,12 +211,21 @@ class PlainRun:
                 "markers": {str(k): round(v, 3) for k, v in self.markers.items()}}
 
 
+class _MachineExtras(TypedDict, total=False):
+    """The arguments of base_args that older versions of it lack."""
+    firmware: str
+    workdir: Path
+
+
 def machine_args(q: QemuConfig, *, machine: str, accel: str, workdir: Path) -> list[str]:
     """harness.boot.qemu.base_args as the pipeline calls it (firmware and the run's folder are
     passed when this version of base_args takes them)."""
     params = inspect.signature(base_args).parameters
-    extra = {name: value for name, value in (("firmware", getattr(q, "firmware", "seabios")),
-                                             ("workdir", workdir)) if name in params}
+    extra: _MachineExtras = {}
+    if "firmware" in params:
+        extra["firmware"] = getattr(q, "firmware", "seabios")
+    if "workdir" in params:
+        extra["workdir"] = workdir
     return base_args(machine=machine, cpu=q.cpu, memory=q.memory, accel=accel, rng=q.rng, **extra)
 
 

@@ -6,12 +6,13 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 from bench.common import (fmt, ratio, say, stats, table)
 from harness.images import debian
 from harness.images.cache import Cache
 from harness.images.initramfs import build_chain
-from bench.context import (GOAL_WARM_BUILD, Context, scenario)
+from bench.context import GOAL_WARM_BUILD, Context, Results, scenario
 
 
 # ---------------------------------------------------------------- 3: image building
@@ -61,6 +62,22 @@ class NetworkClock:
         debian.Apt.ensure_lists, debian._download = self._ensure, self._download
 
 
+class ColdNetwork(TypedDict):
+    """An empty cache's build: its seconds, of which package lists and downloads."""
+    seconds: float
+    package_lists: float
+    downloads: float
+    rest: float
+
+
+class BuildTimes(TypedDict):
+    """One scenario's entry in the results' "build" section."""
+    warm: list[float]
+    cold_initrd: list[float]
+    cold_network: ColdNetwork | None
+    initrd_bytes: NotRequired[int]
+
+
 def bench_build(ctx: Context, cold_network: bool) -> None:
     section = ctx.results.setdefault("build", {})
     ctx.artifacts.mkdir(parents=True, exist_ok=True)
@@ -69,7 +86,8 @@ def bench_build(ctx: Context, cold_network: bool) -> None:
     n = max(3, ctx.repeat)
     for name in ctx.scenarios:
         s = scenario(name)
-        data = section[name] = {"warm": [], "cold_initrd": [], "cold_network": None}
+        data: BuildTimes = {"warm": [], "cold_initrd": [], "cold_network": None}
+        section[name] = data
         build_chain(s, ctx.cache)                       # warm-up: nothing timed is built
         for _ in range(n):
             t = time.monotonic()
@@ -104,7 +122,7 @@ def bench_build(ctx: Context, cold_network: bool) -> None:
     shutil.rmtree(scratch, ignore_errors=True)
 
 
-def report_build(ctx: Context) -> str:
+def report_build(ctx: Results) -> str:
     rows = []
     for name, d in ctx.results["build"].items():
         warm, cold = stats(d["warm"]), stats(d["cold_initrd"])

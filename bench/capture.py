@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from bench.common import fmt, ratio, say, stats, table
-from bench.context import Context, scenario
+from bench.context import Context, Results, scenario
 from harness.errors import SeedchainError
 from harness.pipeline import run
 from harness.scenario.model import Capture
@@ -59,7 +59,7 @@ def _median(runs: list[dict], layer: int, key: str) -> float | None:
                   if r.get("passed") and len(r["layers"]) > layer and r["layers"][layer][key] is not None])["median"]
 
 
-def report_capture(ctx: Context) -> str:
+def report_capture(ctx: Results) -> str:
     out = ["5. Catching seeds in flight and searching RAM: per-layer wall time against capture off "
            "(medians; ratio = variant / off)"]
     for name, runs in ctx.results.get("capture", {}).items():

@@ -27,11 +27,11 @@ _UNPACK_START = re.compile(_TS + r"Trying to unpack rootfs image as initramfs", 
 _UNPACK_END = re.compile(_TS + r"Freeing initrd memory", re.M)
 
 
-@dataclass
-class Context:
-    cache: Cache
+@dataclass(kw_only=True)
+class Results:
+    """What a section's report reads: the results file and what it holds (`run.py --report`
+    reprints from these alone)."""
     artifacts: Path
-    bench_cache: Cache
     repeat: int
     results: dict
     json_path: Path
@@ -39,6 +39,13 @@ class Context:
 
     def save(self) -> None:
         write_json(self.json_path, self.results)
+
+
+@dataclass(kw_only=True)
+class Context(Results):
+    """A measuring run's context: the results and the caches its sections build into."""
+    cache: Cache
+    bench_cache: Cache
 
 
 def scenario(name: str) -> Scenario:
@@ -79,6 +86,8 @@ def phases(steps: dict, agent_uptime: str, loader_uptime: str = "") -> dict:
       load        fetching the next layer's images and loading them (kexec -l); of it, on
                   the guest's clock: fetch (copy off the chain disk, checked) and kexec_l
     None where a step is missing (no in-flight stop, a last layer)."""
+    fetch: float | None
+    kexec_l: float | None
     try:
         went, copied, loaded = (float(x) for x in loader_uptime.split())
         fetch, kexec_l = round(copied - went, 3), round(loaded - copied, 3)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from bench.common import fmt, ratio, say, stats, table
-from bench.context import Context, layer_timings, scenario
+from bench.context import Context, Results, layer_timings, scenario
 from harness.errors import SeedchainError
 from harness.images import initramfs
 from harness.pipeline import run
@@ -103,7 +103,7 @@ def _per_layer(data: dict) -> dict:
             "total": stats([r["seconds"] for r in data["runs"] if r["passed"]])["median"]}
 
 
-def report_depth(ctx: Context) -> str:
+def report_depth(ctx: Results) -> str:
     section = ctx.results.get("depth", {})
     depths = sorted(section, key=int)
     if not depths:

@@ -23,6 +23,7 @@ ensure_python()
 
 import argparse  # noqa: E402
 import time  # noqa: E402
+from typing import TypedDict  # noqa: E402
 
 from bench._env import ROOT  # noqa: E402
 from bench.common import DEFAULT_ARTIFACTS, fmt, machine_state, say, table, write_json  # noqa: E402
@@ -48,8 +49,17 @@ def outcome(scenario, cache: Cache, artifacts: Path) -> dict:
             "seconds": time.monotonic() - started, "artifacts": result.artifacts}
 
 
+class ScenarioFlakes(TypedDict):
+    """One scenario's runs compared with its first."""
+    verdicts: list[str]
+    flaky_runs: list[int]
+    observation_changes: list[int]
+    compared: int
+    rate: float | None
+
+
 def summarize(runs: dict[str, list[dict]]) -> dict:
-    per = {}
+    per: dict[str, ScenarioFlakes] = {}
     for name, outcomes in runs.items():
         first = outcomes[0]
         later = outcomes[1:]
@@ -60,12 +70,12 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
                      "observation_changes": drift, "compared": len(later),
                      "rate": len(flaky) / len(later) if later else None}
     compared = sum(p["compared"] for p in per.values())
-    flaky = sum(len(p["flaky_runs"]) for p in per.values())
+    flaky_count = sum(len(p["flaky_runs"]) for p in per.values())
     n = max((len(o) for o in runs.values()), default=0)
     whole = [r for r in range(2, n + 1)
              if any(r in p["flaky_runs"] for p in per.values())]
-    return {"scenarios": per, "scenario_runs_compared": compared, "scenario_runs_flaky": flaky,
-            "rate": flaky / compared if compared else None,
+    return {"scenarios": per, "scenario_runs_compared": compared, "scenario_runs_flaky": flaky_count,
+            "rate": flaky_count / compared if compared else None,
             "whole_runs_compared": max(0, n - 1), "whole_runs_flaky": len(whole)}
 
 

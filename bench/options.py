@@ -12,7 +12,7 @@ from pathlib import Path
 from bench._env import ROOT
 from bench.common import (fmt, ratio, say, stats, table)
 from bench.overhead import plain_once, prepare
-from bench.context import (GOAL_PARALLEL, OPTIONS_SCENARIO, Context)
+from bench.context import GOAL_PARALLEL, OPTIONS_SCENARIO, Context, Results
 
 
 # ---------------------------------------------------------------- 4: parallel
@@ -38,7 +38,7 @@ def bench_parallel(ctx: Context, repeat: int, select: str | None) -> None:
             ctx.save()
 
 
-def report_parallel(ctx: Context) -> str:
+def report_parallel(ctx: Results) -> str:
     d = ctx.results["parallel"]
     n1, n2 = stats([r["seconds"] for r in d["n1"]]), stats([r["seconds"] for r in d["n2"]])
     speedup = ratio(n1["median"], n2["median"])
@@ -80,6 +80,7 @@ def bench_options(ctx: Context) -> None:
             "group": group, "codec": codec, "cmdline": extra, "machine": machine or p.scenario.qemu.machine,
             "outer_initrd_bytes": p.chain[0].bytes, "outer_initrd_raw_bytes": p.chain[0].raw_bytes,
             "compress_seconds": sum(layer.compress_seconds for layer in p.chain), "runs": []}
+    assert base is not None                             # VARIANTS is not empty
     labels = [v[0] for v in VARIANTS]
     for rep in range(ctx.repeat):
         shift = rep % len(labels)                       # rotate, so no variant always runs first
@@ -120,7 +121,7 @@ def summarize_options(section: dict) -> None:
                         "cpu_ratio_min": ratio(c["min"], dc["min"])}
 
 
-def report_options(ctx: Context) -> str:
+def report_options(ctx: Results) -> str:
     section = ctx.results["options"]
     variants = section["variants"]
     noise, cpu_noise = section.get("default_spread"), section.get("default_cpu_spread")

@@ -15,7 +15,7 @@ from harness.images import qemu_builds
 from harness.images.initramfs import LayerImage, build_chain
 from harness.pipeline import run
 from harness.scenario.model import Scenario
-from bench.context import (GOAL_OVERHEAD, Context, layer_timings, scenario)
+from bench.context import GOAL_OVERHEAD, Context, Results, layer_timings, scenario
 
 
 # ---------------------------------------------------------------- 1 + 2: overhead
@@ -40,10 +40,10 @@ def prepare(ctx: Context, name: str, *, codec: str = "none", extra_cmdline: str 
     return Prepared(s, images, chain, build, accel, timeout)
 
 
-def harness_once(ctx: Context, p: Prepared, workdir: Path) -> dict:
+def harness_once(ctx: Context, s: Scenario, workdir: Path) -> dict:
     cpu, started = cpu_seconds(), time.monotonic()
     try:
-        result = run(p.scenario, cache=ctx.cache, artifacts=workdir)
+        result = run(s, cache=ctx.cache, artifacts=workdir)
     except SeedchainError as exc:          # a set-up problem: this run does not count
         return {"seconds": None, "cpu": None, "passed": False, "error": str(exc), "layers": []}
     wall, cpu = time.monotonic() - started, cpu_seconds() - cpu
@@ -76,7 +76,7 @@ def bench_overhead(ctx: Context) -> None:
             for kind in order:
                 workdir = ctx.artifacts / "overhead" / f"rep{rep + 1}" / kind
                 if kind == "harness":
-                    sample = harness_once(ctx, p, workdir)
+                    sample = harness_once(ctx, p.scenario, workdir)
                     note = "" if sample["passed"] else " (verdict FAIL)"
                 else:
                     sample = plain_once(ctx, p, workdir / name)
@@ -105,7 +105,7 @@ def summarize_overhead(section: dict) -> None:
                            "harness_verdicts_failed": sum(not s["passed"] for s in data["harness"])}
 
 
-def report_overhead(ctx: Context) -> str:
+def report_overhead(ctx: Results) -> str:
     section = ctx.results["overhead"]
     rows = []
     for name in section:
@@ -136,12 +136,14 @@ def report_overhead(ctx: Context) -> str:
                 return stats([x.get(key) for x in layer])["median"]
             wall, init, started = median("seconds"), median("run_init"), median("agent_started")
             rest = wall - init if wall is not None and init is not None else None
+            rest_share = ratio(rest, wall)
+            assert rest is None or rest_share is not None   # rest comes with a wall, never of 0 s
             rows.append([name, str(i + 1), fmt(wall, 1), fmt(init, 1), fmt(ratio(wall, init), 2),
                          fmt(median("entry"), 2), fmt(median("pre_clock"), 2),
                          fmt(started - init if started is not None and init is not None else None, 2),
                          fmt(median("report"), 2), fmt(median("host"), 2), fmt(median("load"), 2),
                          fmt(median("fetch"), 2), fmt(median("kexec_l"), 2),
-                         fmt(ratio(rest, wall) * 100 if rest is not None else None, 0, "%")])
+                         fmt(rest_share * 100 if rest_share is not None else None, 0, "%")])
     out += ["",
             "2. Per layer (harness runs, medians): wall = hand-over to the end of its report "
             "(layer-N.json seconds); kernel = 'Run /init' on its dmesg clock;\n"

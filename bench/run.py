@@ -39,7 +39,7 @@ from bench.arch import bench_arch, report_arch  # noqa: E402
 from bench.capture import bench_capture, report_capture  # noqa: E402
 from bench.depth import DEPTHS, MEMORY_PROBES, bench_depth, report_depth  # noqa: E402
 from bench.common import DEFAULT_ARTIFACTS, host_info, machine_state, say  # noqa: E402
-from bench.context import OVERHEAD_SCENARIOS, SECTIONS, Context, dmesg_times  # noqa: E402,F401 (dmesg_times: tests)
+from bench.context import OVERHEAD_SCENARIOS, SECTIONS, Context, Results, dmesg_times  # noqa: E402,F401 (dmesg_times: tests)
 from bench.options import bench_options, bench_parallel, report_options, report_parallel, summarize_options  # noqa: E402
 from bench.overhead import bench_overhead, report_overhead, summarize_overhead  # noqa: E402
 from harness.images.cache import Cache  # noqa: E402
@@ -66,8 +66,7 @@ def _ints(ap: argparse.ArgumentParser, text: str, option: str) -> tuple[int, ...
 def reprint(path: Path) -> int:
     """The tables of a results file (summaries computed again from its raw runs)."""
     results = json.loads(path.read_text())
-    ctx = Context(cache=None, artifacts=path.parent, bench_cache=None, repeat=0, results=results,
-                  json_path=path)
+    ctx = Results(artifacts=path.parent, repeat=0, results=results, json_path=path)
     for name in SECTIONS:
         if name in results:
             summarize, report = REPORTS[name]

@@ -29,6 +29,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from bench._env import ROOT
@@ -75,9 +77,11 @@ def ram_paths(outdir: Path) -> list[str]:
 
 
 def _round(outdir: str, rams: list[str], counts: dict) -> None:
-    tries = {"ram": [lambda r=r: _read(r) for r in rams],
-             "gdbstub": [lambda: _connect(f"{outdir}/gdb.sock")],
-             "artifacts": [lambda: os.listdir(outdir)] + [lambda n=n: _read(f"{outdir}/{n}") for n in ARTIFACT_FILES]}
+    artifacts: list[Callable[[], object]] = [partial(os.listdir, outdir)]
+    artifacts += [partial(_read, f"{outdir}/{n}") for n in ARTIFACT_FILES]
+    tries: dict[str, list[Callable[[], object]]] = {"ram": [partial(_read, r) for r in rams],
+                                                     "gdbstub": [partial(_connect, f"{outdir}/gdb.sock")],
+                                                     "artifacts": artifacts}
     for kind, actions in tries.items():
         for action in actions:
             got = _try(action)

@@ -26,7 +26,8 @@ from harness.scenario.model import Layer
 
 def read_newc(data: bytes) -> dict[str, tuple[int, bytes]]:
     """{path: (mode, contents)} of a newc archive (enough to check what we wrote)."""
-    out, pos = {}, 0
+    out: dict[str, tuple[int, bytes]] = {}
+    pos = 0
     while True:
         head = data[pos:pos + 110]
         assert head[:6] == b"070701"

@@ -29,7 +29,7 @@ def attempt(action, *args) -> str:
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:                                   # the other user
-        outcome = b"error"
+        said = b"error"
         try:
             os.close(read)
             os.setgroups([])
@@ -37,10 +37,10 @@ def attempt(action, *args) -> str:
             os.setuid(NOBODY)
             try:
                 action(*args)
-                outcome = b"ok"
+                said = b"ok"
             except OSError as exc:
-                outcome = type(exc).__name__.encode()
-            os.write(write, outcome)
+                said = type(exc).__name__.encode()
+            os.write(write, said)
         finally:
             os._exit(0)
     os.close(write)

@@ -15,7 +15,9 @@ import json
 import socket
 import sys
 import tempfile
+import types
 from pathlib import Path
+from typing import cast
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -64,13 +66,13 @@ class RecordingSocket:
 def record(scenario_path: Path, name: str) -> dict:
     log: list[dict] = []
     depth: list[str] = []
-    original_unix = rsp.Link.unix.__func__
+    original_unix = cast(types.MethodType, rsp.Link.unix).__func__     # the classmethod bound to Link
 
     def unix(cls, path, timeout=10.0):
         link = original_unix(cls, path, timeout)
         link.sock = RecordingSocket(link.sock, log)
         return link
-    rsp.Link.unix = classmethod(unix)
+    setattr(rsp.Link, "unix", classmethod(unix))    # noqa: B010 (mypy refuses assigning to a method)
 
     def wrap(method_name):
         method = getattr(gdb.Stub, method_name)
@@ -95,7 +97,7 @@ def record(scenario_path: Path, name: str) -> dict:
     def init(self, path, timeout=10.0):
         log.append({"call": "__init__", "args": [timeout]})
         original_init(self, path, timeout)
-    gdb.Stub.__init__ = init
+    setattr(gdb.Stub, "__init__", init)             # noqa: B010 (mypy refuses assigning to a method)
 
     scenario = load_scenario(scenario_path)
     with tempfile.TemporaryDirectory(prefix="seedchain-record-") as artifacts:

@@ -30,7 +30,7 @@ def result(name: str) -> dict:
 def agent_blocks(name: str) -> list[bytes]:
     """The report blocks of a recorded agent channel, in order."""
     stream = (RUNS / name / "agent.log").read_bytes()
-    blocks = []
+    blocks: list[bytes] = []
     while True:
         report, rest = take_block(stream, b"@begin ", b"@end " + str(len(blocks) + 1).encode())
         if report is None:

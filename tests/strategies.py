@@ -9,6 +9,7 @@ SEEDCHAIN_FUZZ_EXAMPLES each, 10,000 unless set). FUZZ is the decorator for them
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -22,10 +23,9 @@ from harness.scenario.model import CHECKS, LOADERS
 ROOT = Path(__file__).resolve().parent.parent
 FUZZ_CI_EXAMPLES = 200
 
-_COMMON = dict(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("ci", max_examples=FUZZ_CI_EXAMPLES, **_COMMON)
-settings.register_profile("stress", max_examples=int(os.environ.get("SEEDCHAIN_FUZZ_EXAMPLES", "10000")),
-                          **_COMMON)
+_COMMON = settings(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", _COMMON, max_examples=FUZZ_CI_EXAMPLES)
+settings.register_profile("stress", _COMMON, max_examples=int(os.environ.get("SEEDCHAIN_FUZZ_EXAMPLES", "10000")))
 PROFILE = os.environ.get("SEEDCHAIN_FUZZ", "ci")
 if PROFILE not in ("ci", "stress"):
     raise SystemExit(f"SEEDCHAIN_FUZZ={PROFILE!r}: known profiles are ci and stress")
@@ -57,7 +57,7 @@ def mutated(text: str):
                      st.integers(0, 100_000), st.text(max_size=5) | st.sampled_from(YAML_CHARS), st.integers(0, 5))
 
 
-def leaves(paths: list[str] = ()):
+def leaves(paths: Sequence[str] = ()):
     """Scalars: of every YAML type, with the words the files use and the secret's path."""
     return (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
             | st.sampled_from(["debian:bookworm/6.1", "kexec_load", "consumed", "/k", "q35", "x\n",
@@ -65,7 +65,7 @@ def leaves(paths: list[str] = ()):
                                *paths]))
 
 
-def structures(keys, paths: list[str] = ()):
+def structures(keys, paths: Sequence[str] = ()):
     """Nested lists and mappings of `keys` (plus random ones) and leaves."""
     return st.recursive(leaves(paths), lambda inner: st.lists(inner, max_size=4)
                         | st.dictionaries(keys | st.text(max_size=6), inner, max_size=5), max_leaves=25)
@@ -78,7 +78,7 @@ SCENARIO_KEYS = st.sampled_from(["name", "description", "tags", "qemu", "layers"
                                  "build", "firmware", *CHECKS])
 
 
-def scenarios(paths: list[str] = ()):
+def scenarios(paths: Sequence[str] = ()):
     leaf = leaves(paths)
     layers = st.lists(st.dictionaries(
         st.sampled_from(["kernel", "loader", "userland", "cmdline", "timeout", "expect", "pad_kernel"]),
@@ -100,7 +100,7 @@ def scenarios(paths: list[str] = ()):
 MATRIX_SCENARIOS = ("qemu-only", "kexec-file-2")     # copied beside the fuzzed matrix file
 
 
-def matrices(paths: list[str] = ()):
+def matrices(paths: Sequence[str] = ()):
     leaf = leaves(paths)
     value = (st.sampled_from(["debian:bookworm", "debian:sid/7.2", "q35", "pc", "ovmf", *paths]) | leaf
              | st.fixed_dictionaries({"value": leaf}, optional={"label": leaf | st.sampled_from(["7.2", "x"])}))
@@ -117,7 +117,7 @@ def matrices(paths: list[str] = ()):
 
 # --- the known-gaps file -----------------------------------------------------------------
 
-def known_gaps(paths: list[str] = ()):
+def known_gaps(paths: Sequence[str] = ()):
     leaf = leaves(paths)
     values = st.sampled_from([True, False, None]) | st.lists(st.sampled_from([True, False, None]), max_size=3) | leaf
     checks = st.dictionaries(st.sampled_from(list(CHECKS)) | st.text(max_size=6), values, max_size=3)

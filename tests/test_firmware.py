@@ -4,6 +4,7 @@ options, the images, the module closure, and the runner's crash hand-over."""
 import lzma
 import struct
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -210,6 +211,11 @@ class _FakeMachine:
         return self.chunks.pop(0) if self.chunks else b""
 
 
+def _fake_machine(console: Path, chunks: list[bytes]) -> qemu.Machine:
+    """A _FakeMachine where the channel takes a qemu.Machine (it uses no more than the fake has)."""
+    return cast(qemu.Machine, _FakeMachine(console, chunks))
+
+
 _PARENT_PANIC = ("seedchain-agent: starting layer 2 with kexec_crash\n"
                  "[   13.258128] sysrq: Trigger a crash\n"
                  "[   13.258429] Kernel panic - not syncing: sysrq triggered crash\n"
@@ -221,7 +227,7 @@ def _wait(tmp_path, console_text: str, intended: bool, monkeypatch):
     console = tmp_path / "console.log"
     console.write_text("")
     report = b"@begin 2\n@field kernel_release\n|6.1.0-56-amd64\n@end 2\n"
-    machine = _FakeMachine(console, [b"", b"", report])
+    machine = _fake_machine(console, [b"", b"", report])
     watcher = channel.Console(console)
     watcher.mark()                       # the hand-over's mark, before the parent panics
     console.write_text(console_text)
@@ -266,7 +272,7 @@ def test_a_blocks_start_is_timed_when_its_first_bytes_come(tmp_path, monkeypatch
     """The report-begun step is when "@begin" arrived, not when the block was complete."""
     clock = iter([10.0, 11.0, 12.5, 13.0, 14.0, 15.0])
     monkeypatch.setattr(channel.time, "monotonic", lambda: next(clock))
-    machine = _FakeMachine(tmp_path / "console.log", [b"@begin 1\n@field a\n", b"|x\n", b"@end 1\n@loa",
+    machine = _fake_machine(tmp_path / "console.log", [b"@begin 1\n@field a\n", b"|x\n", b"@end 1\n@loa",
                                                       b"der kexec_load 0 yes\n", b"@end-loader\n"])
     stream = channel.AgentStream(machine, tmp_path / "agent.log")
     try:

@@ -24,7 +24,7 @@ import pytest
 
 from harness.checks.verdict import judge
 from harness.facts.layer import LayerFacts
-from harness.facts.report import parse_loader, parse_report, take_block
+from harness.facts.report import GuestReport, LoaderRecord, parse_loader, parse_report, take_block
 from harness.scenario.load import load_scenario
 from recorded import RUNS, names
 
@@ -32,10 +32,11 @@ ROOT = Path(__file__).resolve().parent.parent
 REGENERATE = os.environ.get("SEEDCHAIN_REGEN_GOLDEN") == "1"
 
 
-def _channel(name: str) -> tuple[list, list]:
+def _channel(name: str) -> tuple[list[GuestReport], list[LoaderRecord]]:
     """(reports, loader records) parsed from the recorded agent channel, in order."""
     stream = (RUNS / name / "agent.log").read_bytes()
-    reports, loaders = [], []
+    reports: list[GuestReport] = []
+    loaders: list[LoaderRecord] = []
     while True:
         block, rest = take_block(stream, b"@begin ", b"@end " + str(len(reports) + 1).encode())
         if block is None:
@@ -68,7 +69,7 @@ RUN_INFO = {
 def _run_info(recorded: dict) -> dict:
     info = {}
     for keys, name in RUN_INFO.items():
-        value = recorded
+        value: object = recorded
         for key in keys:
             value = value.get(key) if isinstance(value, dict) else None
         if value is not None:               # older result files lack some keys

@@ -20,7 +20,9 @@ from harness.images.cache import Cache
 from harness.images.recipes import Recipe
 from harness.scenario.load import load_text
 
-LS = Path(shutil.which("ls")).resolve()
+_LS = shutil.which("ls")
+assert _LS is not None, "the ELF dependency tests read the host's ls: it must be on PATH"
+LS = Path(_LS).resolve()
 HOST_LIBDIR = Path("/lib/x86_64-linux-gnu")
 
 

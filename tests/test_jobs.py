@@ -57,8 +57,13 @@ def timed(log: Path, seconds: dict[str, float]):
 
 
 def ran(log: Path) -> dict[str, tuple[int, float, float]]:
-    return {p.stem: (int(p.read_text().split()[0]), *map(float, p.read_text().split()[1:]))
-            for p in log.glob("*.ran")}
+    return {p.stem: _ran_line(p.read_text()) for p in log.glob("*.ran")}
+
+
+def _ran_line(text: str) -> tuple[int, float, float]:
+    """(pid, started, ended) as timed() wrote them."""
+    pid, started, ended = text.split()
+    return int(pid), float(started), float(ended)
 
 
 def test_tables_come_in_the_order_given_whatever_order_the_runs_end(tmp_path, monkeypatch, capsys, sigterm_kept):

@@ -5,8 +5,10 @@ are not required and are not counted."""
 
 from __future__ import annotations
 
+import email.message
 import re
 from importlib import metadata
+from typing import cast
 
 import pytest
 
@@ -66,12 +68,15 @@ def required(name: str, extras: tuple[str, ...] = (), seen: dict | None = None,
 
 def licenses(dist: metadata.Distribution) -> set[str]:
     """The SPDX words of a distribution's license ('A OR B' gives both)."""
-    name = dist.metadata["Name"].lower().replace("_", "-")
-    text = dist.metadata.get("License-Expression") or KNOWN.get(name) or ""
+    # Python 3.11's PackageMetadata protocol lacks get() (3.12's has it); the object is an
+    # email.message.Message (importlib.metadata._adapters.Message) on every version.
+    meta = cast(email.message.Message, dist.metadata)
+    name = meta["Name"].lower().replace("_", "-")
+    text = meta.get("License-Expression") or KNOWN.get(name) or ""
     if not text:
-        classifiers = [c.rsplit(" :: ", 1)[-1] for c in dist.metadata.get_all("Classifier") or []
+        classifiers = [c.rsplit(" :: ", 1)[-1] for c in meta.get_all("Classifier") or []
                        if c.startswith("License ::")]
-        text = " OR ".join(WORDS.get(c, c) for c in classifiers) or dist.metadata.get("License") or ""
+        text = " OR ".join(WORDS.get(c, c) for c in classifiers) or meta.get("License") or ""
         text = WORDS.get(text, text)
     return {part.strip("() ") for part in re.split(r"\s+OR\s+", text) if part.strip()}
 

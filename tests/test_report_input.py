@@ -11,7 +11,7 @@ import pytest
 
 from harness.cli import main
 
-BAD = {
+BAD: dict[str, str | bytes] = {
     "wrong-types": json.dumps({"scenario": "x", "layers": [{"outcome": "x", "expect": "y", "index": "z"}],
                                "cell": "q", "qemu": "v"}),
     "layer-not-mapping": json.dumps({"scenario": "y", "layers": [1, {"booted": True}], "passed": "maybe"}),

@@ -120,13 +120,14 @@ def test_a_path_too_long_for_the_sockets_is_refused_before_images_are_built(tmp_
     assert no_images == []
 
 
-def _hold(outdir: Path) -> subprocess.Popen:
+def _hold(outdir: Path) -> subprocess.Popen[str]:
     """Another process that holds the run folder's lock as a run does, until killed."""
     code = ("import sys, time\nfrom pathlib import Path\nfrom harness import runfolder\n"
             f"with runfolder.locked(Path({str(outdir)!r})):\n"
             "    print('held', flush=True)\n    time.sleep(60)\n")
     holder = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True,
                               stdin=subprocess.DEVNULL)
+    assert holder.stdout is not None                  # stdout=PIPE
     assert holder.stdout.readline().strip() == "held"
     return holder
 
