@@ -123,10 +123,11 @@ def _read_result(file: Path) -> dict:
 
 
 # The fields a report reads with their types (None and absent are fine everywhere).
-_TOP = {"id": str, "scenario": str, "description": str, "arch": str, "error": str, "artifacts": str,
-        "cell": dict, "cell_values": dict, "qemu": dict, "layers": list}
-_LAYER = {"outcome": dict, "expect": dict, "seed_file": dict, "fault": (str, dict), "kernel": str,
-          "kernel_version": str, "kernel_spec": str, "loader": str, "kexec_tools": str}
+Kinds = dict[str, type | tuple[type, ...]]
+_TOP: Kinds = {"id": str, "scenario": str, "description": str, "arch": str, "error": str, "artifacts": str,
+               "cell": dict, "cell_values": dict, "qemu": dict, "layers": list}
+_LAYER: Kinds = {"outcome": dict, "expect": dict, "seed_file": dict, "fault": (str, dict), "kernel": str,
+                 "kernel_version": str, "kernel_spec": str, "loader": str, "kexec_tools": str}
 
 
 def _shape_problem(data: dict) -> str:
