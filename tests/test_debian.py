@@ -17,6 +17,7 @@ import pytest
 
 from harness.images import debian
 from harness.images.cache import Cache
+from harness.images.kernel_builds import kernel_abi
 from harness.images.debian import (
     Apt, KernelSpec, compare_versions, kernel_modules, parse_kernel_spec,
     resolve_kernel, upstream_version, userland,
@@ -68,7 +69,7 @@ def test_parse_kernel_spec():
     ("linux-image-amd64", None),
 ])
 def test_kernel_package_names(name, abi):
-    m = debian._kernel_abi(name)
+    m = kernel_abi(name)
     assert (m["abi"] if m else None) == abi
 
 

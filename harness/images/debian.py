@@ -24,7 +24,6 @@ from harness.images import elfdeps, kernel_source, recipes
 from harness.images import kernel_builds
 from harness.images.kernel_builds import fetch as _fetch_kernel
 from harness.images.kernel_builds import abi_part
-from harness.images.kernel_builds import kernel_abi as _kernel_abi
 from harness.images.cache import Cache
 from harness.arch import DEFAULT
 from harness.arch import get as get_arch
