@@ -54,6 +54,7 @@ class Catcher:
             if not self.machine.running():
                 return self._missed(f"QEMU exited before the hand-over at {address:#x}")
             stream.poll(0)
+            console.refresh()       # a console flood ends the wait (a Fault)
             if b"@begin " in stream.buffer:
                 return self._missed(f"the layer reported without passing {address:#x} "
                                     f"({how}): the kernel was entered elsewhere")

@@ -19,7 +19,7 @@ from typing import Callable
 from harness.boot import gdb
 from harness.boot import qemu as qemu_control
 from harness.boot import ram as guest_ram
-from harness.boot.channel import OOM, AgentStream, Console, Fault, wait_block
+from harness.boot.channel import AgentStream, Console, Fault, wait_block
 from harness.boot.capture import Watch, not_caught
 from harness.images import qemu_builds
 from harness.images.cache import Cache
@@ -282,7 +282,8 @@ def _hand_over(machine, stream, console, f: LayerFacts, child_layer, *, start: f
     _step(f, "exec", start)
     machine.answer_agent("go")
     if f.loader_record.rc != 0:
-        full = OOM.search(console.since_mark()) or _FULL.search(f.loader_record.output)
+        console.refresh()
+        full = console.out_of_memory or _FULL.search(f.loader_record.output)
         kind = "out-of-memory" if full else "load-failed"
         raise Fault(kind, f"{f.loader_record.loader} of layer {next_index} failed in layer "
                           f"{f.index} (rc {f.loader_record.rc}): {_gist(f.loader_record.output)}")
