@@ -15,6 +15,7 @@ from typing import Callable
 from harness import runfolder
 from harness.boot.chain import (boot_chain, choose_accel, make_ram_file, qemu_args, remove_ram, save_facts,
                                 start_machine)
+from harness.boot.channel import INFRASTRUCTURE
 from harness.boot.qemu import check_socket_room
 from harness.checks.verdict import RunResult, judge
 from harness.errors import SeedchainError
@@ -68,10 +69,12 @@ def _run(scenario: Scenario, cache: Cache, outdir: Path, progress: Progress, sta
         ledger.record(cache.root, scenario.name, scenario.id, earlier)
     facts, version, machine_args = boot_once(scenario, images, build, accel, outdir, cache, retries, progress)
 
+    error = infrastructure_error(facts)
     result = judge(scenario, facts, qemu_version=version, qemu_binary=build.label, accel=accel,
-                   artifacts=str(outdir), seconds=time.monotonic() - started,
+                   artifacts=str(outdir), seconds=time.monotonic() - started, error=error,
                    qemu_args=machine_args, retries=retries, qemu_source=build.source)
-    ledger.record(cache.root, scenario.name, scenario.id, facts)
+    if error is None:                             # an unfinished run's seeds are not history
+        ledger.record(cache.root, scenario.name, scenario.id, facts)
     write_result(outdir, result)
     return result
 
@@ -109,6 +112,15 @@ def boot_once(scenario: Scenario, images: list[LayerImage], build: qemu_builds.Q
         save_facts(outdir, facts)
         remove_ram(outdir)                            # gone already, unless the watch never opened it
     return facts, version, machine.args
+
+
+def infrastructure_error(facts: list[LayerFacts]) -> str | None:
+    """The run's error when something outside the guest ended it (QEMU killed by a signal):
+    then there is no verdict, and `seedchain run` says it could not test (125)."""
+    for f in facts:
+        if f.fault in INFRASTRUCTURE:
+            return f"layer {f.index}: {f.fault}: {f.fault_detail}"
+    return None
 
 
 def read_seed_file(disk: esp.EspDisk | None) -> SeedFile | None:

@@ -90,6 +90,8 @@ class ScenarioItem(pytest.Item):
                                  ("accel", result.accel), ("seconds", f"{result.seconds:.1f}")]
         write_file(Path(result.artifacts) / "summary.txt", summary(result) + "\n")
         session.results.append(result.to_json())
+        if result.error:        # something outside the guest ended the run: no verdict
+            raise SeedchainError(result.error, where=scenario.id)
         if session.matrix:
             self._judge_cell(result)
         elif not result.passed:

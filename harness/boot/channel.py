@@ -3,7 +3,8 @@
 `wait_block` waits for one block from the agent (its report, its loader record) while it
 watches the console for a panic and QEMU for its exit; what goes wrong is a `Fault`,
 named for what was seen (panic, out-of-memory, reset, qemu-exit, hang, bad-report,
-console-flood, agent-flood). Both ears are bounded: the console is read from where the last
+console-flood, agent-flood), or for what ended QEMU from outside (qemu-killed: a signal,
+not the guest's doing). Both ears are bounded: the console is read from where the last
 read stopped, and only a tail of it is kept in memory; a layer that writes more than
 CONSOLE_LIMIT to its console (or a chain AGENT_LIMIT to the agent's channel) is stopped.
 """
@@ -20,6 +21,7 @@ from harness.facts.report import MAX_REPORT_BYTES, take_block
 from harness.private import open_file
 
 PANIC_GRACE = 5.0               # after "Kernel panic" on the console, QEMU should exit by then
+KILLED_GRACE = 1.0              # after QEMU died of a signal: time for our own interrupt to arrive
 CONSOLE_TAIL = 25
 CONSOLE_KEEP = 64 << 10         # bytes since the mark kept in memory: the tail, the panic's line
 CONSOLE_LIMIT = 4 << 20         # a layer's console is ~25 KiB; past this (since the mark) a flood
@@ -28,6 +30,7 @@ READ_CHUNK = 1 << 20
 OOM = re.compile(r"Out of memory|oom-kill:|Initramfs unpacking failed")
 PANIC = b"Kernel panic"
 _OVERLAP = 64                   # a marker split over two reads is still found
+INFRASTRUCTURE = ("qemu-killed",)   # fault kinds that are no guest's doing: the run is not judged
 _STARTS = (b"@begin ", b"@loader ")     # blocks whose first bytes' arrival is a step
 
 
@@ -239,6 +242,13 @@ def wait_block(machine: qemu_control.Machine, stream: AgentStream, console: Cons
 
 
 def _exit_fault(machine: qemu_control.Machine, console: Console, what: str) -> Fault:
+    killed = machine.killed_by()
+    if killed:
+        # A Ctrl-C reaches QEMU and this process alike; ours may come a moment later (the
+        # parent of a worker passes it on): then the run ends as interrupted, right here.
+        time.sleep(KILLED_GRACE)
+        return Fault("qemu-killed", f"QEMU was ended by {killed} before {what}: not the guest's "
+                                    "doing, so the run could not be finished")
     console.refresh()
     if console.panicked():
         reason = console.panic_line()

@@ -1,0 +1,141 @@
+"""A QEMU that something outside ended is read truly: no verdict on the guest.
+
+A QEMU killed by a signal is no verdict on the guest: the run could not be tested (125),
+and its result says so; when seedchain itself is interrupted too it is an interruption
+(130).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.boot import channel
+from harness.boot.qemu import Machine
+from harness.facts import ledger
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _scenario(tmp_path: Path, base: str, name: str, extra: str = "") -> Path:
+    text = (ROOT / "scenarios" / f"{base}.yaml").read_text()
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text.replace(f"name: {base}", f"name: {name}", 1) + extra)
+    return path
+
+
+def _processes_naming(text: str, kind: str = "") -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if text in cmdline and kind in cmdline and state != "Z":
+            found.append(int(proc.name))
+    return found
+
+
+def _default_signals() -> None:
+    """The run gets SIGINT and SIGTERM's default actions, whatever the test was started with."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def _start(command: list[str], seedchain) -> subprocess.Popen:
+    return subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_default_signals,
+                            env={**os.environ, "SEEDCHAIN_CACHE": str(seedchain.cache.root)})
+
+
+def _until_started(proc: subprocess.Popen) -> None:
+    for line in proc.stdout:
+        if "QEMU" in line and " started" in line:
+            return
+    pytest.fail(f"the run ended before QEMU started (exit status {proc.wait()}): {proc.stderr.read()}")
+
+
+def _qemu_of(folder: Path) -> int:
+    deadline = time.monotonic() + 10
+    while not (found := _processes_naming(str(folder), "qemu-system")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(found) == 1, found
+    return found[0]
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("how", ["qemu-term", "qemu-int-first"])
+def test_a_qemu_killed_from_outside_is_no_verdict(how, seedchain, tmp_path):
+    """kill -TERM of the QEMU process: not a guest that reset (exit 1, "bad" to bisect),
+    but a run that could not be tested (125), its result.json's error naming the signal.
+    A Ctrl-C that reaches QEMU a moment before seedchain: interrupted (130), no verdict."""
+    name = f"k-{how}"
+    scenario = _scenario(tmp_path, "qemu-only", name)
+    out = tmp_path / "out"
+    proc = _start([sys.executable, "-m", "harness.cli", "run", str(scenario), "--artifacts", str(out)], seedchain)
+    try:
+        _until_started(proc)
+        qemu = _qemu_of(out / name)
+        time.sleep(2.0)                 # the kernel boots (layer 1 takes some 8 s)
+        if how == "qemu-term":
+            os.kill(qemu, signal.SIGTERM)
+        else:
+            os.kill(qemu, signal.SIGINT)
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        ledger.clear(seedchain.cache.root, name)
+    outdir = out / name
+    assert "Traceback" not in stderr, stderr
+    assert _processes_naming(str(outdir)) == []
+    assert (outdir / "console.log").exists() and (outdir / "layer-1.json").exists()    # logs kept
+    layer = json.loads((outdir / "layer-1.json").read_text())
+    if how == "qemu-term":
+        assert proc.returncode == 125, stdout + stderr
+        result = json.loads((outdir / "result.json").read_text())
+        assert "signal 15 (SIGTERM) from pid" in result["error"], result["error"]
+        assert layer["fault"] == "qemu-killed"
+        assert "signal 15" in stdout and "no panic message" not in stdout
+    else:
+        assert proc.returncode == 130, stdout + stderr
+        assert "interrupted" in stderr
+        assert not (outdir / "result.json").exists()      # no verdict was written
+
+
+class _Dead:
+    """A Machine's exit as the fault reader sees it, without a QEMU."""
+
+    def __init__(self, tmp_path: Path, exit_code: int, said: str):
+        self.machine = Machine("qemu-system-x86_64", [], tmp_path)
+        self.machine.exit_code = exit_code
+        self.machine.qemu_log_path.write_text(said)
+
+
+@pytest.mark.parametrize("exit_code, said, killed", [
+    (0, "qemu-system-x86_64: terminating on signal 15 from pid 4242 (bash)\n", "signal 15 (SIGTERM) from pid 4242"),
+    (0, "qemu-system-x86_64: terminating on signal 2\n", "signal 2 (SIGINT)"),
+    (-9, "", "signal 9 (SIGKILL)"),
+    (0, "", None),
+    (1, "qemu-system-x86_64: some error\n", None),
+])
+def test_what_ended_qemu_is_read_from_its_status_and_its_last_words(exit_code, said, killed, tmp_path, monkeypatch):
+    monkeypatch.setattr(channel, "KILLED_GRACE", 0.0)
+    machine = _Dead(tmp_path, exit_code, said).machine
+    assert machine.killed_by() == killed
+    fault = channel._exit_fault(machine, channel.Console(tmp_path / "console.log"), "report from layer 1")
+    assert fault.kind == ("qemu-killed" if killed else "reset" if exit_code == 0 else "qemu-exit")
