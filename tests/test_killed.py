@@ -1,8 +1,9 @@
-"""A QEMU that something outside ended is read truly: no verdict on the guest.
+"""A QEMU that something outside ended, and a Ctrl-C at the RAM search: read truly.
 
 A QEMU killed by a signal is no verdict on the guest: the run could not be tested (125),
 and its result says so; when seedchain itself is interrupted too it is an interruption
-(130).
+(130). A Ctrl-C while the guest stands still for the RAM search is an interruption too,
+quiet, with QEMU gone and the logs kept.
 """
 
 from __future__ import annotations
@@ -115,6 +116,40 @@ def test_a_qemu_killed_from_outside_is_no_verdict(how, seedchain, tmp_path):
         assert proc.returncode == 130, stdout + stderr
         assert "interrupted" in stderr
         assert not (outdir / "result.json").exists()      # no verdict was written
+
+
+@pytest.mark.vm
+def test_ctrl_c_during_the_ram_search_is_a_quiet_interruption(seedchain, tmp_path):
+    """Ctrl-C (the terminal signals the whole process group: seedchain and QEMU) while the
+    guest stands still for the RAM search: exit 130, no traceback, QEMU gone, logs kept."""
+    name = "ctrl-c-ram-search"
+    scenario = _scenario(tmp_path, "kexec-file-2", name, "capture: {ram_search: true}\n")
+    out = tmp_path / "out"
+    code = f"""
+import os, signal, sys, time
+from harness.boot import ram
+def find(self, seeds):
+    os.killpg(0, signal.SIGINT)            # as a terminal's Ctrl-C, at this moment
+    time.sleep(30)
+ram.GuestRam.find = find
+from harness.cli import main
+sys.exit(main(["run", {str(scenario)!r}, "--artifacts", {str(out)!r}]))
+"""
+    proc = _start([sys.executable, "-c", code], seedchain)
+    try:
+        stdout, stderr = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        ledger.clear(seedchain.cache.root, name)
+    outdir = out / name
+    assert "Traceback" not in stderr and "internal error" not in stderr, stderr
+    assert proc.returncode == 130, stdout + stderr
+    assert "interrupted" in stderr
+    assert _processes_naming(str(outdir)) == []
+    assert (outdir / "console.log").stat().st_size > 0
+    assert (outdir / "layer-2.json").exists()
 
 
 class _Dead:
