@@ -14,8 +14,8 @@ Exit status of `run`, as `git bisect run` reads it:
   125  the build could not be tested (bisect: skip): QEMU did not start, a download
        failed, a kernel file is not a kernel or lacks what the harness needs, any other
        set-up or input error (the message says where and what to do), a QEMU ended
-       by a signal from outside (the result's "error" says so), and a crash of
-       seedchain itself;
+       by a signal from outside (the result's "error" says so), a full disk, and a
+       crash of seedchain itself;
   130  interrupted (Ctrl-C, SIGTERM); `git bisect run` stops there.
 A scenario file or an option that is wrong also gives 125, not 2: it is wrong the same
 way at every commit, so it says nothing about the commit under test, and 2 would make

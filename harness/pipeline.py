@@ -7,7 +7,9 @@ benchmarks all call `run`.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -39,6 +41,15 @@ def run(scenario: Scenario, *, cache: Cache, artifacts: Path,
         progress: Progress = lambda message: None) -> RunResult:
     """Run the scenario and judge it. Setup problems raise SeedchainError; guest faults
     are recorded per layer and become part of the verdict."""
+    try:
+        return _in_folder(scenario, cache, artifacts, progress)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise no_space(exc, [artifacts / scenario.slug, cache.root]) from None
+
+
+def _in_folder(scenario: Scenario, cache: Cache, artifacts: Path, progress: Progress) -> RunResult:
     with reporting(_sink(scenario, progress)):      # long steps deep in a stage report here
         started = time.monotonic()
         notes = check_scenario(scenario, cache)       # suites, QEMU, kernel files: before anything is built
@@ -109,8 +120,10 @@ def boot_once(scenario: Scenario, images: list[LayerImage], build: qemu_builds.Q
         facts[0].seed_file = read_seed_file(disk)     # QEMU has quit: the ESP is the host's again
         ledger.annotate(facts, ledger.runs(cache.root, scenario.name))
     finally:
-        save_facts(outdir, facts)
-        remove_ram(outdir)                            # gone already, unless the watch never opened it
+        try:
+            save_facts(outdir, facts)
+        finally:
+            remove_ram(outdir)                        # gone already, unless the watch never opened it
     return facts, version, machine.args
 
 
@@ -121,6 +134,27 @@ def infrastructure_error(facts: list[LayerFacts]) -> str | None:
         if f.fault in INFRASTRUCTURE:
             return f"layer {f.index}: {f.fault}: {f.fault_detail}"
     return None
+
+
+def no_space(exc: OSError, folders: list[Path]) -> SeedchainError:
+    """A full disk as one message naming the folder that is full (the error's file, or the
+    first of `folders` with under a MiB left), not a traceback."""
+    named = [Path(exc.filename).parent] if exc.filename else []
+    full = named + [f for f in folders if _free(f) < 1 << 20] + folders
+    folder = full[0]
+    return SeedchainError(f"no space left on the device holding {folder}",
+                          hint="free some space there (or choose another --artifacts folder or "
+                               "SEEDCHAIN_CACHE) and run again")
+
+
+def _free(folder: Path) -> int:
+    for place in (folder, *folder.parents):
+        try:
+            st = os.statvfs(place)
+        except OSError:
+            continue
+        return st.f_bavail * st.f_frsize
+    return 1 << 62
 
 
 def read_seed_file(disk: esp.EspDisk | None) -> SeedFile | None:

@@ -191,9 +191,11 @@ def boot_chain(scenario: Scenario, machine: qemu_control.Machine, facts: list[La
                 return
         machine.wait_exit(POWEROFF_TIMEOUT)
     finally:
-        stream.close()
-        if watch:
-            watch.close()
+        try:
+            stream.close()          # may raise (a full disk): the watch is closed all the same
+        finally:
+            if watch:
+                watch.close()
 
 
 def _step(f: LayerFacts, name: str, start: float, at: float | None = None) -> None:
