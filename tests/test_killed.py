@@ -20,6 +20,7 @@ import pytest
 
 from harness.boot import channel
 from harness.boot.qemu import Machine
+from harness.errors import QemuError
 from harness.facts import ledger
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -174,3 +175,31 @@ def test_what_ended_qemu_is_read_from_its_status_and_its_last_words(exit_code, s
     assert machine.killed_by() == killed
     fault = channel._exit_fault(machine, channel.Console(tmp_path / "console.log"), "report from layer 1")
     assert fault.kind == ("qemu-killed" if killed else "reset" if exit_code == 0 else "qemu-exit")
+
+
+def test_a_stub_command_cut_short_by_qemus_death_is_read_as_that_death(tmp_path, monkeypatch):
+    """QEMU killed while the host talks to its gdbstub (here: arming layer 1's hand-over):
+    the stub's complaint (the link closed) is read as the fault of QEMU's exit, which names
+    the signal, not as an error about the stub."""
+    from harness.boot import chain
+    from harness.facts.layer import LayerFacts
+    from harness.scenario.load import load_scenario
+
+    monkeypatch.setattr(channel, "KILLED_GRACE", 0.0, raising=False)
+    machine = _Dead(tmp_path, 0, "qemu-system-x86_64: terminating on signal 15 from pid 4242 (bash)\n").machine
+    machine.proc = None
+    monkeypatch.setattr(machine, "wait_exit", lambda timeout: 0)
+    monkeypatch.setattr(machine, "read_agent", lambda wait: b"", raising=False)
+
+    class Watch:
+        def first_hop(self, f):
+            raise QemuError("QEMU's gdbstub did not answer 'Z1,100000,1': the stub closed the connection")
+
+        def close(self):
+            pass
+    monkeypatch.setattr(chain, "_watch", lambda scenario, machine, outdir: Watch())
+    scenario = load_scenario(ROOT / "scenarios" / "kexec-file-2.yaml")
+    facts = [LayerFacts(index=layer.index, loader=layer.loader) for layer in scenario.layers]
+    chain.boot_chain(scenario, machine, facts, tmp_path, lambda message: None)
+    assert facts[0].fault == "qemu-killed" and "signal 15" in facts[0].fault_detail
+    assert facts[1].fault == "not-reached"

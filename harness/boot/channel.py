@@ -241,6 +241,14 @@ def wait_block(machine: qemu_control.Machine, stream: AgentStream, console: Cons
         stream.poll(0.2)
 
 
+def qemu_gone(machine: qemu_control.Machine, console: Console, what: str) -> Fault | None:
+    """The fault of QEMU's exit if it has exited (or does within a second): a command to
+    the stub or the monitor that failed because QEMU went away is read as that exit."""
+    if machine.wait_exit(1.0) is None:
+        return None
+    return _exit_fault(machine, console, what)
+
+
 def _exit_fault(machine: qemu_control.Machine, console: Console, what: str) -> Fault:
     killed = machine.killed_by()
     if killed:
