@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 
 from harness.errors import ImageError
 from harness.facts import ledger
+from harness.proc import signals_as_at_a_terminal
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,10 +41,6 @@ def _fill(folder: Path) -> None:
                 assert exc.errno == errno.ENOSPC
 
 
-def _default_signals() -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
-
 
 @pytest.mark.vm
 def test_a_full_artifacts_disk_is_one_message(seedchain, small_disk):
@@ -55,7 +51,7 @@ def test_a_full_artifacts_disk_is_one_message(seedchain, small_disk):
     scenario.write_text(text)
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(scenario), "--artifacts",
                              str(small_disk)], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=_default_signals,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=signals_as_at_a_terminal,
                             env={**os.environ, "SEEDCHAIN_CACHE": str(seedchain.cache.root)})
     try:
         for line in proc.stdout:

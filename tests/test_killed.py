@@ -22,6 +22,7 @@ from harness.boot import channel
 from harness.boot.qemu import Machine
 from harness.errors import QemuError
 from harness.facts import ledger
+from harness.proc import signals_as_at_a_terminal
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,16 +49,11 @@ def _processes_naming(text: str, kind: str = "") -> list[int]:
     return found
 
 
-def _default_signals() -> None:
-    """The run gets SIGINT and SIGTERM's default actions, whatever the test was started with."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
-
 
 def _start(command: list[str], seedchain) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=_default_signals,
+                            preexec_fn=signals_as_at_a_terminal,
                             env={**os.environ, "SEEDCHAIN_CACHE": str(seedchain.cache.root)})
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.proc import signals_as_at_a_terminal
+
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = "SEEDCHAIN_TEST_WORKERS"
 LIMIT = 2.0
@@ -34,10 +36,6 @@ def _marked(tag: str) -> dict[int, str]:
     return found
 
 
-def _default_signals() -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
-
 
 @pytest.mark.vm
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
@@ -52,7 +50,7 @@ def test_killing_the_controller_leaves_no_worker_and_no_qemu(sig, seedchain, tmp
         [sys.executable, "-m", "pytest", "-n", "2", str(folder), "--artifacts", str(tmp_path / "out"),
          "-p", "no:cacheprovider", "-q"],
         cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True, preexec_fn=_default_signals,
+        start_new_session=True, preexec_fn=signals_as_at_a_terminal,
         env={**os.environ, MARKER: tag, "SEEDCHAIN_CACHE": str(seedchain.cache.root)})
     try:
         deadline = time.monotonic() + 300
