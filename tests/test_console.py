@@ -100,6 +100,27 @@ def test_a_console_past_the_limit_is_a_flood(tmp_path):
     assert time.monotonic() - started < 5
 
 
+def test_the_agents_channel_is_bounded_too(tmp_path, monkeypatch):
+    """Complete blocks sent on and on (each taken, so the buffer's bound never trips) fill
+    agent.log without end: past the channel's limit the run stops with agent-flood."""
+    monkeypatch.setattr(channel, "AGENT_LIMIT", 10_000, raising=False)
+    block = b"@begin 1\n@end 1\n" + b"x" * 1000 + b"\n"
+
+    class Chatty(_Machine):
+        def read_agent(self, wait: float) -> bytes:
+            return block
+    stream = channel.AgentStream(Chatty(tmp_path / "console.log"), tmp_path / "agent.log")
+    try:
+        with pytest.raises(channel.Fault) as info:
+            for _ in range(100):
+                stream.poll(0)
+                stream.take(b"@begin ", b"@end 1")
+    finally:
+        stream.close()
+    assert info.value.kind == "agent-flood"
+    assert (tmp_path / "agent.log").stat().st_size <= 10_000
+
+
 @pytest.mark.vm
 def test_a_flooding_guest_is_stopped_and_named(seedchain, tmp_path):
     """Layer 1's init is busybox's `yes`: "y" lines on the console as fast as the serial port
