@@ -13,8 +13,9 @@ Exit status of `run`, as `git bisect run` reads it:
   1    an expectation broke (bisect: bad);
   125  the build could not be tested (bisect: skip): QEMU did not start, a download
        failed, a kernel file is not a kernel or lacks what the harness needs, any other
-       set-up or input error (the message says where and what to do), and a crash of
-       seedchain itself;
+       set-up or input error (the message says where and what to do), a QEMU ended
+       by a signal from outside (the result's "error" says so), a full disk, and a
+       crash of seedchain itself;
   130  interrupted (Ctrl-C, SIGTERM); `git bisect run` stops there.
 A scenario file or an option that is wrong also gives 125, not 2: it is wrong the same
 way at every commit, so it says nothing about the commit under test, and 2 would make
@@ -369,7 +370,7 @@ def _run(args) -> int:
 def _status(outcome: Outcome) -> int:
     if outcome.interrupted:
         return INTERRUPTED
-    if outcome.result is None:
+    if outcome.result is None or outcome.result.error:     # no verdict: something outside the guest failed
         return UNTESTED
     return PASSED if outcome.result.passed else FAILED
 
@@ -381,7 +382,8 @@ def exit_status(outcomes: list[Outcome]) -> int:
 
 def _verdict_word(outcome: Outcome) -> str:
     if outcome.result is not None:
-        return f"{'PASS' if outcome.result.passed else 'FAIL'} ({outcome.result.seconds:.1f} s)"
+        word = "ERROR" if outcome.result.error else "PASS" if outcome.result.passed else "FAIL"
+        return f"{word} ({outcome.result.seconds:.1f} s)"
     if outcome.interrupted:
         return "interrupted"
     return "could not be run (" + ("a bug in seedchain" if outcome.crash else "error") + ", see below)"

@@ -7,14 +7,17 @@ benchmarks all call `run`.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from harness import runfolder
 from harness.boot.chain import (boot_chain, choose_accel, make_ram_file, qemu_args, remove_ram, save_facts,
                                 start_machine)
+from harness.boot.channel import INFRASTRUCTURE
 from harness.boot.qemu import check_socket_room
 from harness.checks.verdict import RunResult, judge
 from harness.errors import SeedchainError
@@ -54,12 +57,23 @@ def run(scenario: Scenario, *, cache: Cache, artifacts: Path,
                     return _run(scenario, cache, outdir, progress, started, notes, swept)
                 except Exception as exc:                  # the folder is ours: its logs stay
                     recorded.append(outdir)
-                    _write_error(scenario, outdir, exc, time.monotonic() - started)
+                    _write_error(scenario, outdir, _told(exc, outdir, cache), time.monotonic() - started)
                     raise
     except Exception as exc:
+        failure = _told(exc, artifacts / scenario.slug, cache)
         if not recorded:
-            record_error(scenario, artifacts, exc, seconds=time.monotonic() - started)
+            record_error(scenario, artifacts, failure, seconds=time.monotonic() - started)
+        if failure is not exc:
+            raise failure from None
         raise
+
+
+def _told(exc: Exception, outdir: Path, cache: Cache) -> Exception:
+    """A full disk (ENOSPC) as one message that names the folders it could be; anything
+    else as it is."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return no_space(exc, [outdir, cache.root])
+    return exc
 
 
 def record_error(scenario: Scenario, artifacts: Path, exc: Exception, *, seconds: float = 0.0) -> None:
@@ -109,10 +123,12 @@ def _run(scenario: Scenario, cache: Cache, outdir: Path, progress: Progress, sta
         ledger.record(cache.root, scenario.name, scenario.id, earlier)
     facts, version, machine_args = boot_once(scenario, images, build, accel, outdir, cache, retries, progress)
 
+    error = infrastructure_error(facts)
     result = judge(scenario, facts, qemu_version=version, qemu_binary=build.label, accel=accel,
-                   artifacts=str(outdir), seconds=time.monotonic() - started,
+                   artifacts=str(outdir), seconds=time.monotonic() - started, error=error,
                    qemu_args=machine_args, retries=retries, qemu_source=build.source)
-    ledger.record(cache.root, scenario.name, scenario.id, facts)
+    if error is None:                             # an unfinished run's seeds are not history
+        ledger.record(cache.root, scenario.name, scenario.id, facts)
     write_result(outdir, result)
     return result
 
@@ -147,9 +163,41 @@ def boot_once(scenario: Scenario, images: list[LayerImage], build: qemu_builds.Q
         facts[0].seed_file = read_seed_file(disk)     # QEMU has quit: the ESP is the host's again
         ledger.annotate(facts, ledger.runs(cache.root, scenario.name))
     finally:
-        save_facts(outdir, facts)
-        remove_ram(outdir)                            # gone already, unless the watch never opened it
+        try:
+            save_facts(outdir, facts)
+        finally:
+            remove_ram(outdir)                        # gone already, unless the watch never opened it
     return facts, version, machine.args
+
+
+def infrastructure_error(facts: list[LayerFacts]) -> str | None:
+    """The run's error when something outside the guest ended it (QEMU killed by a signal):
+    then there is no verdict, and `seedchain run` says it could not test (125)."""
+    for f in facts:
+        if f.fault in INFRASTRUCTURE:
+            return f"layer {f.index}: {f.fault}: {f.fault_detail}"
+    return None
+
+
+def no_space(exc: OSError, folders: list[Path]) -> SeedchainError:
+    """A full disk as one message naming the folder that is full (the error's file, or the
+    first of `folders` with under a MiB left), not a traceback."""
+    named = [Path(exc.filename).parent] if exc.filename else []
+    full = named + [f for f in folders if _free(f) < 1 << 20] + folders
+    folder = full[0]
+    return SeedchainError(f"no space left on the device holding {folder}",
+                          hint="free some space there (or choose another --artifacts folder or "
+                               "SEEDCHAIN_CACHE) and run again")
+
+
+def _free(folder: Path) -> int:
+    for place in (folder, *folder.parents):
+        try:
+            st = os.statvfs(place)
+        except OSError:
+            continue
+        return st.f_bavail * st.f_frsize
+    return 1 << 62
 
 
 def read_seed_file(disk: esp.EspDisk | None) -> SeedFile | None:
@@ -210,7 +258,7 @@ def empty_facts(scenario: Scenario, images: list[LayerImage]) -> list[LayerFacts
                                            kernel_version=img.kernel.version, kernel_note=img.kernel.note,
                                            userland=img.userland.suite,
                                            kexec_tools_version=img.userland.kexec_tools_version))
-            for layer, img in zip(scenario.layers, images)]
+            for layer, img in zip(scenario.layers, images, strict=True)]
 
 
 def write_result(outdir: Path, result: RunResult) -> None:

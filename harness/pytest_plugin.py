@@ -18,7 +18,7 @@ from harness.private import write_file
 from harness.reports.terminal import summary
 from harness.pipeline import run
 from harness.matrix.expand import expand
-from harness.pytest_session import BrokenScenario, check_scenario_paths, is_scenario_file
+from harness.pytest_session import BrokenScenario, check_scenario_paths, is_scenario_file, scenario_running
 from harness.scenario.load import load_scenario
 
 
@@ -89,11 +89,14 @@ class ScenarioItem(pytest.Item):
         scenario = self.scenario.with_overrides(qemu_build=session.qemu, kernel=session.kernel,
                                                 layer_kernels=session.layer_kernels,
                                                 qemu_args=session.qemu_args)
-        result = run(scenario, cache=session.cache, artifacts=session.artifacts)
+        with scenario_running():
+            result = run(scenario, cache=session.cache, artifacts=session.artifacts)
         self.user_properties += [("artifacts", result.artifacts), ("qemu", result.qemu_version),
                                  ("accel", result.accel), ("seconds", f"{result.seconds:.1f}")]
         write_file(Path(result.artifacts) / "summary.txt", summary(result) + "\n")
         session.results.append(result.to_json())
+        if result.error:        # something outside the guest ended the run: no verdict
+            raise SeedchainError(result.error, where=scenario.id)
         if session.matrix:
             self._judge_cell(result)
         elif not result.passed:

@@ -13,6 +13,11 @@ itself or its folder, wherever it is.
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +25,7 @@ import pytest
 
 from harness import text
 from harness.errors import ScenarioError, SeedchainError
+from harness.proc import die_with_parent
 from harness.images import qemu_builds
 from harness.images.cache import Cache
 from harness.scenario.load import check_binaries, check_paths, discover, kernel_options
@@ -75,6 +81,10 @@ class SeedchainSession:
 def pytest_configure(config):
     # The scenario items' marker, known wherever pytest runs (pyproject.toml says it only here).
     config.addinivalue_line("markers", "vm: boots real kernels under QEMU (deselect with -m 'not vm')")
+    if hasattr(config, "workerinput"):
+        _die_with_controller()
+    else:       # the workers pytest-xdist starts from here know who their controller is
+        os.environ[CONTROLLER] = str(os.getpid())
     artifacts = config.getoption("--artifacts") or config.rootpath / "seedchain-results"
     try:
         kernel, layer_kernels = kernel_options(config.getoption("--kernel"))
@@ -96,6 +106,69 @@ def pytest_configure(config):
         qemu_args=tuple(config.getoption("--qemu-arg")),
         named={(base / arg.split("::", 1)[0]).resolve() for arg in config.args},
     )
+
+
+# --- a pytest-xdist worker goes with its controller ---------------------------------------
+
+CONTROLLER = "SEEDCHAIN_PYTEST_CONTROLLER"   # environment: the pid of the pytest that started the workers
+ORPHAN_GRACE = 1.5      # seconds a worker whose controller died has to quit its QEMU and save its facts
+WORKER_STOPPED = 130
+
+
+class _Worker:
+    running = False     # a scenario's run is under way here
+    stopped = False     # the controller is gone (or the worker got a SIGTERM): end
+    gone = threading.Event()
+
+
+def _watchdog() -> None:
+    """Waits in a thread of its own, started beforehand (a signal handler starting a thread
+    could wait for a lock the main thread holds): ORPHAN_GRACE after the stop, the end."""
+    _Worker.gone.wait()
+    time.sleep(ORPHAN_GRACE)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _die_with_controller() -> None:
+    """An xdist worker (an execnet process, started by the controller's main thread) gets a
+    SIGTERM when the controller dies, however it dies (PR_SET_PDEATHSIG). Left alone it
+    would go on until execnet notices the closed pipe: 8 to 10 s, its QEMU with it, and
+    then a warning from its session's end. Instead a run under way unwinds (QEMU quit,
+    facts saved) and the worker ends at once after it, or ORPHAN_GRACE seconds after the
+    signal whatever it was doing; its QEMU dies with it (PR_SET_PDEATHSIG again)."""
+    controller = os.environ.get(CONTROLLER, "")
+    if not controller.isdigit() or threading.current_thread() is not threading.main_thread():
+        return
+    threading.Thread(target=_watchdog, name="seedchain-orphan-watchdog", daemon=True).start()
+    signal.signal(signal.SIGTERM, _controller_gone)
+    die_with_parent(signal.SIGTERM)
+    if os.getppid() != int(controller):       # it died before the line above
+        _controller_gone(signal.SIGTERM, None)
+
+
+def _controller_gone(signum, frame) -> None:
+    if _Worker.stopped:
+        return
+    _Worker.stopped = True
+    _Worker.gone.set()
+    if not _Worker.running:
+        os._exit(WORKER_STOPPED)
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def scenario_running():
+    """Around a scenario's run in this process: a worker told to stop meanwhile ends as soon
+    as the run has unwound, not through pytest's session end (its controller is gone)."""
+    _Worker.running = True
+    try:
+        yield
+    except KeyboardInterrupt:
+        if _Worker.stopped:
+            os._exit(WORKER_STOPPED)
+        raise
+    finally:
+        _Worker.running = False
 
 
 def is_scenario_file(config, path: Path) -> bool:

@@ -41,7 +41,12 @@ class Catcher:
     def resume(self) -> None:
         """Let a stopped guest go on (nothing to do when it runs)."""
         if not self.stub.running:
-            self.stub.cont()
+            try:
+                self.stub.cont()
+            except Exception:  # the stub's own complaint; what matters is whether QEMU is there
+                if self.machine.wait_exit(1.0) is None:
+                    raise
+                # QEMU went (killed, or its stop reply said goodbye): the layer's wait reads why
 
     def wait(self, deadline: float, stream, console) -> SeedInFlight:
         """Wait for the armed hand-over; read the seed there, disarm and let the guest go.
@@ -54,6 +59,7 @@ class Catcher:
             if not self.machine.running():
                 return self._missed(f"QEMU exited before the hand-over at {address:#x}")
             stream.poll(0)
+            console.refresh()       # a console flood ends the wait (a Fault)
             if b"@begin " in stream.buffer:
                 return self._missed(f"the layer reported without passing {address:#x} "
                                     f"({how}): the kernel was entered elsewhere")
@@ -182,13 +188,16 @@ class Watch:
         from harness.facts.layer import RamCopy
         started = time.monotonic()
         self.catcher.stub.stop()
+        # Resumed only after a search that ended, found or failed: on an interrupt (a Ctrl-C
+        # reaches QEMU too, which then says goodbye on the stub) the guest is left stopped
+        # and nothing more is asked of the stub; the run unwinds and QEMU is quit.
         try:
             hits = self.ram.find([s.data for _, s in seeds])
         except (OSError, ValueError) as exc:
+            self.catcher.resume()
             f.ram_search_error = f"{type(exc).__name__}: {exc}"
             return
-        finally:
-            self.catcher.resume()
+        self.catcher.resume()
         entries = {s.address + self.arch.SEED_VALUE_OFFSET for _, s in seeds}
         f.ram_copies = [RamCopy(address=h.address, seed_layer=seeds[h.seed][0], offset=h.offset,
                                 length=h.length, context=h.context)

@@ -19,7 +19,7 @@ from typing import Callable
 from harness.boot import gdb
 from harness.boot import qemu as qemu_control
 from harness.boot import ram as guest_ram
-from harness.boot.channel import OOM, AgentStream, Console, Fault, wait_block
+from harness.boot.channel import AgentStream, Console, Fault, qemu_gone, wait_block
 from harness.boot.capture import Watch, not_caught
 from harness.images import qemu_builds
 from harness.images.cache import Cache
@@ -154,7 +154,6 @@ def boot_chain(scenario: Scenario, machine: qemu_control.Machine, facts: list[La
     watch = None
     if scenario.capture.seed_in_flight:
         watch = _watch(scenario, machine, outdir)
-        watch.first_hop(facts[0])
     else:
         for f in facts:
             f.seed_in_flight = not_caught("capture: {seed_in_flight: false} in the scenario")
@@ -165,6 +164,8 @@ def boot_chain(scenario: Scenario, machine: qemu_control.Machine, facts: list[La
             failed = i
             try:
                 deadline = start + layer.timeout
+                if watch and i == 0:
+                    watch.first_hop(f)
                 if watch:
                     watch.hand_over(f, deadline, stream, console)
                     if f.seed_in_flight is not None and f.seed_in_flight.stopped:
@@ -181,7 +182,12 @@ def boot_chain(scenario: Scenario, machine: qemu_control.Machine, facts: list[La
                     failed = i + 1
                     _hand_over(machine, stream, console, f, scenario.layers[i + 1],
                                watch=watch, child=facts[i + 1], start=start)
-            except Fault as fault:
+            except Exception as exc:
+                # A Fault, or the stub's or the monitor's complaint because QEMU went away
+                # (killed from outside): then the fault is QEMU's exit.
+                fault = exc if isinstance(exc, Fault) else qemu_gone(machine, console, f"layer {failed + 1}")
+                if fault is None:
+                    raise
                 facts[failed].fault, facts[failed].fault_detail = fault.kind, fault.detail
                 facts[failed].console_tail = console.tail()
                 f.seconds = f.seconds or time.monotonic() - start
@@ -191,9 +197,11 @@ def boot_chain(scenario: Scenario, machine: qemu_control.Machine, facts: list[La
                 return
         machine.wait_exit(POWEROFF_TIMEOUT)
     finally:
-        stream.close()
-        if watch:
-            watch.close()
+        try:
+            stream.close()          # may raise (a full disk): the watch is closed all the same
+        finally:
+            if watch:
+                watch.close()
 
 
 def _step(f: LayerFacts, name: str, start: float, at: float | None = None) -> None:
@@ -282,7 +290,8 @@ def _hand_over(machine, stream, console, f: LayerFacts, child_layer, *, start: f
     _step(f, "exec", start)
     machine.answer_agent("go")
     if f.loader_record.rc != 0:
-        full = OOM.search(console.since_mark()) or _FULL.search(f.loader_record.output)
+        console.refresh()
+        full = console.out_of_memory or _FULL.search(f.loader_record.output)
         kind = "out-of-memory" if full else "load-failed"
         raise Fault(kind, f"{f.loader_record.loader} of layer {next_index} failed in layer "
                           f"{f.index} (rc {f.loader_record.rc}): {_gist(f.loader_record.output)}")

@@ -14,6 +14,7 @@ import os
 import re
 import select
 import shlex
+import signal
 import socket
 import subprocess
 import time
@@ -27,6 +28,9 @@ from harness.proc import die_with_parent
 
 log = logging.getLogger(__name__)
 SOCKET_PATH_MAX = 107       # sockaddr_un's sun_path holds 108 bytes with its terminating NUL
+# What QEMU prints when a signal ends it (runstate.c, qemu_kill_report): the pid is
+# the sender's, left out when the kernel sent it (a terminal's Ctrl-C).
+_TERMINATED = re.compile(r"terminating on signal ([0-9]+)(?: from pid ([0-9]+))?")
 SOCKETS = ("qmp.sock", "agent.sock", "gdb.sock")      # the sockets QEMU has in a run's folder
 
 
@@ -155,6 +159,22 @@ class Machine:
             return True
         self.exit_code = self.proc.returncode
         return False
+
+    def killed_by(self) -> str | None:
+        """How a signal from outside ended QEMU ("signal 15 (SIGTERM) from pid 123"), from its
+        exit status or its own last words in qemu.log; None when no signal did."""
+        found = _TERMINATED.search(self.qemu_output()[-500:])
+        if found:
+            number, sender = int(found.group(1)), found.group(2)
+        elif self.exit_code is not None and self.exit_code < 0:
+            number, sender = -self.exit_code, None
+        else:
+            return None
+        try:
+            name = f" ({signal.Signals(number).name})"
+        except ValueError:
+            name = ""
+        return f"signal {number}{name}" + (f" from pid {sender}" if sender else "")
 
     def query_version(self) -> str:
         reply = self.qmp.cmd("query-version")

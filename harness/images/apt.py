@@ -51,10 +51,15 @@ class Package:
 
 # ---------------------------------------------------------------- subprocess
 
+_NO_SPACE = "No space left on device"       # strerror(ENOSPC), as apt-get and dpkg-deb say it
+
+
 def _run(argv: Sequence[str], *, what: str, hint: str, env: dict | None = None,
-         cwd: Path | None = None, meter: Meter | None = None, watch: Path | None = None) -> str:
+         cwd: Path | None = None, meter: Meter | None = None, watch: Path | None = None,
+         place: Path | None = None) -> str:
     """Run a tool; any failure becomes an ImageError carrying the tool's last words. With
-    a meter, the bytes under `watch` (a download's folder) are its progress meanwhile."""
+    a meter, the bytes under `watch` (a download's folder) are its progress meanwhile. A
+    full disk is said as such, naming `place` (where the tool writes), and not retried."""
     try:
         if meter is None:
             proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
@@ -64,6 +69,12 @@ def _run(argv: Sequence[str], *, what: str, hint: str, env: dict | None = None,
         package = {"dpkg-deb": "dpkg", "apt-get": "apt", "apt-cache": "apt"}.get(argv[0])
         raise ImageError(f"{argv[0]} was not found", where=argv[0],
                          hint=f"apt-get install {package}" if package else hint) from None
+    if proc.returncode != 0 and _NO_SPACE in f"{proc.stderr}{proc.stdout}":
+        folder = place or watch or cwd
+        raise ImageError(f"{what} failed: no space left on the device"
+                         + (f" holding {folder}" if folder else ""), where=str(folder or argv[0]),
+                         hint="free some space there (or set SEEDCHAIN_CACHE to a folder with room) "
+                              "and run again")
     if proc.returncode != 0:
         tail = "\n    ".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
         raise ImageError(f"{what} failed ({argv[0]} exit {proc.returncode}):\n    {tail}",
@@ -245,6 +256,7 @@ class Apt:
     def get(self, *args: str, what: str, cwd: Path | None = None, hint: str | None = None,
             meter: Meter | None = None, watch: Path | None = None) -> str:
         return _run(["apt-get", "-q", *args], env=self.env, cwd=cwd, what=what, meter=meter, watch=watch,
+                    place=cwd or self.dir,
                     hint=hint or (
             f"check the network and the mirror ({self.mirror}, {self.security}; "
             "set SEEDCHAIN_DEBIAN_MIRROR / SEEDCHAIN_DEBIAN_SECURITY to use another)"))

@@ -33,7 +33,7 @@ def table(result: RunResult) -> str:
 
 
 def summary(result: RunResult) -> str:
-    verdict = "PASS" if result.passed else "FAIL"
+    verdict = "ERROR (no verdict)" if result.error else "PASS" if result.passed else "FAIL"
     s = result.scenario
     head = (f"{s.name}: {verdict}  (QEMU {result.qemu_version or '?'}, {s.qemu.machine}, "
             f"cpu {s.qemu.cpu}, {result.accel or '?'}; {result.seconds:.1f} s)")
