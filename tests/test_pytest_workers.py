@@ -47,8 +47,8 @@ def test_killing_the_controller_leaves_no_worker_and_no_qemu(sig, seedchain, tmp
         (folder / f"{name}.yaml").write_text(base.replace("name: qemu-only", f"name: {name}"))
     tag = f"{os.getpid()}-{sig.name}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-n", "2", str(folder), "--artifacts", str(tmp_path / "out"),
-         "-p", "no:cacheprovider", "-q"],
+        [sys.executable, "-m", "pytest", "-p", "harness.pytest_session", "-n", "2", str(folder),
+         "--artifacts", str(tmp_path / "out"), "-p", "no:cacheprovider", "-q"],
         cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True, preexec_fn=signals_as_at_a_terminal,
         env={**os.environ, MARKER: tag, "SEEDCHAIN_CACHE": str(seedchain.cache.root)})

@@ -133,7 +133,8 @@ def test_run_refuses_a_binary_the_scenario_names_before_running_it(tmp_path):
 def test_pytest_refuses_a_binary_the_scenario_names(tmp_path):
     script, marker = payload(tmp_path)
     path = scenario(tmp_path, "  build: ./payload.sh\n")
-    proc = subprocess.run([sys.executable, "-m", "pytest", str(path), "-p", "no:cacheprovider", "-q",
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "harness.pytest_session", str(path),
+                           "-p", "no:cacheprovider", "-q",
                            "--seedchain-cache", str(tmp_path / "cache"), "--artifacts", str(tmp_path / "out")],
                           cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "SEEDCHAIN_OFFLINE": "1"})
