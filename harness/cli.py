@@ -1,4 +1,5 @@
-"""The command line: `seedchain run SCENARIO.yaml`, `check FILE...`, `list`, `report OUT RESULTS...`, `matrix NAME`, `ledger show|clear`.
+"""The command line: `seedchain run SCENARIO.yaml`, `check FILE...`, `list`, `report OUT RESULTS...`,
+`matrix NAME`, `ledger show|clear`.
 
 `report --kcidb OUT.json RESULTS...` writes the results as KCIDB data instead;
 `matrix NAME` lists a matrix's cells, `matrix NAME --github` its CI jobs as JSON.
@@ -168,8 +169,8 @@ def _main(argv: list[str]) -> int:
             found, errors = load_folder(args.folder)      # a bad file is named, the others listed
             for s in found:
                 print(f"{s.name:28} {_layers(s):8}  {text.one_line(' '.join(s.description.split()))}")
-            for exc in errors:
-                print(f"seedchain: error: {text.terminal(exc)}", file=sys.stderr)
+            for problem in errors:
+                print(f"seedchain: error: {text.terminal(problem)}", file=sys.stderr)
             return BAD_INPUT if errors else 0
         return _run(args)
     except SeedchainError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -106,7 +107,7 @@ class ScenarioItem(pytest.Item):
         """In a matrix a failure may be a known gap (xfail); a known gap that no longer
         shows is news and fails loudly; anything else fails."""
         from harness.matrix.known_gaps import classify, load_gaps
-        session = self.config.seedchain
+        session = cast(Any, self.config).seedchain        # set by pytest_session's configure
         if session.gaps is None:
             session.gaps = load_gaps(Path(self.path).parent / "known-gaps.yaml")
         verdict = classify(result.to_json(), session.gaps)

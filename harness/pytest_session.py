@@ -246,7 +246,7 @@ def pytest_terminal_summary(terminalreporter, config):
                         for reports in terminalreporter.stats.values() for report in reports)
     if session is not None and ran_scenarios:
         terminalreporter.write_line(f"seedchain artifacts (console logs, reports, result.json): {session.artifacts}")
-    for name, path in getattr(session, "report_files", {}).items():
+    for path in getattr(session, "report_files", {}).values():
         terminalreporter.write_line(f"seedchain matrix report: {path}")
 
 

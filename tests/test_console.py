@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import cast
 
 import pytest
 
-from harness.boot import channel
+from harness.boot import channel, qemu
 from harness.facts import ledger
 from harness.pipeline import run
 from harness.scenario.load import load_scenario
@@ -52,9 +53,10 @@ class _Counted:
 
 
 def _wait(tmp_path: Path, console: Path, timeout: float):
-    stream = channel.AgentStream(_Machine(console), tmp_path / "agent.log")
+    machine = cast(qemu.Machine, _Machine(console))      # the channel reads only what _Machine has
+    stream = channel.AgentStream(machine, tmp_path / "agent.log")
     try:
-        return channel.wait_block(_Machine(console), stream, channel.Console(console), b"@begin ",
+        return channel.wait_block(machine, stream, channel.Console(console), b"@begin ",
                                   b"@end 1", timeout, "report from layer 1")
     finally:
         stream.close()

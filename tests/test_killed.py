@@ -58,6 +58,7 @@ def _start(command: list[str], seedchain) -> subprocess.Popen:
 
 
 def _until_started(proc: subprocess.Popen) -> None:
+    assert proc.stdout is not None and proc.stderr is not None      # both PIPE
     for line in proc.stdout:
         if "QEMU" in line and " started" in line:
             return

@@ -14,7 +14,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from harness.boot import gdb
 from harness.boot import qemu as qemu_control
@@ -126,8 +126,8 @@ def qemu_args(scenario: Scenario, images: list[LayerImage], build: qemu_builds.Q
     layer 1's kernel, initramfs and command line (or, with a boot loader, the ESP disk
     that holds them)."""
     q = scenario.qemu
-    args = qemu_control.base_args(machine=q.machine, cpu=q.cpu, memory=q.memory, accel=accel, rng=q.rng, arch=scenario.arch,
-                                  firmware=q.firmware, workdir=outdir,
+    args = qemu_control.base_args(machine=q.machine, cpu=q.cpu, memory=q.memory, accel=accel, rng=q.rng,
+                                  arch=scenario.arch, firmware=q.firmware, workdir=outdir,
                                   vars_template=esp.vars_template if esp else None,
                                   boot_disk=esp.image if esp else None)
     if scenario.capture.seed_in_flight:
@@ -259,7 +259,7 @@ def _boot_layer(index: int, timeout: float, machine, stream, console, f: LayerFa
     caught = f.seed_in_flight
     if f.arch != DEFAULT and caught is not None and caught.stopped:
         f.dtb_after = read_dtb_after(machine, caught, f.arch)
-    elif caught is not None and caught.caught:
+    elif caught is not None and caught.caught and caught.address is not None:
         try:     # the cross-check: what became of the very entry that was handed over
             f.handed_entry_after = RamEntry.parse(
                 caught.address, machine.read_memory(caught.address, SETUP_HEADER_SIZE + SEED_SIZE))

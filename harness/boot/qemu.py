@@ -19,12 +19,16 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.arch import DEFAULT
 from harness.arch import get as get_arch
 from harness.errors import QemuError
 from harness.private import make_folder, open_file, write_file
 from harness.proc import die_with_parent
+
+if TYPE_CHECKING:       # imported where QEMU starts: its asyncio loop is not needed before
+    from harness.boot.qmp import Monitor
 
 log = logging.getLogger(__name__)
 SOCKET_PATH_MAX = 107       # sockaddr_un's sun_path holds 108 bytes with its terminating NUL
@@ -84,7 +88,7 @@ class Machine:
             "-mon", "chardev=qmp,mode=control",
         ]
         self.proc: subprocess.Popen | None = None
-        self.qmp = None
+        self.qmp: Monitor | None = None
         self._agent: socket.socket | None = None
         self._agent_listener: socket.socket | None = None
         self._buffer = b""
@@ -125,10 +129,10 @@ class Machine:
                 raise self._launch_error(f"QEMU did not connect to the agent socket in {timeout:.0f} s")
             try:
                 self._agent, _ = self._agent_listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
         try:
-            self.qmp.accept(timeout=max(1.0, deadline - time.monotonic()))
+            self.monitor.accept(timeout=max(1.0, deadline - time.monotonic()))
         except Exception as exc:  # qemu.qmp raises several kinds; all mean "no monitor"
             self._check_alive("while connecting QMP")
             raise self._launch_error(f"QMP did not come up: {exc}") from None
@@ -150,6 +154,13 @@ class Machine:
         if self.proc is not None and self.proc.poll() is not None:
             self.exit_code = self.proc.returncode
             raise self._launch_error(f"QEMU exited with status {self.exit_code} {when}")
+
+    @property
+    def monitor(self) -> Monitor:
+        """The QMP connection, once start() made it."""
+        if self.qmp is None:
+            raise QemuError("QEMU's monitor is not connected: the machine was not started", where="qemu")
+        return self.qmp
 
     # -- running -------------------------------------------------------------------------
     def running(self) -> bool:
@@ -177,7 +188,7 @@ class Machine:
         return f"signal {number}{name}" + (f" from pid {sender}" if sender else "")
 
     def query_version(self) -> str:
-        reply = self.qmp.cmd("query-version")
+        reply = self.monitor.cmd("query-version")
         q = reply["qemu"]
         package = reply.get("package", "").strip()
         return f"{q['major']}.{q['minor']}.{q['micro']}" + (f" ({package})" if package else "")
@@ -206,7 +217,7 @@ class Machine:
 
     def read_memory(self, address: int, size: int) -> bytes:
         """Guest-physical memory through the monitor's `xp` (works while the guest runs)."""
-        text = self.qmp.cmd("human-monitor-command", **{"command-line": f"xp /{size}xb {address:#x}"})
+        text = self.monitor.cmd("human-monitor-command", **{"command-line": f"xp /{size}xb {address:#x}"})
         data = bytearray()
         for line in str(text).splitlines():
             _, _, values = line.partition(":")
@@ -229,8 +240,8 @@ class Machine:
         """Quit gracefully over QMP, then terminate, then kill; always closes sockets."""
         if self.proc is not None and self.proc.poll() is None:
             try:
-                self.qmp.settimeout(2.0)
-                self.qmp.cmd("quit")
+                self.monitor.settimeout(2.0)
+                self.monitor.cmd("quit")
             except Exception:  # the monitor may be gone already; killing follows
                 pass
             if self.wait_exit(3.0) is None:
@@ -250,7 +261,7 @@ class Machine:
         for path in (self._qmp_path, self._agent_path):
             path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "Machine":
+    def __enter__(self) -> Machine:
         return self
 
     def __exit__(self, *exc) -> None:

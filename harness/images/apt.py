@@ -396,6 +396,7 @@ def _scan_deb(deb: Path, visit: Callable[[tarfile.TarFile, tarfile.TarInfo], boo
     finally:
         if stopped:
             proc.kill()  # found what we wanted: no need to decompress the rest
+        assert proc.stdout is not None and proc.stderr is not None      # both PIPE
         proc.stdout.close()
         stderr = proc.stderr.read().decode(errors="replace").strip()
         proc.wait()

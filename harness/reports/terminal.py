@@ -27,7 +27,7 @@ def table(result: RunResult) -> str:
         rows.append([str(f.index), kernel, f.loader,
                      *(cell(layer.observed[n], layer.expect[n]) for n in CHECKS)])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
