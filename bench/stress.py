@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         data["interrupts"]["summary"] = summary = stress_interrupt.summarize(data["interrupts"])
         write_json(json_path, data)
         print(stress_interrupt.report(data["interrupts"], summary) + "\n", flush=True)
-        failed |= summary["leftovers"] > 0
+        failed |= summary["leftovers"] > 0 or summary["false_verdicts"] > 0 or summary["tracebacks"] > 0
     if "fuzz" in sections:
         say(f"fuzz: {args.fuzz} examples per test")
         data["fuzz"] = fuzz(args.fuzz, env)

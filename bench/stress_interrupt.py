@@ -21,11 +21,16 @@ on the same folder and Cache.sweep): files a SIGKILLed process cannot remove are
 right after it; what the next run does not sweep is a leftover. Then anything still there
 is removed (processes killed) so the next run starts clean; in the image cache, which
 other users may share, only Cache.sweep removes anything.
+
+Beside the leftovers: tracebacks, hangs, and false verdicts: a run stopped before it finished
+that exits 1 (bisect's "bad", pytest's "failed") or leaves a result.json that says the guest
+failed without naming an error of its own. The process tree has TREE_GRACE (2 s) to go.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import random
 import shutil
@@ -52,7 +57,7 @@ FILE_KINDS = ("ram", "socket", "cache-temp", "tmp")
 KEPT_BY_DESIGN = "pytest-basetemp"
 MARKER = "SEEDCHAIN_STRESS_RUN"
 EXIT_GRACE = 60.0       # a stopped run unwinds (quits QEMU, saves its logs) within this
-TREE_GRACE = 10.0       # then its processes have this long to be gone
+TREE_GRACE = 2.0        # then its processes have this long to be gone
 
 
 def stress_scenario(base: Path, folder: Path) -> Path:
@@ -141,6 +146,15 @@ def measure_span(target: str, scenario: Path, folder: Path, env: dict) -> float:
     return seconds
 
 
+def _failed_verdict(path: Path) -> bool:
+    """A result.json that says the guest failed (passed false, no error of its own)."""
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(result, dict) and result.get("passed") is False and not result.get("error")
+
+
 def one_run(number: int, target: str, signame: str, delay: float, scenario, folder: Path,
             cache: Cache, env: dict) -> dict:
     tag = f"{os.getpid()}-{number}"
@@ -198,6 +212,9 @@ def _stop_and_count(proc, number, target, signame, delay, tag, artifacts, outdir
             pass
     left = files_left(outdir, tmpdir, cache.root, cache_before)
     qemu_started = (outdir / "qemu-cmdline.txt").exists()
+    # A run stopped before it finished must not pass judgement on the guest: exit 1 (bisect's
+    # "bad", pytest's "failed") or a result that says "failed" without an error is a false verdict.
+    false_verdict = not finished_first and (proc.returncode == 1 or _failed_verdict(outdir / "result.json"))
     # What the next run does before it starts QEMU; a run that started none left no folder.
     if outdir.exists():
         pipeline.prepare_artifacts(scenario, artifacts)
@@ -212,6 +229,7 @@ def _stop_and_count(proc, number, target, signame, delay, tag, artifacts, outdir
     return {"run": number, "target": target, "signal": signame, "delay": round(delay, 2),
             "finished_before_signal": finished_first, "exit_status": proc.returncode,
             "seconds_to_exit": round(exited, 2), "qemu_started": qemu_started, "hung": hung, "traceback": traceback,
+            "false_verdict": false_verdict,
             "processes": processes, "files": {k: len(v) for k, v in left.items()},
             "files_after_sweep": {k: len(v) for k, v in after.items()}, KEPT_BY_DESIGN: basetemps,
             "names": {k: [str(p) for p in v] for k, v in after.items() if v}}
@@ -263,17 +281,21 @@ def summarize(data: dict) -> dict:
                 KEPT_BY_DESIGN: sum(r[KEPT_BY_DESIGN] for r in mine),
                 "exit_statuses": {str(e): sum(r["exit_status"] == e for r in mine)
                                   for e in sorted({r["exit_status"] for r in mine})},
-                "hung": sum(r["hung"] for r in mine), "traceback": sum(r["traceback"] for r in mine)}
+                "hung": sum(r["hung"] for r in mine), "traceback": sum(r["traceback"] for r in mine),
+                "false verdicts": sum(r.get("false_verdict", False) for r in mine)}
     leftovers = sum(c[k] for c in cells.values() for k in PROCESS_KINDS) + sum(
         c[f"{k} after sweep"] for c in cells.values() for k in FILE_KINDS)
-    return {"cells": cells, "runs": len(runs), "leftovers": leftovers}
+    return {"cells": cells, "runs": len(runs), "leftovers": leftovers,
+            "false_verdicts": sum(c["false verdicts"] for c in cells.values()),
+            "tracebacks": sum(c["traceback"] for c in cells.values())}
 
 
 def report(data: dict, summary: dict) -> str:
     heads = ["target signal", "runs", "stopped", *PROCESS_KINDS, *FILE_KINDS, KEPT_BY_DESIGN, "hung", "traceback",
-             "exit statuses (runs)"]
+             "false verdicts", "exit statuses (runs)"]
     rows = [[name, c["runs"], c["interrupted"], *(c[k] for k in PROCESS_KINDS),
              *(f"{c[k]}>{c[k + ' after sweep']}" for k in FILE_KINDS), c[KEPT_BY_DESIGN], c["hung"], c["traceback"],
+             c["false verdicts"],
              " ".join(f"{e}({n})" for e, n in c["exit_statuses"].items()) or "-"]
             for name, c in summary["cells"].items()]
     spans = ", ".join(f"{t} {s:.1f} s" for t, s in data["spans"].items())
