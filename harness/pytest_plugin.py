@@ -15,6 +15,7 @@ import pytest
 
 from harness import text
 from .errors import SeedchainError
+from harness.paths import SCENARIOS
 from harness.private import write_file
 from harness.reports.terminal import summary
 from harness.pipeline import run
@@ -109,7 +110,7 @@ class ScenarioItem(pytest.Item):
         from harness.matrix.known_gaps import classify, load_gaps
         session = cast(Any, self.config).seedchain        # set by pytest_session's configure
         if session.gaps is None:
-            session.gaps = load_gaps(Path(self.path).parent / "known-gaps.yaml")
+            session.gaps = load_gaps(known_gaps_file([Path(self.path).parent]))
         verdict = classify(result.to_json(), session.gaps)
         write_file(Path(result.artifacts) / "classification.json", json.dumps(verdict.to_json(), indent=2) + "\n")
         self.user_properties.append(("matrix_status", verdict.status))
@@ -142,7 +143,21 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = pytest.ExitCode.INTERRUPTED
         sys.stderr.write("seedchain: interrupted while the session was finishing\n")
         return
-    _write_matrix_report(session)
+    try:
+        _write_matrix_report(session)
+    except SeedchainError as exc:      # the cells stand; the report over them could not be made
+        sys.stderr.write(f"seedchain: error: the matrix report was not written: {text.terminal(exc)}\n")
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def known_gaps_file(folders: list[Path]) -> Path:
+    """The known gaps of a matrix: known-gaps.yaml beside its matrix.yaml, else the ones
+    seedchain ships (a matrix folder of one's own may keep none)."""
+    for folder in folders:
+        if (folder / "known-gaps.yaml").is_file():
+            return folder / "known-gaps.yaml"
+    return SCENARIOS / "known-gaps.yaml"
 
 
 def _write_matrix_report(session) -> None:
@@ -156,8 +171,10 @@ def _write_matrix_report(session) -> None:
     artifacts = config.seedchain.artifacts
     if not artifacts.exists():
         return
-    folder = Path(config.rootpath) / "scenarios"
-    gaps = load_gaps(folder / "known-gaps.yaml")
+    given = [Path(arg.split("::")[0]) for arg in config.args]
+    folders = [*config.seedchain.matrix_cells, *(p if p.is_dir() else p.parent for p in given),
+               Path(config.rootpath) / "scenarios"]
+    gaps = load_gaps(known_gaps_file(folders))
     report = write_report(merge([artifacts]), gaps, artifacts / "matrix")
     config.seedchain.report_files = report.files
 

@@ -102,3 +102,23 @@ def test_cells_that_cannot_be_set_up_are_errors_in_every_report(tmp_path):
     assert set(missed) == set(reasons)
     assert all("could not run" in t["comment"] for t in missed.values())
     assert not [t for t in tests if t["status"] in ("PASS", "FAIL")]
+
+
+def test_a_matrix_folder_of_ones_own_without_known_gaps_gets_its_report(tmp_path):
+    """A matrix folder outside any checkout, with no known-gaps.yaml of its own: the cells
+    are judged and reported against the gaps seedchain ships (the report's writer looked for
+    <rootdir>/scenarios/known-gaps.yaml and ended the session in a traceback)."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    shutil.copy(ROOT / "scenarios" / "schema.json", folder)
+    (folder / "one.yaml").write_text(SCENARIO.format(kernel="./no-such-bzImage"))
+    (folder / "matrix.yaml").write_text("matrices:\n  m:\n    description: d\n    groups:\n"
+                                        "      - scenarios: [one]\n        axes:\n          machine: [q35, pc]\n")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "harness.pytest_session", "-p", "no:cacheprovider",
+                           "-q", "--matrix", "m", "--artifacts", str(out), str(folder)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    report = json.loads((out / "matrix" / "matrix.json").read_text())
+    assert len(report["cells"]) == 2 and {c["status"] for c in report["cells"]} == {"error"}
