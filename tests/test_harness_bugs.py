@@ -112,7 +112,7 @@ def test_a_bug_during_a_real_run_exits_125_with_its_traceback_kept(tmp_path, mon
     """A real boot of qemu-only whose setup_data reader has a bug: no verdict, exit 125,
     result.json carries the error, error.log the traceback, and QEMU is gone."""
     previous = signal.getsignal(signal.SIGTERM)          # cli.main installs its own
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)   # as at a terminal
 
     def broken(machine, head, arch=None):
         raise RuntimeError("a bug in the setup_data reader")
@@ -122,6 +122,7 @@ def test_a_bug_during_a_real_run_exits_125_with_its_traceback_kept(tmp_path, mon
         status = cli.main(["run", str(ROOT / "scenarios" / "qemu-only.yaml"), "--artifacts", str(out)])
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     err = capsys.readouterr().err
     assert status == 125, err
     assert "seedchain: internal error" in err and "RuntimeError: a bug in the setup_data reader" in err
