@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import time
+import traceback
 from pathlib import Path
 from collections.abc import Callable
 
@@ -34,6 +35,7 @@ from harness.scenario.model import Scenario
 Progress = Callable[[str], None]
 MAX_INFRA_ATTEMPTS = 3
 RETRY_PAUSE = 2.0
+ERROR_LOG = "error.log"     # a bug's traceback, in the run folder
 
 
 
@@ -97,12 +99,24 @@ def _write_error(scenario: Scenario, outdir: Path, exc: Exception, seconds: floa
         reason = f"could not run: {exc}"
     else:
         reason = f"could not run: a bug in seedchain: {type(exc).__name__}: {exc}"
+        _keep_traceback(outdir, exc)
     result = RunResult(scenario=scenario, layers=[], error=reason, artifacts=str(outdir),
                        seconds=seconds, qemu_binary=scenario.qemu.build)
     try:
         write_result(outdir, result)
     except (OSError, SeedchainError):
         pass
+
+
+def _keep_traceback(outdir: Path, exc: Exception) -> None:
+    """A bug's traceback in the run folder's error.log, beside the logs of the boot it
+    cut short; the exception is told where (the CLI prints its notes with it)."""
+    path = outdir / ERROR_LOG
+    try:
+        write_file(path, "".join(traceback.format_exception(exc)))
+    except (OSError, SeedchainError):
+        return
+    exc.add_note(f"seedchain: the traceback is kept in {path}")
 
 
 def _run(scenario: Scenario, cache: Cache, outdir: Path, progress: Progress, started: float,

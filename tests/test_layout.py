@@ -132,3 +132,107 @@ def test_no_stage_names_an_architecture(stage):
 def test_the_architecture_name_check_can_fail():
     assert _arch_names('if f.arch != "x86_64":\n    pass\nx = a == DEFAULT\nfrom harness.arch.x86_64 import X')
     assert not _arch_names('if carrier(f.arch) == "device_tree":')
+
+
+# ---------------------------------------------------------------- no import circles
+
+def _module_names(root: Path, top: str) -> dict[str, Path]:
+    """Every module under `root` (the package `top`), by dotted name."""
+    found = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = [top, *path.relative_to(root).with_suffix("").parts]
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def _import_graph(root: Path, top: str) -> dict[str, set[str]]:
+    """Module -> the modules it imports, at the top or inside a function alike: `from P
+    import m` counts as importing P.m when that is a module, else P."""
+    modules = _module_names(root, top)
+
+    def module_of(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    kept = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(kept + ([node.module] if node.module else []))
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+            else:
+                continue
+            edges |= {m for t in targets if (m := module_of(t)) and m != name}
+        graph[name] = edges
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles: each group of modules that import each other (Tarjan's strongly
+    connected components of more than one module), sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(groups)
+
+
+def test_no_import_circles_among_harness_modules():
+    circles = _circles(_import_graph(HARNESS, "harness"))
+    assert not circles, "modules that import each other (directly or round a circle): " + "; ".join(
+        " <-> ".join(group) for group in circles)
+
+
+def test_the_circle_check_can_fail(tmp_path):
+    """A circle closed by an import inside a function, and one through a relative import."""
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from pkg.sub import b\n")
+    (pkg / "sub" / "b.py").write_text("def late():\n    from pkg import a\n    return a\n")
+    (pkg / "sub" / "c.py").write_text("from . import d\n")
+    (pkg / "sub" / "d.py").write_text("import pkg.sub.c\nfrom pkg import a\n")
+    graph = _import_graph(pkg, "pkg")
+    assert graph["pkg.a"] == {"pkg.sub.b"} and graph["pkg.sub.b"] == {"pkg.a"}
+    assert graph["pkg.sub.c"] == {"pkg.sub.d"}
+    assert _circles(graph) == [["pkg.a", "pkg.sub.b"], ["pkg.sub.c", "pkg.sub.d"]]
+    (pkg / "sub" / "b.py").write_text("def late():\n    return None\n")
+    (pkg / "sub" / "d.py").write_text("from pkg import a\n")
+    assert _circles(_import_graph(pkg, "pkg")) == []

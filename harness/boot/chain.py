@@ -16,8 +16,12 @@ import time
 from pathlib import Path
 from collections.abc import Callable
 
+from qemu.qmp import QMPError
+
+from harness.arch.fdt import DtbError
 from harness.boot import gdb
 from harness.boot import qemu as qemu_control
+from harness.boot.rsp import ProtocolError, Timeout
 from harness.boot import ram as guest_ram
 from harness.boot.channel import AgentStream, Console, Fault, qemu_gone, wait_block
 from harness.boot.capture import Watch, not_caught
@@ -30,6 +34,7 @@ from harness.images.esp import EspDisk
 from harness.images.initramfs import CHAIN_DISK_SERIAL, LayerImage
 from harness.private import write_file
 from harness.scenario.model import Scenario
+from harness.errors import QemuError
 from harness.facts.report import ReportError, parse_loader, parse_report
 
 Progress = Callable[[str], None]
@@ -37,6 +42,13 @@ LOADER_TIMEOUT = 120.0          # kexec -l of a large initramfs takes a few seco
 POWEROFF_TIMEOUT = 30.0
 _FULL = re.compile(r"No space left on device")   # the guest's RAM-backed root file system is full
 _COMPLAINT = re.compile(r"fail|error|cannot|can't|denied|not permitted|invalid|no such", re.I)
+# What reading the guest or talking to QEMU may answer: the monitor's and the stub's
+# complaints (QemuError, qemu.qmp's QMPError, a socket's OSError, the stub's framing and
+# timeout) and a device tree that does not parse. These are facts about the guest or
+# QEMU; anything else raised on the way is a bug of seedchain and goes up (exit 125).
+MACHINE_ERRORS: tuple[type[Exception], ...] = (QemuError, QMPError, OSError, ProtocolError, Timeout)
+GUEST_READ_ERRORS: tuple[type[Exception], ...] = (*MACHINE_ERRORS, DtbError)
+_FAULT_OR_GONE: tuple[type[Exception], ...] = (Fault, *MACHINE_ERRORS)
 
 
 def read_efi_seed(machine: qemu_control.Machine, address: int, arch: str = DEFAULT) -> EfiSeedRam:
@@ -60,7 +72,7 @@ def read_dtb_after(machine: qemu_control.Machine, caught, arch: str) -> DtbRam:
         chosen = dtb.chosen(blob)
     except dtb.DtbError as exc:
         return DtbRam(address=caught.boot_params, error=str(exc))
-    except Exception as exc:  # the monitor's answer is diagnostic data, not a reason to stop
+    except MACHINE_ERRORS as exc:  # the monitor's answer is diagnostic data, not a reason to stop
         return DtbRam(address=caught.boot_params, error=f"{type(exc).__name__}: {exc}")
     return DtbRam(address=caught.boot_params, size=len(blob), rng_seed=chosen.rng_seed is not None,
                   seed_bytes=bool(caught.data) and caught.data in blob,
@@ -182,9 +194,10 @@ def boot_chain(scenario: Scenario, machine: qemu_control.Machine, facts: list[La
                     failed = i + 1
                     _hand_over(machine, stream, console, f, scenario.layers[i + 1],
                                watch=watch, child=facts[i + 1], start=start)
-            except Exception as exc:
+            except _FAULT_OR_GONE as exc:
                 # A Fault, or the stub's or the monitor's complaint because QEMU went away
-                # (killed from outside): then the fault is QEMU's exit.
+                # (killed from outside): then the fault is QEMU's exit. Anything else is
+                # seedchain's own bug and goes up as it is.
                 fault = exc if isinstance(exc, Fault) else qemu_gone(machine, console, f"layer {failed + 1}")
                 if fault is None:
                     raise
@@ -249,12 +262,12 @@ def _boot_layer(index: int, timeout: float, machine, stream, console, f: LayerFa
     f.booted, f.report = True, report
     try:
         f.ram_entries = read_setup_data(machine, report.setup_data_head, f.arch)
-    except Exception as exc:  # the monitor's answer is diagnostic data, not a reason to stop
+    except GUEST_READ_ERRORS as exc:  # the monitor's answer is diagnostic data, not a reason to stop
         f.ram_error = f"{type(exc).__name__}: {exc}"
     if f.efi_rng_address is not None:
         try:
             f.efi_seed_ram = read_efi_seed(machine, f.efi_rng_address, f.arch)
-        except Exception as exc:  # as above
+        except GUEST_READ_ERRORS as exc:  # as above
             f.ram_error = (f"{f.ram_error}; " if f.ram_error else "") + f"EFI seed: {type(exc).__name__}: {exc}"
     caught = f.seed_in_flight
     if f.arch != DEFAULT and caught is not None and caught.stopped:
@@ -263,7 +276,7 @@ def _boot_layer(index: int, timeout: float, machine, stream, console, f: LayerFa
         try:     # the cross-check: what became of the very entry that was handed over
             f.handed_entry_after = RamEntry.parse(
                 caught.address, machine.read_memory(caught.address, SETUP_HEADER_SIZE + SEED_SIZE))
-        except Exception as exc:  # as above
+        except GUEST_READ_ERRORS as exc:  # as above
             f.ram_error = (f"{f.ram_error}; " if f.ram_error else "") + f"handed entry: {type(exc).__name__}: {exc}"
     if watch:
         watch.search_ram(f, facts)

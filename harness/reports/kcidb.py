@@ -67,7 +67,7 @@ import jsonschema
 from harness.private import write_file
 from harness.errors import SeedchainError
 from harness import text
-from harness.reports.matrix import RESULT_NAME, artifacts_dir, merge, unreadable
+from harness.reports.cells import RESULT_NAME, artifacts_dir, merge, unreadable
 from harness.scenario.model import CHECKS
 
 SCHEMA_VERSION = (5, 3)

@@ -23,8 +23,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from harness.matrix.classify import STATUSES
 from harness.matrix.gaps import Gap
 from harness.matrix.versions import upstream_version
-from harness.reports.matrix import (KERNEL_AXIS, QEMU_AXIS, STATE_MEANING, STATES,
-                                    STATUS_MEANING, count)
+from harness.reports.cells import KERNEL_AXIS, QEMU_AXIS, STATE_MEANING, STATES, STATUS_MEANING, count
 from harness.scenario.model import CHECKS
 from harness.text import code_span, markdown
 
