@@ -54,7 +54,7 @@ from .errors import SeedchainError
 from harness import text
 from harness.progress import TRANSIENT
 from harness.progress import Terminal as _Terminal
-from harness.reports.terminal import summary
+from harness.reports.terminal import colour_wanted, summary
 from harness.paths import SCENARIOS
 from harness.scenario.load import check_binaries, check_paths, kernel_options, load_folder, load_scenario
 
@@ -392,7 +392,7 @@ def _verdict_word(outcome: Outcome) -> str:
 
 def _print_outcome(outcome: Outcome) -> None:
     if outcome.result is not None:
-        print(summary(outcome.result) + "\n", flush=True)
+        print(summary(outcome.result, colour=colour_wanted(sys.stdout)) + "\n", flush=True)
     elif outcome.error:
         print(f"seedchain: error: {text.terminal(outcome.error)}", file=sys.stderr, flush=True)
     elif outcome.crash:

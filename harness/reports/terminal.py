@@ -1,12 +1,43 @@
-"""Render a RunResult for people: the verdict table of layers x checks."""
+"""Render a RunResult for people: the verdict table of layers x checks.
+
+The table fits 100 columns: a check that is n/a in every layer (not observed and not
+expected, e.g. lingering when RAM was not searched) has no column, and a line under
+the table names those checks; the checks' headers are short forms of their
+result.json keys, named in a legend line. On a terminal the cells are coloured (an
+expectation that held green, a broken one red, n/a dim), never when NO_COLOR is set
+(any value, https://no-color.org) or when the output is not a terminal.
+"""
 
 from __future__ import annotations
+
+import os
+import sys
+from typing import TextIO
 
 from harness.scenario.model import CHECKS
 from harness.checks.verdict import RunResult
 from harness.text import terminal
 
 _WORD = {True: "yes", False: "no", None: "n/a"}
+WIDTH = 100          # columns the table fits (recorded runs: tests/test_terminal_table.py)
+
+# Header of each check's column; the legend line under the table names the long form.
+SHORT = {"booted": "boot", "received": "recv", "fresh": "fresh", "zeroed_sysfs": "zsysfs",
+         "zeroed_ram": "zram", "credited": "cred", "exposed": "expos", "lingering": "linger",
+         "passed_on": "passon", "seed_file_refreshed": "sf_ref"}
+
+_GREEN, _RED, _DIM, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[2m", "\x1b[0m"
+
+
+def colour_wanted(out: TextIO | None = None) -> bool:
+    """Colour only on a terminal, and never with NO_COLOR set (to any value, even empty)."""
+    out = sys.stdout if out is None else out
+    if "NO_COLOR" in os.environ:
+        return False
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):      # no isatty, or closed
+        return False
 
 
 def cell(observed: bool | None, expected: bool | None) -> str:
@@ -17,33 +48,76 @@ def cell(observed: bool | None, expected: bool | None) -> str:
     return f"{text} ok" if observed == expected else f"{text} != {_WORD[expected]}"
 
 
-def table(result: RunResult) -> str:
-    """Layers down, checks across; each cell is observed vs expected."""
-    header = ["layer", "kernel", "loader", *CHECKS]
+def _paint(text: str, observed: bool | None, expected: bool | None) -> str:
+    if expected is not None:
+        return f"{_GREEN if observed == expected else _RED}{text}{_RESET}"
+    return f"{_DIM}{text}{_RESET}" if observed is None else text
+
+
+def shown(result: RunResult) -> tuple[list[str], list[str]]:
+    """(checks with a column, checks n/a in every layer)."""
+    applicable = [n for n in CHECKS if any(layer.observed[n] is not None or layer.expect[n] is not None
+                                           for layer in result.layers)]
+    return applicable, [n for n in CHECKS if n not in applicable]
+
+
+def table(result: RunResult, colour: bool = False) -> str:
+    """Layers down (# is the layer), checks across; each cell is observed vs expected; under
+    the table the legend of the short headers and the checks that apply to no layer."""
+    checks, absent = shown(result)
+    header = ["#", "kernel", "loader", *(SHORT[n] for n in checks)]
     rows = [header]
+    states: list[list[tuple[bool | None, bool | None] | None]] = []
     for layer in result.layers:
         f = layer.facts
-        kernel = f.field("kernel_release") or f.component.kernel_spec
-        rows.append([str(f.index), kernel, f.loader,
-                     *(cell(layer.observed[n], layer.expect[n]) for n in CHECKS)])
+        kernel = terminal(f.field("kernel_release") or f.component.kernel_spec)
+        rows.append([str(f.index), kernel, f.loader, *(cell(layer.observed[n], layer.expect[n]) for n in checks)])
+        states.append([None, None, None, *((layer.observed[n], layer.expect[n]) for n in checks)])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
+
+    def line(row: list[str], state=None) -> str:
+        out = []
+        for i, (value, width) in enumerate(zip(row, widths, strict=True)):
+            padded = value.ljust(width) if i < len(row) - 1 else value
+            if colour and state is not None and state[i] is not None:
+                padded = _paint(value, *state[i]) + padded[len(value):]
+            out.append(padded)
+        return " ".join(out[:3]) + "  " + " ".join(out[3:])     # identity | checks
+
+    lines = [line(header), line(["-" * w for w in widths])]
+    lines += [line(row, state) for row, state in zip(rows[1:], states, strict=True)]
+    legend = [f"{SHORT[n]}={n}" for n in checks if SHORT[n] != n]
+    if legend:
+        lines += _wrapped("columns: ", legend)
+    if absent:
+        lines += _wrapped("not applicable in any layer: ", absent)
+    return "\n".join(text.rstrip() for text in lines)
 
 
-def summary(result: RunResult) -> str:
+def _wrapped(head: str, words: list[str]) -> list[str]:
+    """head + words, comma-separated, in lines of at most WIDTH columns."""
+    lines = [head + words[0]]
+    for word in words[1:]:
+        if len(lines[-1]) + len(", " + word + ",") > WIDTH:     # room for its comma
+            lines[-1] += ","
+            lines.append("  " + word)
+        else:
+            lines[-1] += ", " + word
+    return lines
+
+
+def summary(result: RunResult, colour: bool = False) -> str:
     verdict = "ERROR (no verdict)" if result.error else "PASS" if result.passed else "FAIL"
     s = result.scenario
     head = (f"{s.name}: {verdict}  (QEMU {result.qemu_version or '?'}, {s.qemu.machine}, "
             f"cpu {s.qemu.cpu}, {result.accel or '?'}; {result.seconds:.1f} s)")
-    parts = [head, table(result)]
+    parts = [terminal(head), table(result, colour)]
     failures = result.failures()
     if failures:
-        parts.append("what broke:\n" + "\n".join(f"  {line}" for line in failures))
+        parts.append(terminal("what broke:\n" + "\n".join(f"  {line}" for line in failures)))
     for layer in result.layers:
         if layer.facts.fault and layer.facts.fault != "not-reached" and layer.facts.console_tail:
-            parts.append(f"last console lines of layer {layer.facts.index}:\n"
-                         + "\n".join(f"  | {line}" for line in layer.facts.console_tail[-12:]))
-    parts.append(f"artifacts: {result.artifacts}")
-    return terminal("\n".join(parts))     # guest strings (faults, versions) may hold escapes
+            parts.append(terminal(f"last console lines of layer {layer.facts.index}:\n"
+                                  + "\n".join(f"  | {line}" for line in layer.facts.console_tail[-12:])))
+    parts.append(terminal(f"artifacts: {result.artifacts}"))
+    return "\n".join(parts)     # guest strings (faults, versions, kernel releases) escaped above
