@@ -1,5 +1,5 @@
 """The command line: `seedchain run SCENARIO.yaml`, `check FILE...`, `list`, `report OUT RESULTS...`,
-`matrix NAME`, `ledger show|clear`.
+`matrix NAME`, `ledger show|clear`, `explain CHECK`.
 
 `report --kcidb OUT.json RESULTS...` writes the results as KCIDB data instead;
 `matrix NAME` lists a matrix's cells, `matrix NAME --github` its CI jobs as JSON.
@@ -26,7 +26,7 @@ bisecting). Of several scenarios the worst counts, in the order 0 < 125 < 1 < 13
 broken expectation makes the build bad even if another scenario could not be tested.
 Nothing but an interrupt exits 128 or more, which `git bisect run` takes as "abort".
 
-`check`, `list`, `matrix`, `ledger` and `report --kcidb` exit 0, or 2 on bad input or
+`check`, `list`, `matrix`, `ledger`, `explain` and `report --kcidb` exit 0, or 2 on bad input or
 set-up; `report --check` 1 on a failing cell.
 """
 
@@ -56,6 +56,8 @@ from harness.progress import TRANSIENT
 from harness.progress import Terminal as _Terminal
 from harness.reports.terminal import colour_wanted, summary
 from harness.paths import SCENARIOS
+from harness.explain import explain
+from harness.scenario.model import CHECKS
 from harness.scenario.load import check_binaries, check_paths, kernel_options, load_folder, load_scenario
 
 startup.loaded()
@@ -125,6 +127,10 @@ def _parser() -> argparse.ArgumentParser:
     led.add_argument("action", choices=("show", "clear"))
     led.add_argument("scenario", nargs="?", help="one scenario's entries (default: every scenario)")
     led.add_argument("--cache", type=Path, help="image cache (default: $SEEDCHAIN_CACHE or ~/.cache/seedchain)")
+    ex = sub.add_parser("explain", help="what a check reads, how it can fail, which shipped scenario "
+                                        "shows it failing (from docs/checks.md)")
+    ex.add_argument("check", help="a check, as named in the verdict table's legend and result.json: "
+                                  + ", ".join(CHECKS))
     ls = sub.add_parser("list", help="list the scenarios in a folder")
     ls.add_argument("folder", nargs="?", type=Path, default=SCENARIOS,
                     help="a folder of scenario files (default: the shipped examples, %(default)s)")
@@ -165,6 +171,9 @@ def _main(argv: list[str]) -> int:
             return print_matrix(args.name, args.file, github=args.github, axis=args.by)
         if args.command == "ledger":
             return _ledger(args)
+        if args.command == "explain":
+            print(text.terminal(explain(args.check)))
+            return 0
         if args.command == "list":
             found, errors = load_folder(args.folder)      # a bad file is named, the others listed
             for s in found:
