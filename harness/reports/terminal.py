@@ -106,12 +106,17 @@ def _wrapped(head: str, words: list[str]) -> list[str]:
     return lines
 
 
-def summary(result: RunResult, colour: bool = False) -> str:
+def verdict_line(result: RunResult) -> str:
+    """The scenario, its verdict, the QEMU and the wall time: the summary's first line and
+    all `seedchain run -q` prints of a result."""
     verdict = "ERROR (no verdict)" if result.error else "PASS" if result.passed else "FAIL"
     s = result.scenario
-    head = (f"{s.name}: {verdict}  (QEMU {result.qemu_version or '?'}, {s.qemu.machine}, "
-            f"cpu {s.qemu.cpu}, {result.accel or '?'}; {result.seconds:.1f} s)")
-    parts = [terminal(head), table(result, colour)]
+    return terminal(f"{s.name}: {verdict}  (QEMU {result.qemu_version or '?'}, {s.qemu.machine}, "
+                    f"cpu {s.qemu.cpu}, {result.accel or '?'}; {result.seconds:.1f} s)")
+
+
+def summary(result: RunResult, colour: bool = False) -> str:
+    parts = [verdict_line(result), table(result, colour)]
     failures = result.failures()
     if failures:
         parts.append(terminal("what broke:\n" + "\n".join(f"  {line}" for line in failures)))
