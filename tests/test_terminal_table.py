@@ -114,3 +114,18 @@ def test_no_colour_when_stdout_is_not_a_terminal(monkeypatch):
     printed = _printed(io.StringIO(), monkeypatch)
     assert "no != yes" in printed and "\x1b[" not in printed
     assert colour_wanted(io.StringIO()) is False
+
+
+def test_a_result_without_layers_has_a_header_and_no_column_of_checks():
+    from dataclasses import replace
+    result = replace(replayed("kexec-file-2"), layers=[], error="QEMU did not start")
+    text = summary(result)
+    assert "ERROR (no verdict)" in text and "QEMU did not start" in text
+    assert "not applicable" not in text and "columns:" not in text
+
+
+def test_guest_text_in_the_kernel_column_is_escaped():
+    result = replayed("kexec-file-2")
+    result.layers[1].facts.report.fields["kernel_release"] = "6.1\x1b]0;owned\x07"
+    text = table(result, colour=True)
+    assert "\x1b]" not in text and "6.1\\x1b]0;owned\\x07" in text

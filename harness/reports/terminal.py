@@ -89,7 +89,7 @@ def table(result: RunResult, colour: bool = False) -> str:
     legend = [f"{SHORT[n]}={n}" for n in checks if SHORT[n] != n]
     if legend:
         lines += _wrapped("columns: ", legend)
-    if absent:
+    if absent and result.layers:        # no layer at all (set-up failed): nothing to say of them
         lines += _wrapped("not applicable in any layer: ", absent)
     return "\n".join(text.rstrip() for text in lines)
 
