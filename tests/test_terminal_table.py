@@ -129,3 +129,34 @@ def test_guest_text_in_the_kernel_column_is_escaped():
     result.layers[1].facts.report.fields["kernel_release"] = "6.1\x1b]0;owned\x07"
     text = table(result, colour=True)
     assert "\x1b]" not in text and "6.1\\x1b]0;owned\\x07" in text
+
+
+def _every_expectation_inverted(name):
+    """A recorded run judged against the opposite of every value it observed: every
+    observed cell is a broken expectation ("yes != no"), the widest cells there are."""
+    result = replayed(name)
+    for layer in result.layers:
+        layer.expect.update({n: (not v) for n, v in layer.observed.items() if v is not None})
+    return result
+
+
+@pytest.mark.parametrize("name", names())
+def test_broken_expectations_turn_the_table_rather_than_widen_it(name):
+    result = _every_expectation_inverted(name)
+    text = table(result)
+    assert max(len(line) for line in text.splitlines()) <= WIDTH, name
+    if any(layer.observed[n] is not None for layer in result.layers for n in CHECKS):
+        assert " != " in text
+
+
+def test_the_turned_table_names_the_checks_in_full_and_keeps_the_failure_lines():
+    text = summary(_every_expectation_inverted("kexec-file-4"), colour=False)
+    lines = text.splitlines()
+    assert lines[1].split() == ["check", "layer", "1", "layer", "2", "layer", "3", "layer", "4"]
+    assert lines[3].startswith("kernel ") and lines[4].startswith("loader ")
+    assert lines[5].split()[:4] == ["booted", "yes", "!=", "no"]
+    assert "columns:" not in text and "not applicable in any layer: seed_file_refreshed" in text
+    assert "what broke:" in text and "booted expected no observed yes" in text
+    coloured = table(_every_expectation_inverted("kexec-file-4"), colour=True)
+    assert "\x1b[31myes != no\x1b[0m" in coloured
+    assert ESCAPE.sub("", coloured) == table(_every_expectation_inverted("kexec-file-4"))

@@ -61,37 +61,57 @@ def shown(result: RunResult) -> tuple[list[str], list[str]]:
     return applicable, [n for n in CHECKS if n not in applicable]
 
 
+State = tuple[bool | None, bool | None] | None      # (observed, expected) of a check's cell
+
+
 def table(result: RunResult, colour: bool = False) -> str:
     """Layers down (# is the layer), checks across; each cell is observed vs expected; under
-    the table the legend of the short headers and the checks that apply to no layer."""
+    the table the legend of the short headers and the checks that apply to no layer.
+
+    Where broken expectations ("no != yes") widen the columns past WIDTH, the table is
+    turned: checks down, by their full names, and a column per layer (at most 4 layers in
+    the shipped scenarios: its widest column is a kernel release, not a cell)."""
     checks, absent = shown(result)
+    identity = [[str(layer.facts.index), _kernel(layer), layer.facts.loader] for layer in result.layers]
     header = ["#", "kernel", "loader", *(SHORT[n] for n in checks)]
-    rows = [header]
-    states: list[list[tuple[bool | None, bool | None] | None]] = []
-    for layer in result.layers:
-        f = layer.facts
-        kernel = terminal(f.field("kernel_release") or f.component.kernel_spec)
-        rows.append([str(f.index), kernel, f.loader, *(cell(layer.observed[n], layer.expect[n]) for n in checks)])
-        states.append([None, None, None, *((layer.observed[n], layer.expect[n]) for n in checks)])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-
-    def line(row: list[str], state=None) -> str:
-        out = []
-        for i, (value, width) in enumerate(zip(row, widths, strict=True)):
-            padded = value.ljust(width) if i < len(row) - 1 else value
-            if colour and state is not None and state[i] is not None:
-                padded = _paint(value, *state[i]) + padded[len(value):]
-            out.append(padded)
-        return " ".join(out[:3]) + "  " + " ".join(out[3:])     # identity | checks
-
-    lines = [line(header), line(["-" * w for w in widths])]
-    lines += [line(row, state) for row, state in zip(rows[1:], states, strict=True)]
+    rows = [header] + [ident + [cell(layer.observed[n], layer.expect[n]) for n in checks]
+                       for ident, layer in zip(identity, result.layers, strict=True)]
+    states: list[list[State]] = [[None] * len(header)]
+    states += [[None, None, None, *((layer.observed[n], layer.expect[n]) for n in checks)] for layer in result.layers]
+    gaps = ["", " ", " "] + ["  " if i == 0 else " " for i in range(len(checks))]
     legend = [f"{SHORT[n]}={n}" for n in checks if SHORT[n] != n]
-    if legend:
-        lines += _wrapped("columns: ", legend)
+    below = _wrapped("columns: ", legend) if legend else []
+    if max(len(line) for line in _grid(rows, states, False, gaps) + below) > WIDTH:
+        rows = [["check", *(f"layer {ident[0]}" for ident in identity)],
+                ["kernel", *(ident[1] for ident in identity)], ["loader", *(ident[2] for ident in identity)]]
+        rows += [[n, *(cell(layer.observed[n], layer.expect[n]) for layer in result.layers)] for n in checks]
+        states = [[None] * len(rows[0])] * 3
+        states += [[None, *((layer.observed[n], layer.expect[n]) for layer in result.layers)] for n in checks]
+        gaps, below = ["  "] * len(rows[0]), []         # full names: no legend
+    lines = _grid(rows, states, colour, gaps) + below
     if absent and result.layers:        # no layer at all (set-up failed): nothing to say of them
         lines += _wrapped("not applicable in any layer: ", absent)
-    return "\n".join(text.rstrip() for text in lines)
+    return "\n".join(lines)
+
+
+def _kernel(layer) -> str:
+    f = layer.facts
+    return terminal(f.field("kernel_release") or f.component.kernel_spec)     # uname -r: guest text
+
+
+def _grid(rows: list[list[str]], states: list[list[State]], colour: bool, gaps: list[str]) -> list[str]:
+    """rows[0] the header, then a line of dashes, then the rows; gaps[i] is put before column i
+    (gaps[0] is not used); a cell with a state is coloured when colour is on."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    dashes = ["-" * w for w in widths]
+    lines = []
+    for row, state in zip([rows[0], dashes, *rows[1:]], [states[0], states[0], *states[1:]], strict=True):
+        out = ""
+        for i, (value, width) in enumerate(zip(row, widths, strict=True)):
+            shown_value = _paint(value, *state[i]) if colour and state[i] is not None else value
+            out += (gaps[i] if i else "") + shown_value + " " * (width - len(value))
+        lines.append(out.rstrip())
+    return lines
 
 
 def _wrapped(head: str, words: list[str]) -> list[str]:
