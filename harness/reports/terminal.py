@@ -108,7 +108,8 @@ def _grid(rows: list[list[str]], states: list[list[State]], colour: bool, gaps: 
     for row, state in zip([rows[0], dashes, *rows[1:]], [states[0], states[0], *states[1:]], strict=True):
         out = ""
         for i, (value, width) in enumerate(zip(row, widths, strict=True)):
-            shown_value = _paint(value, *state[i]) if colour and state[i] is not None else value
+            cell_state = state[i]
+            shown_value = _paint(value, *cell_state) if colour and cell_state is not None else value
             out += (gaps[i] if i else "") + shown_value + " " * (width - len(value))
         lines.append(out.rstrip())
     return lines
