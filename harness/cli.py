@@ -1,9 +1,10 @@
 """The command line: `seedchain run SCENARIO.yaml`, `check FILE...`, `list`, `report OUT RESULTS...`,
-`matrix NAME`, `ledger show|clear`.
+`matrix NAME`, `ledger show|clear`, `explain CHECK`.
 
 `report --kcidb OUT.json RESULTS...` writes the results as KCIDB data instead;
 `matrix NAME` lists a matrix's cells, `matrix NAME --github` its CI jobs as JSON.
-`run -j N` boots N scenarios at once, each in a process of its own; `run --kernel
+`run -q` prints one verdict line per scenario and the errors, `run -v` also the details
+the stages log; `run -j N` boots N scenarios at once, each in a process of its own; `run --kernel
 N=PATH` puts a kernel file in layer N only (repeatable), `--kernel PATH` in every layer.
 `check` makes the checks `run` makes before it fetches or builds anything (no network, nothing
 run); both refuse a scenario's kernel path out of its folder and the project unless given
@@ -26,7 +27,7 @@ bisecting). Of several scenarios the worst counts, in the order 0 < 125 < 1 < 13
 broken expectation makes the build bad even if another scenario could not be tested.
 Nothing but an interrupt exits 128 or more, which `git bisect run` takes as "abort".
 
-`check`, `list`, `matrix`, `ledger` and `report --kcidb` exit 0, or 2 on bad input or
+`check`, `list`, `matrix`, `ledger`, `explain` and `report --kcidb` exit 0, or 2 on bad input or
 set-up; `report --check` 1 on a failing cell.
 """
 
@@ -36,11 +37,13 @@ from harness import startup  # first: a Ctrl-C while the modules below load ends
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
 import tempfile
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness.checks.verdict import RunResult
@@ -52,10 +55,12 @@ from harness.matrix.github import MATRIX_FILE, print_matrix
 from .private import make_folder, write_file
 from .errors import SeedchainError
 from harness import text
-from harness.progress import TRANSIENT
+from harness.progress import TRANSIENT, say
 from harness.progress import Terminal as _Terminal
-from harness.reports.terminal import summary
+from harness.reports.terminal import colour_wanted, summary, verdict_line
 from harness.paths import SCENARIOS
+from harness.explain import explain
+from harness.scenario.model import CHECKS
 from harness.scenario.load import check_binaries, check_paths, kernel_options, load_folder, load_scenario
 
 startup.loaded()
@@ -107,6 +112,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--kernel", action="append", default=[], metavar="[N=]PATH",
                    help="a bzImage for layer N instead of the scenario's kernel, or without N=, "
                         "for every layer; repeat for several layers")
+    loud = r.add_mutually_exclusive_group()
+    loud.add_argument("-q", "--quiet", action="store_true",
+                      help="print only one verdict line per scenario, and errors (no progress, no table)")
+    loud.add_argument("-v", "--verbose", action="store_true",
+                      help="print more progress: the details seedchain otherwise keeps to itself "
+                           "(downloads, root file systems, kernels made ready)")
     r.add_argument("-j", "--jobs", type=_jobs, default=1, metavar="N",
                    help="boot N scenarios at once, each in a process of its own (default: 1)")
     c = sub.add_parser("check", help="validate scenario files without running them (no network): "
@@ -125,6 +136,10 @@ def _parser() -> argparse.ArgumentParser:
     led.add_argument("action", choices=("show", "clear"))
     led.add_argument("scenario", nargs="?", help="one scenario's entries (default: every scenario)")
     led.add_argument("--cache", type=Path, help="image cache (default: $SEEDCHAIN_CACHE or ~/.cache/seedchain)")
+    ex = sub.add_parser("explain", help="what a check reads, how it can fail, which shipped scenario "
+                                        "shows it failing (from docs/checks.md)")
+    ex.add_argument("check", help="a check, as named in the verdict table's legend and result.json: "
+                                  + ", ".join(CHECKS))
     ls = sub.add_parser("list", help="list the scenarios in a folder")
     ls.add_argument("folder", nargs="?", type=Path, default=SCENARIOS,
                     help="a folder of scenario files (default: the shipped examples, %(default)s)")
@@ -165,6 +180,9 @@ def _main(argv: list[str]) -> int:
             return print_matrix(args.name, args.file, github=args.github, axis=args.by)
         if args.command == "ledger":
             return _ledger(args)
+        if args.command == "explain":
+            print(text.terminal(explain(args.check)))
+            return 0
         if args.command == "list":
             found, errors = load_folder(args.folder)      # a bad file is named, the others listed
             for s in found:
@@ -330,6 +348,8 @@ def _run(args) -> int:
     terminal = _Terminal(sys.stdout)
 
     def progress(scenario, message: str) -> None:
+        if args.quiet:
+            return
         if message.startswith(TRANSIENT):
             if jobs == 1:     # an in-between update: over the last line on a terminal, else left out
                 terminal.update(f"  {message.removeprefix(TRANSIENT)}")
@@ -341,20 +361,21 @@ def _run(args) -> int:
     def done(index: int, outcome: Outcome) -> None:
         finished[index] = outcome
         if jobs == 1:
-            _print_outcome(outcome)
+            _print_outcome(outcome, args.quiet)
         else:
             progress(outcome.scenario, _verdict_word(outcome))
 
     try:
-        outcomes = run_all(scenarios, jobs=jobs, cache=Cache(args.cache), artifacts=args.artifacts.resolve(),
-                           progress=progress, done=done)
+        with _details(args.verbose):
+            outcomes = run_all(scenarios, jobs=jobs, cache=Cache(args.cache), artifacts=args.artifacts.resolve(),
+                               progress=progress, done=done)
     except KeyboardInterrupt:
         if jobs > 1:
-            _print_all([finished[i] for i in sorted(finished)])
+            _print_all([finished[i] for i in sorted(finished)], args.quiet)
         raise
     if jobs > 1:
-        _print_all(outcomes)
-    if len(outcomes) > 1:
+        _print_all(outcomes, args.quiet)
+    if len(outcomes) > 1 and not args.quiet:
         counts = [sum(1 for o in outcomes if _status(o) == status) for status in (PASSED, FAILED, UNTESTED)]
         print(f"{counts[0]} passed, {counts[1]} failed" + (f", {counts[2]} could not be run" if counts[2] else ""))
     if args.json and any(o.result for o in outcomes):
@@ -390,9 +411,40 @@ def _verdict_word(outcome: Outcome) -> str:
     return "could not be run (" + ("a bug in seedchain" if outcome.crash else "error") + ", see below)"
 
 
-def _print_outcome(outcome: Outcome) -> None:
-    if outcome.result is not None:
-        print(summary(outcome.result) + "\n", flush=True)
+class _Detail(logging.Handler):
+    """-v: the details the stages log (at INFO and DEBUG, else unseen) as progress lines,
+    through the running scenario's progress (a -j worker's go through its pipe)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            say(self.format(record))
+        except Exception:       # as logging does: a detail that cannot be shown stops nothing
+            self.handleError(record)
+
+
+@contextmanager
+def _details(verbose: bool):
+    if not verbose:
+        yield
+        return
+    logger = logging.getLogger("harness")
+    handler, level = _Detail(logging.DEBUG), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _print_outcome(outcome: Outcome, quiet: bool = False) -> None:
+    if outcome.result is not None and quiet:
+        print(verdict_line(outcome.result), flush=True)
+        if outcome.result.error:
+            print(f"seedchain: error: {text.terminal(outcome.result.error)}", file=sys.stderr, flush=True)
+    elif outcome.result is not None:
+        print(summary(outcome.result, colour=colour_wanted(sys.stdout)) + "\n", flush=True)
     elif outcome.error:
         print(f"seedchain: error: {text.terminal(outcome.error)}", file=sys.stderr, flush=True)
     elif outcome.crash:
@@ -401,11 +453,12 @@ def _print_outcome(outcome: Outcome) -> None:
         print(f"{outcome.scenario.id}: interrupted", file=sys.stderr, flush=True)
 
 
-def _print_all(outcomes: list[Outcome]) -> None:
+def _print_all(outcomes: list[Outcome], quiet: bool = False) -> None:
     """The verdict tables (and errors) at the end of a -j run, in the order given."""
-    print(flush=True)
+    if not quiet:
+        print(flush=True)
     for outcome in outcomes:
-        _print_outcome(outcome)
+        _print_outcome(outcome, quiet)
 
 
 if __name__ == "__main__":

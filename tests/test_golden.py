@@ -85,13 +85,21 @@ def _scenario(name: str, recorded: dict):
 
 
 def replay(name: str) -> dict:
-    """The result JSON of a recorded run, computed again from its recorded inputs.
+    """The result JSON of a recorded run, computed again from its recorded inputs
+    (replayed() below, as result.json holds it)."""
+    result = replayed(name).to_json()
+    result["file"] = json.loads((RUNS / name / "result.json").read_text())["file"]
+    return result
+
+
+def replayed(name: str):
+    """The RunResult of a recorded run, computed again from its recorded inputs.
 
     From agent.log: every report and loader record (through the real parser), and so
     whether a layer booted. From layer-N.json: what the host measured, not the guest
     said (the RAM reads and their errors, faults, the console tail, each layer's
     seconds, the components the images were built from). From result.json: judge's
-    run_info (RUN_INFO above) and the scenario's "file" (where it was at run time)."""
+    run_info (RUN_INFO above); replay() adds the scenario's "file" (where it was at run time)."""
     recorded = json.loads((RUNS / name / "result.json").read_text())
     files = sorted((RUNS / name).glob("layer-*.json"), key=lambda p: int(p.stem.split("-")[1]))
     saved = [LayerFacts.from_json(json.loads(p.read_text())) for p in files]
@@ -101,9 +109,7 @@ def replay(name: str) -> dict:
         report = reports[position] if position < len(reports) else None
         loader = loaders[position] if position < len(loaders) else None
         facts.append(replace(f, booted=report is not None, report=report, loader_record=loader))
-    result = judge(_scenario(name, recorded), facts, **_run_info(recorded)).to_json()
-    result["file"] = recorded["file"]
-    return result
+    return judge(_scenario(name, recorded), facts, **_run_info(recorded))
 
 
 def test_every_run_info_field_is_replayed():

@@ -25,7 +25,7 @@ def test_every_harness_package_goes_into_the_wheel():
     mapped into harness/): a new subpackage missing there would be missing from the wheel."""
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "harness").rglob("__init__.py")}
-    assert listed == found | {"harness._images", "harness._scenarios"}
+    assert listed == found | {"harness._images", "harness._scenarios", "harness._docs"}
 
 
 def _run(*args, cwd: Path, env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess:
