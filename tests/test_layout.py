@@ -38,6 +38,7 @@ ALLOWED = {
     "pipeline": BOTTOM | {"arch", "scenario", "images", "boot", "facts", "checks"},
     "jobs": BOTTOM | {"scenario", "images", "checks", "pipeline"},   # several runs, a process each
     "startup": set(),               # the command line's first moments, before its imports
+    "explain": BOTTOM | {"scenario"},   # `seedchain explain`: a check's section of docs/checks.md
     "private": set(), "runfolder": {"errors", "private"},
 }
 FRONT_DOORS = {"cli", "pytest_plugin", "pytest_session"}   # thin: may use every stage
