@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Run the benchmarks under a Python that has the harness's dependencies.
 
 `python bench/run.py` may start under an interpreter without qemu.qmp, PyYAML and

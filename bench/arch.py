@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Section 6: aarch64 layers against the same bare-chain baseline as x86.
 
 Each repeat boots, in turn: the bare x86 chain of section 1 (kexec-file-2's kernels

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The bare baseline: the harness's kernels and userland, no agent, no QMP, plain QEMU.
 
 Each layer's initramfs holds the same busybox and kexec-tools tree as the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Section 3: building a chain's images, warm and cold."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Section 5: what catching seeds in flight and searching RAM cost, per layer.
 
 The same scenario is run three ways, alternated within each repeat so that load

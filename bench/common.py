@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Shared bits of the benchmarks: the machine's state, statistics, tables, JSON output."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """What every benchmark section shares: the run's context, the scenarios, the kernel's own milestones."""
 
 from __future__ import annotations

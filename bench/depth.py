@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Section 6: how a chain's cost grows with its depth.
 
 Chains of 2, 4, 8 and 16 layers (16 is the schema's limit), each a copy of

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-only
 """Flake rate: run the default scenarios N times in a row; count verdicts that change.
 
     python bench/flake_rate.py [--runs N] [--tag default] [--only NAME,...] [--json OUT]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Sections 4 and 5: pytest -n 2 against -n 1, and candidate options against the defaults."""
 
 from __future__ import annotations

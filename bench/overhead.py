@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Sections 1 and 2: the harness against a bare QEMU + kexec chain, and each layer against its kernel's own time."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-only
 """seedchain benchmarks: ratios against baselines measured in the same run.
 
     python bench/run.py [--quick] [--repeat N] [--json OUT] [--parallel] [--only SECTIONS]

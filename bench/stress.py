@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-only
 """Stress: figures at scale that the default CI keeps only a bounded share of.
 
     python -m bench.stress [--interrupts N] [--fuzz N] [--flake-runs N] [--security-runs N]

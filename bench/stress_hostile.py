@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Stress, hostile section: scenario and matrix files written to make seedchain run code or
 touch host files, fed to `seedchain check`, `seedchain run` and pytest.
 

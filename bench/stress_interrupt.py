@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Stress, interrupt section: real runs stopped at random moments, and what each leaves.
 
 Each run is `seedchain run SCENARIO` or `pytest -n 2 SCENARIO`, started in a session of its

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Stress, security section: real runs while another local user races for what they guard.
 
 Each run is `seedchain run` of a copy of the scenario with the RAM search on (so its

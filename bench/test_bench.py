@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Unit tests of the benchmark's own logic: no QEMU, no network, no timings asserted.
 
     .venv/bin/pytest bench/ -p no:cacheprovider

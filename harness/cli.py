@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The command line: `seedchain run SCENARIO.yaml`, `check FILE...`, `list`, `report OUT RESULTS...`,
 `matrix NAME`, `ledger show|clear`, `explain CHECK`.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """One error type for everything a user can fix: it says where, what and what to do."""
 
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`seedchain explain CHECK`: what a check reads, how it can fail, and which shipped
 scenario's recorded run shows it failing.
 

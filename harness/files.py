@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Opening files a user (or a scenario, a matrix file, a result folder) names.
 
 Such a path may be anything: a FIFO or a terminal, whose open() or read() waits forever;

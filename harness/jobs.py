@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Several scenarios in one command (`seedchain run -j N`): each run in a process of its own.
 
 A run starts QEMU, which dies with the thread that started it (PR_SET_PDEATHSIG), and

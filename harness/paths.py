@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Where the project's own files are: what goes into or under a guest (the agent, the
 recipes), the shipped scenarios (their schemas, matrix.yaml, known-gaps.yaml), and
 docs/checks.md, which `seedchain explain` reads.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """One scenario through the whole pipeline: scenario -> images -> boot -> facts -> checks.
 
 `run` reads like the pipeline, a line a step; each step is a function of one stage's

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Files and folders only the invoking user can read: what holds seeds (results, facts,
 guest RAM, the ledger) is made with its mode set here, whatever the caller's umask.
 

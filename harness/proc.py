@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Process helpers shared by every stage that starts a long-lived child."""
 
 from __future__ import annotations

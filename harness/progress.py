@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Progress of long steps (downloads, root file systems, builds), for whoever watches.
 
 The pipeline says where messages go (`reporting`); the steps deep inside a stage call

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """pytest front door: every scenario file is one test item that runs the real chain.
 
 Which files are scenarios, the options and the session: harness.pytest_session. A file

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """pytest wiring: seedchain's options, the per-session state the scenario items use, and
 which files are scenarios. It brings harness.pytest_plugin (the scenario items) with it.
 

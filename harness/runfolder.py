@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A scenario's run folder, ARTIFACTS/<slug>: made by seedchain, marked as its own,
 private to the user (0700), and held by one run at a time.
 

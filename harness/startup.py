@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The command line's first moments: a Ctrl-C or SIGTERM while its modules still load.
 
 Until `loaded()`, either signal ends the process at once with one line and the status of

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Untrusted text made safe for where it is shown.
 
 Scenario descriptions, kernel paths, cell ids from result files and whatever a guest

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The one loader of the project's YAML files with line numbers (scenarios, matrix,
 known gaps, images/ recipes). Every problem is an `error` (ScenarioError unless the caller
 passes its own SeedchainError class) naming `file:line`, the key path (`layers[2].expect.seed`,

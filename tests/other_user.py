@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Another local user, for the tests of what seedchain keeps private: a forked child that
 drops to uid and gid 65534 (nobody) with no supplementary groups tries something, and
 says how it went.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Record real runs as fixtures: copy what `seedchain run --artifacts DIR` wrote for
 each scenario into tests/fixtures/runs/NAME/, with this machine's paths replaced
 (the cache root by CACHE, the artifacts folder by RESULTS, the checkout by nothing).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Record what the runner and QEMU's gdbstub say to each other in a real run, as a fixture
 for tests/test_rsp.py: every Stub call (its arguments and result) and, between them,
 every byte sent and every piece received on the socket (and every wait that timed out).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Access to runs recorded from real QEMU boots (tests/fixtures/runs/<scenario>/).
 
 Each folder holds what the runner wrote: agent.log (the raw report channel),

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Hypothesis strategies for the project's inputs, shared by the fuzz tests (test_fuzz.py):
 YAML documents near the scenario, matrix and known-gaps schemas (valid-ish and broken),
 text and byte streams, and guest reports.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """aarch64's kernels (harness/arch/aarch64.py): the arm64 Image header, its version banner,
 what keeps kexec from an Image, and qemu-system-aarch64 on PATH. Synthetic headers here; the
 real Debian bookworm 6.1 arm64 kernel in the network-marked test."""

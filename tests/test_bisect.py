@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`seedchain run` as a `git bisect run` command: 0 good, 1 bad, 125 cannot test, 130 interrupted.
 
 The unit tests map outcomes to exit statuses over results judged from recorded runs,

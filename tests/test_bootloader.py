@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A boot loader for layer 1: the scenario key, the recipe, the ESP image, the seed
 file's check and its digests in the ledger (no VM: the image is built and read back
 with the same tools the runner uses)."""

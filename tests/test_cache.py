@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The content-addressed cache: hits, locking across processes, broken entries, errors."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Seeds caught in flight: where the stop points come from, the fresh and lingering
 checks over recorded captures, the ledger, and the RAM search over a RAM file."""
 

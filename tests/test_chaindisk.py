@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The chain disk: each layer carries only its own payload; the next layer's kernel and
 initramfs are extents of one read-only disk per chain, named in layer.conf."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The checks over facts recorded from real boots, and the verdicts built from them."""
 
 import dataclasses

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """CI runs one cell of every (architecture, QEMU build) pair of the nightly matrix.
 
 The nightly matrix runs once a day, on its own; a QEMU build or architecture that

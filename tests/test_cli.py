@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The command line on bad input and broken set-ups: a clear message, no traceback; exit 125
 under `run` (git bisect run's "cannot test"), 2 under the other commands."""
 

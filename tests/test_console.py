@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The console QEMU writes is read a bounded way: only what is new, a bounded tail kept, and
 a guest that floods it is stopped and named (a fault of its own), not called silent."""
 

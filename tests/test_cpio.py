@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The newc writer: archives the real cpio(1) unpacks to the same tree, reproducibly."""
 
 import hashlib

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Kernels and userland from Debian packages.
 
 The tests marked `network` use the real mirror (and the default cache, so a second

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The device-tree path (arm64): DTB parsing, where the hand-overs are, and the checks in
 device-tree terms, over recorded real runs (tests/fixtures/runs/a64-*)."""
 

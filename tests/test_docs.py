@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The documentation's contracts: scenarios/result.schema.json describes result.json as
 harness/checks/verdict.py writes it, and the docs point only at what exists."""
 

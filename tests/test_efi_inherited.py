@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A kexec'd child's EFI seed table, judged by what it held at the child's entry: the
 recorded systemd-boot runs (the parent refreshed it), and the same facts with the bytes
 at the entry changed to zero, to the parent's, or left unread."""

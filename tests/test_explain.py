@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`seedchain explain CHECK`: docs/checks.md's section and table row for the check, the
 same text the reference shows; an unknown name is exit 2 with the list of checks."""
 

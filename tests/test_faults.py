@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Real guest faults: each is produced for real and must be reported promptly,
 naming the layer, the kind of fault and the last console lines."""
 

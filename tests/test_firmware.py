@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Firmware, machine types, entropy sources and the crash-kernel loader: the QEMU
 options, the images, the module closure, and the runner's crash hand-over."""
 

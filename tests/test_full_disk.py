@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A full disk is one message naming the folder and "no space left" (exit 125, QEMU gone),
 not an internal error's traceback, and a full disk during a download is not blamed on the
 network. Each test mounts a small tmpfs of its own (the tests run as root) and unmounts it."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Any input to the loaders and the report parser: a result, or the project's own error
 naming file:line (a report's line), never another exception and never a host file's bytes.
 The example count is tests/strategies.py's profile (SEEDCHAIN_FUZZ: ci or stress); each

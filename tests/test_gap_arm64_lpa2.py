@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Known gap arm64-6.12-kexec-load-oops-with-lpa2 over the recorded runs it rests on
 (tests/fixtures/matrix/arm64-6.12-kexec-load/, QEMU 10.0.13 -M virt, Debian's 6.12.118-1
 in both layers): layer 1 oopses in kexec_load on a CPU with FEAT_LPA2 (lpa2.json,

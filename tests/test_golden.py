@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Golden files: every recorded real run replayed through the whole pure pipeline.
 
 For each folder under tests/fixtures/runs/, the raw agent channel (agent.log) goes

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The capture on a real QEMU 7.2.0: stopped at layer 1's hand-over through the real
 gdbstub, the seed read there is in the guest's RAM file, and the RAM search finds it
 (so a search that finds nothing after a report means something)."""

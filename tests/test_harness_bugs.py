@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A bug of seedchain is seedchain's error, never a verdict about the guest: an unexpected
 exception raised while the chain reads the guest goes up (`seedchain run` exits 125, the
 traceback kept in the run folder's error.log), while what QEMU or the guest answers (the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Files a user, a scenario or a result folder names that are not what they claim: a FIFO,
 a device or a folder is refused at once (never waited on), a kernel file larger than any
 kernel is refused by its size before it is read, and a compressed payload that inflates to

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The images stage for another architecture: apt per Debian architecture, the ELF NEEDED
 closure (nothing executed), busybox's applets, build_chain and the QEMU builds by the
 scenario's arch. The network-marked tests fetch Debian's real arm64 packages."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Smaller input defects: one bad file in a folder neither hides the others from `list` nor
 stops `run DIR --tag` when the tag leaves it out; `check` says what `run` says of a kernel
 series a suite does not have (offline, from the cached package lists); an artifacts path

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Interrupting real runs at random moments leaves nothing behind and keeps the logs."""
 
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """harness/reports/summary.py, the workflows' job summary: the counts by status and what
 needs a look, from a matrix.json; every text of a result shown as text."""
 

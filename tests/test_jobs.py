@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`seedchain run -j N`: N scenarios at once, each in a process of its own; progress lines
 prefixed by the scenario, verdict tables at the end in the order given, the worst exit
 status; an interrupt stops every run, which unwinds and keeps its logs.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`seedchain report --kcidb`: recorded real results as KCIDB I/O data, validated with
 kcidb-io's own schema.
 

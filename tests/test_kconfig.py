@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A user's kernel file checked before it boots: its boot header for the layer's loader,
 and the options the harness needs from the configuration it carries (CONFIG_IKCONFIG).
 

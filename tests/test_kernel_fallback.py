@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A kernel package the archive's index names but the mirror does not have (HTTP 404).
 
 Seen with bullseye's security archive: its index listed linux-image-5.10.0-46-arm64-unsigned

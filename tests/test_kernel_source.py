@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Kernels built from Debian's linux-source package (images/kernel/debian-source.yaml):
 the spec, the recipe's fragments against .config files recorded from real builds, the
 cache key, the scenario front door; and one real arm64 build (network)."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A QEMU that something outside ended, and a Ctrl-C at the RAM search: read truly.
 
 A QEMU killed by a signal is no verdict on the guest: the run could not be tested (125),

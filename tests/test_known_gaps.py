@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Known gaps: version ranges, the file and its error messages, and classify() over
 results made from the real recorded runs (tests/fixtures/runs/) with a few fields edited."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The tree is the pipeline: each stage of harness/ imports only the stages before it,
 no stage names an architecture (it asks harness/arch), and no module grows far past the
 size a reader takes in at once."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A damaged ledger is kept aside and said, never lost silently; a deeply nested one is
 damaged like any other (no RecursionError after a whole boot); `ledger show` describes a
 damaged file instead of failing; `--cache FILE` is an error, and so is a `--json` that is

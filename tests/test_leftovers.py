@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """What a killed seedchain leaves behind, and that the next run is not disturbed by it:
 temporary build folders in the cache (swept once their builder is gone, told from a live
 one by its lock), and in a scenario's artifacts folder the sockets and the guest-RAM file."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """seedchain is GPL-2.0-only: everything `pip install seedchain` brings in must be under a
 license that can be combined with it. Read from the installed packages' own metadata
 (License-Expression, License, or the License classifiers); optional extras (kcidb, test)
@@ -101,3 +102,17 @@ def test_the_check_can_fail():
 def test_seedchain_itself_says_gpl_2_only():
     assert metadata.distribution("seedchain").metadata.get("License-Expression", "") == "GPL-2.0-only" or \
         "GPL-2.0-only" in (metadata.distribution("seedchain").metadata.get("License") or "")
+
+
+def test_every_source_file_names_its_license():
+    """An SPDX line in the first lines of every Python and shell file the project ships."""
+    import subprocess
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    files = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    sources = [f for f in files if not f.startswith("tests/fixtures/")
+               and (f.endswith((".py", ".sh")) or f in ("dev", ".ci/run"))]
+    assert len(sources) > 100
+    missing = [f for f in sources
+               if "SPDX-License-Identifier: GPL-2.0-only" not in "\n".join((root / f).read_text().splitlines()[:3])]
+    assert not missing, missing

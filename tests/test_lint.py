@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Linters are tests: ruff over the Python code, mypy with the configuration in
 pyproject.toml (strict on the pure stages), shellcheck over every shell script the
 project ships (the guest agent included). Each finds nothing, or the test fails with

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A matrix cell that cannot be set up (a kernel that cannot be had, a download that
 fails, a QEMU that does not start) is an error in every report: matrix.json, matrix.md,
 matrix.html and the KCIDB data, with its reason; it never disappears and never looks

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The matrix report over tests/fixtures/matrix/ (two CI jobs' results, made from the
 recorded runs by tests/fixtures/matrix/synth.py): merging, matrix.json, the
 Markdown, the HTML as parsed, and the page in headless Chromium."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A user's kernels and QEMU over a scenario's: `--kernel PATH` (every layer), `--kernel
 N=PATH` (layer N, repeatable), `--qemu PATH`, the same in seedchain run and in pytest."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """seedchain as a package: the wheel carries what a run reads (the recipes and the agent
 from images/, the schemas and the shipped scenarios from scenarios/), an installed
 seedchain runs from any folder, and installing it changes nothing in another project's

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """What `seedchain check` finds without any network, and `run` before it builds anything:
 Debian suites, kernel files, the QEMU build; kernel paths that lead out of the scenario's
 folder and the project; a QEMU option that names no QEMU. No QEMU is booted here."""

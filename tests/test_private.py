@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """What holds seeds is out of other local users' reach: guest RAM on tmpfs, the gdbstub,
 the run folder with result.json and layer-N.json, the ledger and the matrix report,
 from the moment each exists and whatever the umask (tests/other_user.py is the other

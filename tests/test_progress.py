@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Progress of long steps: what a terminal and a log see of a download, a build, mmdebstrap."""
 
 import io

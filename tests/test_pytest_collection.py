@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`pytest` over scenario files: what is collected, a broken file as an item of its own,
 two files with one name, kernel paths out of the folder and the project, and the closing
 lines. Each case is a pytest of its own; none boots QEMU (the scenarios that would run

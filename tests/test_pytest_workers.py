@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Killing the controller of `pytest -n 2` (SIGTERM or SIGKILL) mid-boot leaves no worker and
 no QEMU 2 s later, and no warning or traceback from the workers' end."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """QEMU builds: the system's, a Debian suite's (mmdebstrap + bubblewrap), a user's path.
 
 The unit tests need neither network nor QEMU runs. The `vm` tests build Debian

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """QEMU built from Debian's source package (images/qemu/qemu-*.yaml): the recipe, its
 errors, and that the set-up installs what it needs. The real build runs in the
 qemu720 scenarios (tag qemu-seed), where the built QEMU seeds layer 1."""

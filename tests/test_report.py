@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The guest-report parser over real recorded channels, and over hostile input."""
 
 import pytest

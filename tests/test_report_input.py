@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`seedchain report` and `report --kcidb` on results that are not what seedchain writes:
 malformed or deeply nested JSON becomes an error cell, an OUT that cannot be written and a
 folder without any result.json are errors (exit 2) with a message, never a traceback."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Infrastructure failures are retried a bounded number of times and recorded; verdicts never."""
 
 import dataclasses

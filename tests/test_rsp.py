@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The GDB remote protocol's framing (harness/boot/rsp.py) and the gdbstub driver on it,
 over exchanges recorded from real QEMU runs (tests/fixtures/gdb/, made by
 tests/record_gdb.py): the driver, given what QEMU sent, sends byte for byte what it sent

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`seedchain run -q` and `-v`: -q prints one verdict line per scenario and the errors,
 -v adds the details the stages log (otherwise unseen), the default is unchanged. The
 run itself is the recorded old-child run replayed (tests/test_golden.py): no QEMU."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A scenario's run folder (harness/runfolder.py): seedchain empties only a folder it made
 itself (its mark inside), refuses anything else at ARTIFACTS/<scenario> without touching
 it, and lets one run at a time use it."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The scenario loader (harness.scenario) and its schema (harness.schema)."""
 
 from __future__ import annotations

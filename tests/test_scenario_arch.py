@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The scenario's top-level `arch:` key: its defaults per architecture, and the qemu keys
 that must agree with it, each refused with the file, the line and what to write instead."""
 

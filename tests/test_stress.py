@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The stress script's bounded share in the normal test run: a handful of real interrupted
 runs through bench/stress_interrupt.py (the targets and signals tests/test_interrupt.py does
 not cover: pytest -n 2 stopped, and the files a SIGKILLed seedchain leaves for the next run

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The verdict table `seedchain run` prints: 100 columns, no column n/a in every layer,
 colour on a terminal only and never with NO_COLOR. Every recorded run is replayed
 (tests/test_golden.py) and rendered."""

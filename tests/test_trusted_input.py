@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A scenario or matrix file from someone else is data: it cannot give QEMU an option that
 names a host file, socket, plugin or program (qemu.extra_args is an allow-list, machine
 and CPU values carry no file-naming property), cannot make seedchain run a program it

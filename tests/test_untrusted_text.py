@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Untrusted text (scenario descriptions and paths, result files' ids, what a guest prints)
 reaches a terminal, a Markdown table or KCIDB data with its escape sequences and HTML
 made harmless (harness.text); the HTML page was autoescaped already."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The workflows: the nightly parses, every command a workflow runs exists in the
 repository, the nightly's job list is the one `seedchain matrix nightly --github` prints
 from matrix.yaml, and actionlint and shellcheck find nothing in them. Their hardening

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The workflows as a CI maintainer audits them: zizmor (offline, at its default persona)
 finds nothing in .github/workflows, and finds each hardening undone in a copy; beside it
 the same rules read directly (actions pinned by commit with their version, least

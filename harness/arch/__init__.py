@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The architecture seam: everything that differs between guest architectures.
 
 Each architecture is one module here that defines the names in INTERFACE; the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """aarch64: arm64 Image kernels, the device tree's /chosen/rng-seed, qemu-system-aarch64
 `-M virt`, Debian's arm64 packages.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """What every architecture module does the same way, with its own names filled in."""
 
 from __future__ import annotations

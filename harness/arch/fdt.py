@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The device tree's /chosen node, where an arm64 kernel finds its boot-time seed.
 
 A loader puts the seed in `/chosen/rng-seed` of the DTB it hands the kernel (x0 at its

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The setup_data seed carrier: how an x86 boot loader hands the kernel its seed.
 
 The boot protocol (uapi asm/bootparam.h) links `struct setup_data { u64 next; u32 type;

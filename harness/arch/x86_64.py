@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """x86_64: bzImage kernels, boot_params and its setup_data list, qemu-system-x86_64
 with SeaBIOS or OVMF, Debian's amd64 packages.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Catch each seed in flight: stop the guest where the next kernel is entered and read
 the seed its loader handed over, before that kernel can mix it in and zero it.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Boot the chain: one QEMU boot that kexecs down the layers, filling each layer's facts.
 
 For each layer the runner waits, with the layer's timeout, for one of: the agent's

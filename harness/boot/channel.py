@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The runner's two ears on a guest: the console file QEMU writes, and the agent's stream.
 
 `wait_block` waits for one block from the agent (its report, its loader record) while it

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """QEMU's gdbstub, driven over the GDB remote protocol (harness/boot/rsp.py frames it).
 
 QEMU listens on a Unix socket in the run's folder, which only the invoking user can

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """QEMU control: command line, launch, QMP, the agent's channel, guest RAM, shutdown.
 
 QEMU connects out to two sockets we listen on (QMP and the agent's serial port),

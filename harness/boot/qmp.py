@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A synchronous QMP monitor: qemu.qmp's asyncio client on an event loop of its own.
 
 The runner is synchronous and is stopped by KeyboardInterrupt (Ctrl-C, or SIGTERM

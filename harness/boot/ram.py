@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The guest's RAM as a host file, searched for copies of the chain's seeds.
 
 QEMU is given its RAM as a shared memory-backend file (on tmpfs), so the host maps

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The GDB remote serial protocol's framing, over one stream socket.
 
 A packet is `$` payload `#` and two hex digits, the payload's byte sum modulo 256. The

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The checks in device-tree terms (arm64): the seed is /chosen/rng-seed of the DTB a
 kernel is handed, not a setup_data entry. harness/checks/rules.py calls these for a
 layer whose facts say it is not x86_64; the names and meanings are the same.

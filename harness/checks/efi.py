@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A kexec'd layer's EFI seed table: one of its own, or its parent's handed on again.
 
 kexec hands the child the EFI system table and its configuration tables (a SETUP_EFI

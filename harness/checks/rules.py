@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The checks: pure functions from recorded layer facts to True, False or None.
 
 None means "does not apply" (nothing was received, so nothing can be zeroed; other

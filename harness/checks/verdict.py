@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Compare observed checks with a scenario's expectations; build the result record.
 
 The JSON written from RunResult.to_json() is a contract other tools read: its keys keep

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """What a lingering copy of a seed sits in, from what the run knows about guest memory:
 the layer's /proc/iomem (kernel code, data, the crash kernel's reservation, ...), the
 hand-overs' boot_params and seed entries, the kexec segments a loader reported, and

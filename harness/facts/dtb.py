@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """What a device-tree layer's report says of its DTB (the parsing is harness/arch/fdt.py)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """What the runner recorded about each layer: the input of the checks.
 
 Facts are plain data with a JSON form, so a run can be saved and the checks run

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The ledger: SHA-256 digests of the seeds each scenario's layers were handed, run
 after run on this machine, so a seed handed over again is seen (never the bytes).
 

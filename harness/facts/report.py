@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Parse what the guest agent sends on its report channel (see images/agent/agent.sh).
 
 The guest is untrusted: its bytes are bounded, decoded leniently, matched against

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Debian's archive under a private apt configuration: package lists, versions, downloads.
 
 Only apt-get/apt-cache (under a private apt configuration per suite, kept in the

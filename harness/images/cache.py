@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A content-addressed cache of built things (downloaded packages, kernels, trees).
 
 An entry is a directory `root/KIND/HASH`, where HASH comes from the key parts that

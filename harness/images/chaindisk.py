@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The chain disk: one read-only raw image per chain with the later layers' kernels and initramfs.
 
 Each layer's initramfs carries only its own payload; the kernel and initramfs of the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A minimal writer for the "newc" cpio format the kernel unpacks as an initramfs.
 
 Written here rather than shelling out to cpio(1) so that archives are byte-for-byte

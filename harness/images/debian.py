@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Kernels, their modules and the guest userland from Debian packages.
 
 The packages come through harness.images.apt (a private apt configuration per

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Debian version strings: dpkg's ordering, and the upstream part."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The shared libraries a program loads, read from the ELF files themselves (DT_NEEDED),
 never by running them: another architecture's binaries cannot run on the host.
 

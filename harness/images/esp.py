@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Layer 1 through a boot loader: an ESP disk image and a per-run OVMF variable store.
 
 The recipe is images/bootloader/NAME.yaml. The boot loader's EFI binary comes from

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Images for a scenario: each layer's kernel and initramfs, and the chain disk.
 
 Layer N's initramfs holds busybox, kexec-tools, the agent as /init, the kernel

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """What a kernel file of the user's must have for the harness, checked before it boots.
 
 A kernel given as a path (in the scenario, or `--kernel [N=]PATH`) is checked per

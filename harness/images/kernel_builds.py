@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Which build of a Debian kernel series a layer gets: the newest its suite's index lists
 that the mirror has.
 

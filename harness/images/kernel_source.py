@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Kernels built from Debian's own source: `debian-source:SUITE/SERIES`.
 
 Where Debian ships no kernel that can do the job (its arm64 kernels lack

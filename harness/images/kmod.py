@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Kernel modules for a layer's initramfs: find them, order them, make them loadable.
 
 Debian's module trees come without modules.dep (depmod runs at install time), so

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A scenario checked before anything is fetched, built or booted.
 
 What `seedchain check` says of a file, and what `run` makes sure of first, so that a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Which QEMU runs a scenario: the system's, a Debian suite's, or a user's own build.
 
 `qemu.build` is one of:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """QEMU built from a Debian source package's upstream tarball (images/qemu/*.yaml).
 
 `source:7.2.0` names images/qemu/qemu-7.2.0.yaml: the tarball is fetched with

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The recipes in the top-level images/ folder: what goes into or under a guest.
 
 Each recipe is a YAML file validated against a JSON Schema here, with the same

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Classification of a result (RunResult.to_json()) against the known gaps:
 
   error            the harness failed (the result's `error` is set)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The version matrix: scenarios x QEMU builds x kernels x userlands, from scenarios/matrix.yaml.
 
 Each cell is an ordinary Scenario with some fields swapped and a `cell` naming the

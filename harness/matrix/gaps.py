@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A known gap: behaviour of QEMU, a kernel or kexec-tools known today, as data.
 
 harness.matrix.known_gaps reads the gaps from scenarios/known-gaps.yaml; harness.matrix.classify

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A matrix's CI jobs, for GitHub Actions: one job per label of an axis (qemu).
 
     seedchain matrix NAME [--github] [--by AXIS] [--file scenarios/matrix.yaml]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Known gaps: behaviour of QEMU, kernels and kexec-tools we know today.
 
 The gaps live in scenarios/known-gaps.yaml, a file people review. Each gap says:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Versions of the components a result names (QEMU, kernels, kexec-tools), and ranges
 of them: the words the known gaps are written in. Pure functions over plain data."""
 

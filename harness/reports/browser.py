@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The matrix page in headless Chromium: a DOM dump or a screenshot of a file:// page.
 
 The tests drive chromium() directly (console errors, the status filter); the

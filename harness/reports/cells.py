@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The reports' shared vocabulary and the cells they are made of: reading result.json
 files (merge), a layer's seed state, a result as a cell record, counting cells by status.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Results as KCIDB I/O data, the report format of KernelCI's common database.
 
     seedchain report --kcidb OUT.json [--kcidb-url-base URL] RESULTS...

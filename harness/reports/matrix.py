@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The matrix report: every cell's result classified against the known gaps.
 
     seedchain report OUT_DIR RESULT_DIRS_OR_FILES... [--gaps FILE]

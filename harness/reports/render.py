@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The matrix report for people: matrix.md and matrix.html, from Jinja2 templates.
 
 The markup is in templates/ (matrix.md.j2; matrix.html.j2 with the grid and card

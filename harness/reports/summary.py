@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A CI job summary from a matrix report: the cells by status, then what needs a look.
 
     python -m harness.reports.summary ARTIFACTS/matrix/matrix.json [--title TITLE]

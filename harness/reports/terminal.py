@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Render a RunResult for people: the verdict table of layers x checks.
 
 The table fits 100 columns: a check that is n/a in every layer (not observed and not

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Load scenario files (YAML) into harness.scenario.model.Scenario.
 
 The file is read, parsed and validated against harness.scenario.schema.SCHEMA by

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The validated scenario model: what the loader produces and every later stage reads.
 
 Plain frozen dataclasses, so a scenario can be hashed into cache keys and passed

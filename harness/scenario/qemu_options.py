@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The QEMU options a scenario or matrix file may carry: those that name no host file,
 socket, plugin or program.
 

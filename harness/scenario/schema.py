@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The JSON Schema (draft 2020-12) of scenario files.
 
 harness.scenario validates every file against SCHEMA, and editors read the

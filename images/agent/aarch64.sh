@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 # shellcheck shell=sh disable=SC2034,SC2154
 # (agent.sh, which sources this file, reads its variables and sets $scratch)
 # seedchain guest agent, arm64's part: sourced by agent.sh (read it first) as

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-only
 # seedchain guest agent: PID 1 (/init) of every layer of a chain, on every architecture.
 #
 # It records what this kernel did with its boot-time seed, sends that to the host over a
