@@ -114,9 +114,9 @@ def test_every_architecture_has_the_whole_interface():
 
 # An architecture's name compared, or a module of one imported, outside harness/arch.
 _ARCH_NAME = re.compile(r"""(==|!=|\bin\b)\s*\(?\s*["'](x86_64|aarch64|riscv64)["']|["'](x86_64|aarch64|riscv64)["']\s*(==|!=)"""
-                        r"|\b(==|!=)\s*DEFAULT\b|\bDEFAULT\s*(==|!=)|harness\.arch\.(x86_64|aarch64|riscv64)\b")
+                        r"|(==|!=)\s*DEFAULT\b|\bDEFAULT\s*(==|!=)|harness\.arch\.(x86_64|aarch64|riscv64)\b")
 # The stages that already ask the seam for everything (the rest follow as they move to it).
-SEAM_STAGES = ("checks", "facts")
+SEAM_STAGES = ("checks", "facts", "boot")
 
 
 def _arch_names(text: str) -> list[str]:

@@ -28,7 +28,7 @@ from harness.boot.channel import AgentStream, Console, Fault, qemu_gone, wait_bl
 from harness.boot.capture import Watch, not_caught
 from harness.images import qemu_builds
 from harness.images.cache import Cache
-from harness.arch import DEFAULT
+from harness.arch import DEFAULT, carrier
 from harness.arch import get as get_arch
 from harness.facts.layer import SEED_SIZE, SETUP_HEADER_SIZE, DtbRam, EfiSeedRam, LayerFacts, RamEntry
 from harness.images.esp import EspDisk
@@ -225,7 +225,7 @@ def _step(f: LayerFacts, name: str, start: float, at: float | None = None) -> No
 
 def _seen(f: LayerFacts) -> str:
     """The progress line's word on the seed: setup_data entries, or the DTB's rng-seed."""
-    if f.arch == DEFAULT:
+    if carrier(f.arch) == "setup_data":
         return f"{len(f.sysfs_seeds)} seed entr{'y' if len(f.sysfs_seeds) == 1 else 'ies'}"
     caught = f.seed_in_flight
     if caught is None or not caught.stopped:
@@ -271,7 +271,7 @@ def _boot_layer(index: int, timeout: float, machine, stream, console, f: LayerFa
         except GUEST_READ_ERRORS as exc:  # as above
             f.ram_error = (f"{f.ram_error}; " if f.ram_error else "") + f"EFI seed: {type(exc).__name__}: {exc}"
     caught = f.seed_in_flight
-    if f.arch != DEFAULT and caught is not None and caught.stopped:
+    if carrier(f.arch) == "device_tree" and caught is not None and caught.stopped:
         f.dtb_after = read_dtb_after(machine, caught, f.arch)
     elif caught is not None and caught.caught and caught.address is not None:
         try:     # the cross-check: what became of the very entry that was handed over

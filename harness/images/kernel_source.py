@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from typing import IO, cast
 from pathlib import Path
 
+from harness.arch import DEFAULT
+from harness.arch import get as get_arch
 from harness.errors import ImageError
 from harness.images import recipes
 from harness.images.apt import SUITES, Apt, _cached_deb, _scan_deb
@@ -41,7 +43,6 @@ from harness.proc import die_with_parent
 PREFIX = "debian-source:"
 BUILD_LAYOUT = "kernel-source/v1"   # bump when what an entry holds changes
 INFO = "build.json"
-ARCHES = ("x86_64", "aarch64")
 _SPEC = re.compile(r"debian-source:(?P<suite>[a-z-]+)/(?P<series>\d+\.\d+)")
 _OPTION = re.compile(r"^CONFIG_(\w+)=(.*)$|^# CONFIG_(\w+) is not set$")
 _COMPILED = re.compile(rb"^  CC\s+(\S+)")
@@ -72,6 +73,9 @@ def recipe() -> recipes.Recipe:
     return recipes.kernel_source()
 
 
+ARCHES = tuple(recipe().data["arches"])      # the architectures the recipe has a section for
+
+
 def parse_spec(spec: str) -> SourceSpec:
     """'debian-source:bookworm/6.1' -> SourceSpec('bookworm', '6.1'); an ImageError saying
     how to write one otherwise. No network."""
@@ -87,7 +91,7 @@ def parse_spec(spec: str) -> SourceSpec:
 
 
 def section(arch: str) -> dict:
-    """The recipe's part for one architecture ('x86_64' or 'aarch64')."""
+    """The recipe's part for one architecture (one of ARCHES)."""
     arches = recipe().data["arches"]
     if arch not in arches:
         raise ImageError(f"images/kernel/debian-source.yaml has no section for {arch}",
@@ -96,7 +100,7 @@ def section(arch: str) -> dict:
     return arches[arch]
 
 
-def check(spec: str, arch: str = "x86_64") -> None:
+def check(spec: str, arch: str = DEFAULT) -> None:
     """What can be known without the network: the spec, the recipe's section for the
     architecture and the build tools on this machine."""
     parse_spec(spec)
@@ -170,7 +174,7 @@ def cache_key(deb_sha256: str, arch: str, part: dict, tools: list[str]) -> list[
     return [BUILD_LAYOUT, deb_sha256, arch, json.dumps(part, sort_keys=True), *tools]
 
 
-def build(spec: str, cache: Cache, arch: str = "x86_64") -> Built:
+def build(spec: str, cache: Cache, arch: str = DEFAULT) -> Built:
     """The kernel image of `debian-source:SUITE/SERIES` for `arch`, built once and cached."""
     ss = parse_spec(spec)
     part = section(arch)
@@ -305,12 +309,10 @@ def _make(argv: list[str], tree: Path, log: Path, arch: str) -> None:
 
 
 def image_problem(path: Path, arch: str) -> str | None:
-    """Why this file is not a kernel image of the architecture's boot format, or None."""
+    """Why this file is not a kernel image of the architecture's boot format (the
+    architecture's own reader says), or None."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(0x210)
-    except OSError as err:
-        return f"{path}: {err.strerror}"
-    if arch == "aarch64":
-        return None if head[0x38:0x3c] == b"ARM\x64" else f"{path.name} has no arm64 Image magic at 0x38"
-    return None if head[0x202:0x206] == b"HdrS" else f"{path.name} has no bzImage header (HdrS at 0x202)"
+        get_arch(arch).read_kernel(path)
+    except ImageError as exc:
+        return exc.what
+    return None
