@@ -32,7 +32,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "gdb"
 CALLS = ("set_breakpoint", "clear_breakpoint", "registers", "step", "cont", "stop", "wait")
 
 
-def _result(value):
+def recorded_form(value):
+    """A Stub call's result as the fixture keeps it (tests/test_rsp.py compares in this form)."""
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, gdb.StopReply):
@@ -88,7 +89,7 @@ def record(scenario_path: Path, name: str) -> dict:
                 value = method(self, *args)
             finally:
                 depth.pop()
-            log[at]["result"] = _result(value)
+            log[at]["result"] = recorded_form(value)
             return value
         setattr(gdb.Stub, method_name, recorded)
     for method_name in CALLS:

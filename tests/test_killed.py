@@ -22,8 +22,8 @@ import pytest
 from harness.boot import channel
 from harness.boot.qemu import Machine
 from harness.errors import QemuError
-from harness.facts import ledger
 from harness.proc import signals_as_at_a_terminal
+from runs import reaped, until_qemu_started
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,13 +58,6 @@ def _start(command: list[str], seedchain) -> subprocess.Popen:
                             env={**os.environ, "SEEDCHAIN_CACHE": str(seedchain.cache.root)})
 
 
-def _until_started(proc: subprocess.Popen) -> None:
-    assert proc.stdout is not None and proc.stderr is not None      # both PIPE
-    for line in proc.stdout:
-        if "QEMU" in line and " started" in line:
-            return
-    pytest.fail(f"the run ended before QEMU started (exit status {proc.wait()}): {proc.stderr.read()}")
-
 
 def _qemu_of(folder: Path) -> int:
     deadline = time.monotonic() + 10
@@ -84,8 +77,8 @@ def test_a_qemu_killed_from_outside_is_no_verdict(how, seedchain, tmp_path):
     scenario = _scenario(tmp_path, "qemu-only", name)
     out = tmp_path / "out"
     proc = _start([sys.executable, "-m", "harness.cli", "run", str(scenario), "--artifacts", str(out)], seedchain)
-    try:
-        _until_started(proc)
+    with reaped(proc, seedchain.cache.root, name):
+        until_qemu_started(proc)
         qemu = _qemu_of(out / name)
         time.sleep(2.0)                 # the kernel boots (layer 1 takes some 8 s)
         if how == "qemu-term":
@@ -95,11 +88,6 @@ def test_a_qemu_killed_from_outside_is_no_verdict(how, seedchain, tmp_path):
             time.sleep(0.3)
             proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        ledger.clear(seedchain.cache.root, name)
     outdir = out / name
     assert "Traceback" not in stderr, stderr
     assert _processes_naming(str(outdir)) == []
@@ -135,13 +123,8 @@ from harness.cli import main
 sys.exit(main(["run", {str(scenario)!r}, "--artifacts", {str(out)!r}]))
 """
     proc = _start([sys.executable, "-c", code], seedchain)
-    try:
+    with reaped(proc, seedchain.cache.root, name):
         stdout, stderr = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        ledger.clear(seedchain.cache.root, name)
     outdir = out / name
     assert "Traceback" not in stderr and "internal error" not in stderr, stderr
     assert proc.returncode == 130, stdout + stderr

@@ -23,6 +23,7 @@ from harness.errors import ImageError
 from harness.facts import ledger
 from harness.images.cache import Cache
 from harness.scenario.load import load_scenario
+from runs import until_qemu_started
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -168,11 +169,7 @@ def test_a_run_killed_mid_boot_does_not_disturb_the_next_run_of_that_scenario(se
     first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
                              stdin=subprocess.DEVNULL)
     try:
-        for line in first.stdout:
-            if " started" in line and "QEMU" in line:
-                break
-        else:
-            pytest.fail(f"the first run ended before QEMU started (exit status {first.wait()})")
+        until_qemu_started(first)
     finally:
         first.kill()
         first.wait()

@@ -12,6 +12,7 @@ import pytest
 
 from harness.boot import gdb, rsp
 from harness.errors import QemuError
+from record_gdb import recorded_form
 
 RECORDED = sorted((Path(__file__).parent / "fixtures" / "gdb").glob("*.json"))
 
@@ -48,13 +49,6 @@ class Replay:
         pass
 
 
-def _result(value):
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, gdb.StopReply):
-        return value.text
-    return value
-
 
 @pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
 def test_the_driver_replays_a_real_qemu_exchange_byte_for_byte(path, monkeypatch):
@@ -73,7 +67,7 @@ def test_the_driver_replays_a_real_qemu_exchange_byte_for_byte(path, monkeypatch
     stops = 0
     for call in calls[1:]:
         for _ in range(call.get("times", 1)):
-            got = _result(getattr(stub, call["call"])(*call["args"]))
+            got = recorded_form(getattr(stub, call["call"])(*call["args"]))
             assert got == call["result"], call
             stops += isinstance(got, str) and got.startswith("T")
     assert fake.at == len(fake.entries)          # everything QEMU sent was read, all we sent matched

@@ -15,8 +15,8 @@ import pytest
 
 from harness import jobs, pipeline
 from harness.errors import ImageError, SeedchainError
-from harness.facts import ledger
 from harness.scenario.load import load_scenario
+from runs import reaped, until_qemu_started
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
@@ -165,21 +165,14 @@ def test_two_real_runs_of_one_scenario_into_one_folder(seedchain, tmp_path):
     env = {**os.environ, "SEEDCHAIN_CACHE": str(seedchain.cache.root)}
     first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
                              stdin=subprocess.DEVNULL)
-    try:
-        for line in first.stdout:
-            if " started" in line and "QEMU" in line:
-                break
+    with reaped(first, seedchain.cache.root, "locked-run"):
+        until_qemu_started(first)
         started = time.monotonic()
         second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
                                 stdin=subprocess.DEVNULL)
         second_seconds = time.monotonic() - started
         rest = first.stdout.read()
         assert first.wait(timeout=300) == 0, rest
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
-        ledger.clear(seedchain.cache.root, "locked-run")
     assert second.returncode == 125, second.stdout + second.stderr
     assert f"process {first.pid}" in second.stderr and "Traceback" not in second.stderr
     assert second_seconds < 30
