@@ -46,7 +46,7 @@ def run(scenario: Scenario, *, cache: Cache, artifacts: Path,
     are recorded per layer and become part of the verdict. A run that ends before its
     verdict (a failed download, a QEMU that did not start, a bug) still leaves a
     result.json, marked with its error, so a report over the results shows the cell."""
-    started, recorded = time.monotonic(), []
+    started, held = time.monotonic(), False
     try:
         with reporting(_sink(scenario, progress)):      # long steps deep in a stage report here
             notes = check_scenario(scenario, cache)       # suites, QEMU, kernel files: before anything is built
@@ -56,15 +56,15 @@ def run(scenario: Scenario, *, cache: Cache, artifacts: Path,
             swept = cache.sweep()                         # what killed builds left in the cache
             with runfolder.locked(outdir):                # one run at a time in the folder, and only ours
                 prepare_artifacts(scenario, artifacts)
+                held = True
                 try:
                     return _run(scenario, cache, outdir, progress, started, notes, swept)
                 except Exception as exc:                  # the folder is ours: its logs stay
-                    recorded.append(outdir)
                     _write_error(scenario, outdir, _told(exc, outdir, cache), time.monotonic() - started)
                     raise
     except Exception as exc:
         failure = _told(exc, artifacts / scenario.slug, cache)
-        if not recorded:
+        if not held:                                      # the error result is written already
             record_error(scenario, artifacts, failure, seconds=time.monotonic() - started)
         if failure is not exc:
             raise failure from None
